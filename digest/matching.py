@@ -1,0 +1,279 @@
+"""Rank papers for a curated topic or a reader's free-text interest.
+
+Lexical, in Python, over an in-memory index of a pool of papers, so SQLite and PostgreSQL give the same ranking, and a
+pool is indexed once and then scored for every topic and keyword set of a run.
+
+How a paper scores for one query text (an interest, a topic's name or one of its aliases):
+
+* Text on both sides goes through `digest.text.analyse` (case, accents and markup folded, stop words dropped,
+  stemmed), and known phrases and abbreviations are mapped to concept terms (`digest.vocabulary`), so "GNN" and
+  "graph neural networks" meet.
+* The query becomes slots: one per concept it names, one per remaining word, and one per pair of adjacent remaining
+  words (the phrase: "domain generalization" must be said together, not just both words somewhere).
+* Each slot weighs its inverse document frequency over the pool, so a word every paper of the day says counts for
+  little. A slot's strength in a paper is its saturated term frequency, the title counting TITLE_WEIGHT times the
+  abstract: tfw / (tfw + SATURATION), which is below 1.
+* The score is the weighted mean of slot strengths: between 0 and 1, comparable across queries, so one threshold
+  (settings.MATCH_MIN_SCORE) can say "matches".
+
+A topic is scored as its best alternative (name or alias), lifted a little by its description and other aliases.
+"""
+
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from digest import text
+from digest.vocabulary import CONCEPTS
+
+TITLE_WEIGHT = 3.0
+SATURATION = 1.2
+# A concept slot partly met by its words alone ("graph networks" for "graph neural networks") earns this share.
+PARTIAL_CONCEPT = 0.5
+# How much a topic's description and its other aliases can add on top of its best alternative.
+DESCRIPTION_LIFT = 0.3
+ALIAS_LIFT = 0.2
+
+_SEPARATORS_RE = re.compile(r"[,;\n|]+")
+
+
+class _Vocabulary:
+    def __init__(self, concepts):
+        self.forms = {}
+        self.broader = {}
+        for key, (forms, broader) in concepts.items():
+            self.broader[key] = tuple(broader)
+            for form in forms:
+                stems = tuple(text.analyse(form))
+                if stems:
+                    self.forms.setdefault(stems, set()).add(key)
+        self.longest = max(len(stems) for stems in self.forms)
+
+    def spans(self, tokens):
+        """(start, end, concept keys) for every known form in tokens, nested ones included."""
+        found = []
+        for start in range(len(tokens)):
+            for length in range(min(self.longest, len(tokens) - start), 0, -1):
+                keys = self.forms.get(tuple(tokens[start : start + length]))
+                if keys:
+                    found.append((start, start + length, sorted(keys)))
+        return found
+
+    def with_broader(self, keys):
+        result, todo = set(), list(keys)
+        while todo:
+            key = todo.pop()
+            if key not in result:
+                result.add(key)
+                todo.extend(self.broader.get(key, ()))
+        return result
+
+
+VOCABULARY = _Vocabulary(CONCEPTS)
+
+
+def concept_term(key):
+    # Stems are [a-z0-9]+, so an underscore prefix can never collide with a word.
+    return "_" + key
+
+
+def _field_terms(tokens):
+    terms = Counter(tokens)
+    for _start, _end, keys in VOCABULARY.spans(tokens):
+        for key in VOCABULARY.with_broader(keys):
+            terms[concept_term(key)] += 1
+    return terms
+
+
+@dataclass(frozen=True)
+class Match:
+    paper: object
+    score: float
+
+    @property
+    def arxiv_id(self):
+        return self.paper.arxiv_id
+
+
+@dataclass
+class _Slot:
+    terms: tuple  # any of these terms meets the slot
+    fallback: tuple = ()  # words that meet it partly (a concept's spelled-out words)
+    bigram: tuple | None = None  # a phrase: two stems that must stand side by side
+
+
+@dataclass
+class QueryText:
+    slots: list = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, value):
+        tokens = text.analyse(value)
+        slots, covered = [], set()
+        spans = VOCABULARY.spans(tokens)
+        # Longest spans first; a span inside one already taken is part of it, not a slot of its own.
+        for start, end, keys in sorted(spans, key=lambda span: (span[0] - span[1], span[0])):
+            if any(position in covered for position in range(start, end)):
+                continue
+            covered.update(range(start, end))
+            words = tuple(dict.fromkeys(tokens[start:end])) if end - start > 1 else ()
+            slots.append((start, _Slot(terms=tuple(concept_term(key) for key in keys), fallback=words)))
+        previous = None
+        for position, token in enumerate(tokens):
+            if position in covered:
+                previous = None
+                continue
+            slots.append((position, _Slot(terms=(token,))))
+            if previous is not None and previous != token:
+                slots.append((position - 0.5, _Slot(terms=(), bigram=(previous, token))))
+            previous = token
+        slots.sort(key=lambda item: item[0])
+        unique, seen = [], set()
+        for _position, slot in slots:
+            key = (slot.terms, slot.bigram)
+            if key not in seen:
+                seen.add(key)
+                unique.append(slot)
+        return cls(unique)
+
+    def __bool__(self):
+        return bool(self.slots)
+
+
+@dataclass
+class Query:
+    """What to rank papers for: a reader's interest or a curated topic."""
+
+    alternatives: list  # QueryText; the best one counts
+    secondary: list = field(default_factory=list)  # QueryText; a topic's description, lifts a little
+    label: str = ""
+
+    @classmethod
+    def from_interest(cls, interest):
+        """A reader's words. Commas, semicolons and new lines separate alternatives: "GNN, graph transformers"."""
+        parts = [QueryText.parse(part) for part in _SEPARATORS_RE.split(interest or "")]
+        return cls([part for part in parts if part], label=interest)
+
+    @classmethod
+    def from_keywords(cls, keywords):
+        parts = [QueryText.parse(keyword) for keyword in keywords]
+        return cls([part for part in parts if part], label=", ".join(keywords))
+
+    @classmethod
+    def from_topic(cls, topic):
+        names = [topic.name, *topic.get_alias_list()]
+        parts = [QueryText.parse(name) for name in names]
+        description = QueryText.parse(topic.description)
+        return cls([part for part in parts if part], [description] if description else [], label=topic.name)
+
+    def __bool__(self):
+        return bool(self.alternatives)
+
+
+class Index:
+    """An inverted index over a pool of papers. Build once per pool; score any number of queries against it."""
+
+    def __init__(self, papers):
+        self.papers = list(papers)
+        self.postings = defaultdict(dict)  # term -> {doc: weighted term frequency}
+        self.sequences = []  # per doc: (title stems, abstract stems), for phrases
+        for doc, paper in enumerate(self.papers):
+            title = paper.search_title.split()
+            abstract = paper.search_abstract.split()
+            self.sequences.append((title, abstract))
+            weighted = Counter()
+            for term, count in _field_terms(title).items():
+                weighted[term] += TITLE_WEIGHT * count
+            for term, count in _field_terms(abstract).items():
+                weighted[term] += count
+            for term, tfw in weighted.items():
+                self.postings[term][doc] = tfw
+        self.size = len(self.papers)
+        self._phrase_cache = {}
+
+    def __len__(self):
+        return self.size
+
+    def idf(self, df):
+        return math.log(1 + (self.size - df + 0.5) / (df + 0.5))
+
+    def _phrase_postings(self, bigram):
+        if bigram not in self._phrase_cache:
+            first, second = bigram
+            found = {}
+            candidates = self.postings.get(first, {}).keys() & self.postings.get(second, {}).keys()
+            for doc in sorted(candidates):
+                title, abstract = self.sequences[doc]
+                tfw = TITLE_WEIGHT * _count_pairs(title, first, second) + _count_pairs(abstract, first, second)
+                if tfw:
+                    found[doc] = tfw
+            self._phrase_cache[bigram] = found
+        return self._phrase_cache[bigram]
+
+    def _slot_strengths(self, slot):
+        """(weight, {doc: strength}) for one slot."""
+        if slot.bigram is not None:
+            postings = [self._phrase_postings(slot.bigram)]
+        else:
+            postings = [self.postings.get(term, {}) for term in slot.terms]
+        weight = max(self.idf(len(p)) for p in postings)
+        strengths = {}
+        for posting in postings:
+            for doc, tfw in posting.items():
+                strength = tfw / (tfw + SATURATION)
+                if strength > strengths.get(doc, 0.0):
+                    strengths[doc] = strength
+        if slot.fallback:
+            partial = defaultdict(float)
+            for word in slot.fallback:
+                for doc, tfw in self.postings.get(word, {}).items():
+                    partial[doc] += tfw / (tfw + SATURATION) / len(slot.fallback)
+            for doc, value in partial.items():
+                value *= PARTIAL_CONCEPT
+                if value > strengths.get(doc, 0.0):
+                    strengths[doc] = value
+        return weight, strengths
+
+    def score_text(self, query_text):
+        """{doc: score in [0, 1)} for one query text."""
+        scores = defaultdict(float)
+        total = 0.0
+        for slot in query_text.slots:
+            weight, strengths = self._slot_strengths(slot)
+            total += weight
+            for doc, strength in strengths.items():
+                scores[doc] += weight * strength
+        if total == 0:
+            return {}
+        return {doc: value / total for doc, value in scores.items()}
+
+    def score(self, query):
+        """{doc: score in [0, 1)} for a Query."""
+        per_alternative = [self.score_text(alternative) for alternative in query.alternatives]
+        per_secondary = [self.score_text(secondary) for secondary in query.secondary]
+        docs = set().union(*per_alternative) if per_alternative else set()
+        results = {}
+        for doc in docs:
+            values = sorted((scores.get(doc, 0.0) for scores in per_alternative), reverse=True)
+            best, others = values[0], values[1:]
+            lift = ALIAS_LIFT * (sum(others) / len(others) if others else 0.0)
+            if per_secondary:
+                lift += DESCRIPTION_LIFT * max(scores.get(doc, 0.0) for scores in per_secondary)
+            results[doc] = best + (1 - best) * min(lift, 1.0)
+        return results
+
+    def rank(self, query, *, limit=None, min_score=0.0):
+        """Matches best first; ties broken by arXiv id so every database gives the same order."""
+        scores = self.score(query)
+        matches = [
+            Match(self.papers[doc], round(score, 6))
+            for doc, score in scores.items()
+            if score > 0 and score >= min_score
+        ]
+        matches.sort(key=lambda match: (-match.score, match.paper.arxiv_id))
+        return matches[:limit] if limit else matches
+
+
+def _count_pairs(sequence, first, second):
+    return sum(1 for a, b in zip(sequence, sequence[1:]) if a == first and b == second)

@@ -1,0 +1,167 @@
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from digest import text
+
+
+class Paper(models.Model):
+    class Source(models.TextChoices):
+        HUGGINGFACE = "hf", "Hugging Face daily papers"
+        ARXIV = "arxiv", "arXiv API"
+        FILE = "file", "Imported file"
+
+    arxiv_id = models.CharField("arXiv id", max_length=32, unique=True)
+    title = models.CharField(max_length=1000, help_text="Cleaned for display: whitespace and markup normalised.")
+    raw_title = models.CharField(max_length=1000, help_text="The title exactly as the source gave it.")
+    abstract = models.TextField(blank=True)
+    authors = models.JSONField(default=list, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    featured_at = models.DateTimeField(
+        null=True, blank=True, help_text="When Hugging Face daily papers listed it, if it did."
+    )
+    first_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    upvotes = models.PositiveIntegerField(default=0)
+    num_comments = models.PositiveIntegerField(default=0)
+    github_url = models.URLField(max_length=500, blank=True)
+    thumbnail_url = models.URLField(max_length=500, blank=True)
+    keywords = models.JSONField(default=list, blank=True)
+    categories = models.JSONField(default=list, blank=True)
+    primary_category = models.CharField(max_length=32, blank=True)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.FILE)
+    # Derived by digest.text.analyse; never edited by hand (see refresh_search_text).
+    search_title = models.TextField(blank=True, editable=False)
+    search_abstract = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-first_seen_at", "arxiv_id"]
+
+    def __str__(self):
+        return f"{self.arxiv_id}: {self.title}"
+
+    def save(self, *args, **kwargs):
+        self.refresh_search_text()
+        super().save(*args, **kwargs)
+
+    def refresh_search_text(self):
+        self.search_title = " ".join(text.analyse(self.title))
+        self.search_abstract = " ".join(text.analyse(self.abstract))
+
+    @property
+    def abs_url(self):
+        return f"https://arxiv.org/abs/{self.arxiv_id}"
+
+    @property
+    def pdf_url(self):
+        return f"https://arxiv.org/pdf/{self.arxiv_id}"
+
+    @property
+    def hf_url(self):
+        return f"https://huggingface.co/papers/{self.arxiv_id}"
+
+    def get_short_authors(self, limit=3):
+        names = list(self.authors)
+        if len(names) <= limit:
+            return ", ".join(names)
+        return ", ".join(names[:limit]) + " et al."
+
+
+class Topic(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.CharField(max_length=200, blank=True, help_text="One line shown to readers when they sign up.")
+    aliases = models.TextField(
+        blank=True,
+        help_text="Other names and abbreviations readers and papers use, one per line (e.g. GNN, message passing).",
+    )
+    is_active = models.BooleanField("active", default=True, help_text="Inactive topics are hidden from sign-up.")
+    display_order = models.PositiveSmallIntegerField(default=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["display_order", "name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_alias_list(self):
+        return [line.strip() for line in self.aliases.splitlines() if line.strip()]
+
+    def get_absolute_url(self):
+        return reverse("admin:digest_topic_change", args=[self.pk])
+
+
+class DigestRun(models.Model):
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    pool_size = models.PositiveIntegerField(default=0)
+    planned_count = models.PositiveIntegerField("planned", default=0)
+    sent_count = models.PositiveIntegerField("sent", default=0)
+    failed_count = models.PositiveIntegerField("failed", default=0)
+    skipped_count = models.PositiveIntegerField("skipped", default=0)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"Digest run {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def duration(self):
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+class Delivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    FINAL_STATUSES = (Status.SENT, Status.FAILED, Status.SKIPPED)
+
+    subscriber = models.ForeignKey("subscriptions.Subscriber", on_delete=models.CASCADE, related_name="deliveries")
+    run = models.ForeignKey(DigestRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries")
+    digest_date = models.DateField(help_text="The reader's local date this digest is for.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    papers = models.ManyToManyField(Paper, through="DeliveryPaper", related_name="deliveries", blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True, help_text="Why it failed or was skipped.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["-digest_date", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "digest_date"], name="one_delivery_per_subscriber_per_day"),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "sending", "sent", "failed", "skipped"]), name="delivery_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "digest_date"])]
+
+    def __str__(self):
+        return f"Digest for subscriber {self.subscriber_id} on {self.digest_date}"
+
+
+class DeliveryPaper(models.Model):
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE)
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE)
+    position = models.PositiveSmallIntegerField()
+    score = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["delivery", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "paper"], name="paper_once_per_delivery"),
+            models.UniqueConstraint(fields=["delivery", "position"], name="one_paper_per_position"),
+        ]

@@ -1,0 +1,90 @@
+"""Text clean-up and analysis shared by import, storage and matching. Pure Python, no Django.
+
+`clean_title` turns a source's title into what a reader sees. `analyse` turns any text (a title, an abstract, a reader's
+interest) into the stemmed tokens matching compares, so both sides of a comparison always go through the same steps.
+"""
+
+import re
+import unicodedata
+
+import Stemmer
+
+_stemmer = Stemmer.Stemmer("english")
+
+# LaTeX accent commands (\"o, \'e, \`a, \^o, \~n, \c{c}) mapped to the combining mark they stand for.
+_ACCENTS = {'"': "\u0308", "'": "\u0301", "`": "\u0300", "^": "\u0302", "~": "\u0303", "c": "\u0327", "=": "\u0304"}
+_ACCENT_RE = re.compile(r"""\\(["'`^~=]|c\s)\s*\{?\s*([A-Za-z])\s*\}?""")
+_STYLE_COMMAND_RE = re.compile(r"\\(?:text(?:bf|it|tt|rm|sc|sf|normal)?|emph|mathrm|mathbf|mathit|mathcal|mathbb|bf|it|em|rm|tt)\b\s*")
+_ESCAPED_RE = re.compile(r"\\([&%$#_{}])")
+_SPACE_RE = re.compile(r"\s+")
+_GREEK = {
+    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "lambda": "λ", "mu": "μ", "pi": "π",
+    "sigma": "σ", "tau": "τ", "phi": "φ", "psi": "ψ", "omega": "ω", "infty": "∞", "times": "×", "leq": "≤", "geq": "≥",
+}  # fmt: skip
+_GREEK_RE = re.compile(r"\\(" + "|".join(_GREEK) + r")\b")
+
+
+def _accent(match):
+    mark = _ACCENTS[match.group(1).strip()]
+    return unicodedata.normalize("NFC", match.group(2) + mark)
+
+
+def strip_markup(value):
+    """Remove LaTeX-ish markup a title or abstract may carry: $…$, \\textbf{…}, {braces}, \\" accents, escapes."""
+    value = _ACCENT_RE.sub(_accent, value)
+    value = _GREEK_RE.sub(lambda m: _GREEK[m.group(1)], value)
+    value = _STYLE_COMMAND_RE.sub("", value)
+    value = _ESCAPED_RE.sub(lambda m: "\0" + m.group(1), value)
+    value = value.replace("$", "").replace("{", "").replace("}", "").replace("\\\\", " ")
+    value = value.replace("~", " ").replace("``", "\u201c").replace("''", "\u201d").replace("---", "\u2014")
+    return value.replace("\0", "")
+
+
+def clean_title(raw):
+    """The title for display: markup removed, whitespace (newlines from arXiv's line wrapping) collapsed."""
+    return _SPACE_RE.sub(" ", strip_markup(raw or "")).strip()
+
+
+def clean_text(raw):
+    """An abstract for display: the same clean-up as titles, paragraphs kept as single spaces."""
+    return clean_title(raw)
+
+
+STOP_WORDS = frozenset(
+    """a about above after again against all also am an and any are as at be been before being below between both but
+    by can could did do does doing down during each few for from further had has have having here how i if in into is
+    it its itself just more most no nor not of off on once only or other our out over own same so some such than that
+    the their them then there these they this those through to too under until up very via was we were what when where
+    which while who whom why will with within without would you your towards toward using based new novel""".split()
+)
+# "out" is a stop word but carries meaning in "out of distribution"; the vocabulary maps that phrase before stop words
+# are dropped, so keep it out of the list.
+STOP_WORDS = STOP_WORDS - {"out"}
+
+_TOKEN_RE = re.compile(r"[a-z0-9]+")
+
+
+def fold(value):
+    """Lower-case, accents removed, markup removed: 'Schr\\"odinger' and 'Schrödinger' fold the same."""
+    value = strip_markup(value or "")
+    value = unicodedata.normalize("NFKD", value)
+    value = "".join(ch for ch in value if not unicodedata.combining(ch))
+    return value.lower()
+
+
+_VOWELLESS_PLURAL_RE = re.compile(r"^[b-df-hj-np-tv-z0-9]{2,}s$")
+
+
+def _singular_acronym(word):
+    # The stemmer keeps the "s" of "gnns" or "llms" (no vowel before it); acronyms' plurals should meet their singular.
+    return word[:-1] if _VOWELLESS_PLURAL_RE.match(word) else word
+
+
+def analyse(value):
+    """Stemmed tokens of `value`, stop words removed, order kept (so phrases can be found again)."""
+    words = [
+        _singular_acronym(word)
+        for word in _TOKEN_RE.findall(fold(value))
+        if word not in STOP_WORDS and (len(word) > 1 or word.isdigit())
+    ]
+    return _stemmer.stemWords(words)
