@@ -277,3 +277,12 @@ class Index:
 
 def _count_pairs(sequence, first, second):
     return sum(1 for a, b in zip(sequence, sequence[1:]) if a == first and b == second)
+
+
+def build_index(papers=None):
+    """An Index over `papers` (a Paper queryset; all stored papers when None), loading only what matching reads."""
+    from digest.models import Paper
+
+    if papers is None:
+        papers = Paper.objects.all()
+    return Index(papers.only("id", "arxiv_id", "title", "search_title", "search_abstract").order_by("arxiv_id"))

@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""Matching quality on the labelled set in bench/matching/: mean R-precision over reader interests.
+
+    python bench/matching_bench.py [--interests PATH] [--papers PATH ...] [--min-score X]
+
+Prints one JSON object. R-precision for an interest with R relevant papers is the share of relevant papers among the
+top R the matcher ranks; the mean is over all interests. It also reports precision and recall of the "matches" cut-off
+(settings.MATCH_MIN_SCORE), which decides what a digest may include.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PAPERS = [ROOT / "digest/sample_data/papers.json", ROOT / "bench/matching/papers.json"]
+DEFAULT_INTERESTS = ROOT / "bench/matching/interests.json"
+
+
+def setup_django():
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
+    os.environ.setdefault("DEBUG", "true")
+    import django
+
+    django.setup()
+
+
+def load_papers(paths):
+    """Unsaved Paper objects built through the import path, so the bench measures what the product stores."""
+    from digest.models import Paper
+    from digest.sources import InvalidItem
+    from digest.sources.files import read_items
+
+    papers = {}
+    for path in paths:
+        for label, record in read_items(str(path)):
+            if isinstance(record, InvalidItem):
+                raise SystemExit(f"{path}: {label}: {record}")
+            paper = Paper(arxiv_id=record.arxiv_id, title=record.title, raw_title=record.raw_title)
+            paper.abstract = record.abstract
+            paper.refresh_search_text()
+            papers[record.arxiv_id] = paper
+    return list(papers.values())
+
+
+def evaluate(papers, interests, min_score):
+    from digest.matching import Index, Query
+
+    index = Index(papers)
+    known = {paper.arxiv_id for paper in papers}
+    rows = []
+    true_positives = predicted = relevant_total = 0
+    for item in interests:
+        relevant = set(item["relevant"])
+        missing = relevant - known
+        if missing:
+            raise SystemExit(f"{item['interest']!r} names papers not in the set: {sorted(missing)}")
+        ranking = index.rank(Query.from_interest(item["interest"]))
+        top = [match.arxiv_id for match in ranking[: len(relevant)]]
+        hits = [match.arxiv_id for match in ranking if match.score >= min_score]
+        true_positives += len(relevant & set(hits))
+        predicted += len(hits)
+        relevant_total += len(relevant)
+        rows.append(
+            {
+                "interest": item["interest"],
+                "r": len(relevant),
+                "r_precision": round(len(relevant & set(top)) / len(relevant), 4),
+                "missed": sorted(relevant - set(top)),
+                "intruders": [arxiv_id for arxiv_id in top if arxiv_id not in relevant],
+            }
+        )
+    values = [row["r_precision"] for row in rows]
+    return {
+        "papers": len(papers),
+        "interests": len(rows),
+        "mean_r_precision": round(sum(values) / len(values), 4),
+        "min_r_precision": min(values),
+        "threshold": {
+            "min_score": min_score,
+            "precision": round(true_positives / predicted, 4) if predicted else None,
+            "recall": round(true_positives / relevant_total, 4),
+        },
+        "per_interest": rows,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--papers", nargs="+", type=Path, default=DEFAULT_PAPERS)
+    parser.add_argument("--interests", type=Path, default=DEFAULT_INTERESTS)
+    parser.add_argument("--min-score", type=float, help="The 'matches' cut-off to report on (default: the setting).")
+    args = parser.parse_args()
+    setup_django()
+    from django.conf import settings
+
+    started = time.perf_counter()
+    papers = load_papers(args.papers)
+    interests = json.loads(args.interests.read_text(encoding="utf-8"))
+    min_score = settings.MATCH_MIN_SCORE if args.min_score is None else args.min_score
+    result = evaluate(papers, interests, min_score)
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

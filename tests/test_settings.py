@@ -1,0 +1,62 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "a-long-random-production-secret-for-tests-only-0123456789",
+    "SITE_URL": "https://digest.example.org",
+    "DEFAULT_FROM_EMAIL": "Digest <digest@example.org>",
+}
+
+
+def manage(*args, **env):
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "SITE_URL", "DATABASE_URL"}}
+    clean["DATABASE_URL"] = "sqlite:///:memory:"
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_production_settings_start_with_everything_set():
+    result = manage("check", **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SECRET_KEY", "", "SECRET_KEY must be set"),
+        ("SITE_URL", "", "SITE_URL must be set"),
+        ("SITE_URL", "digest.example.org", "SITE_URL='digest.example.org' is not a URL"),
+        ("DEFAULT_FROM_EMAIL", "", "DEFAULT_FROM_EMAIL must be set"),
+        ("DEBUG", "maybe", "DEBUG='maybe' is not a yes/no value"),
+        ("DATABASE_URL", "mysqlx://nowhere", "DATABASE_URL is not a database URL"),
+        ("EMAIL_PORT", "twenty-five", "EMAIL_PORT='twenty-five' is not a whole number"),
+        ("EMAIL_PORT", "70000", "EMAIL_PORT=70000 is out of range"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL='localhost:6379' is not a URL"),
+        ("MATCH_MIN_SCORE", "high", "MATCH_MIN_SCORE='high' is not a number"),
+    ],
+)
+def test_a_bad_or_missing_value_stops_start_up_naming_the_variable(name, value, message):
+    result = manage("check", **{**PRODUCTION, name: value})
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "ImproperlyConfigured" in result.stderr
+
+
+def test_debug_gives_development_defaults_for_secrets():
+    result = manage("check", DEBUG="true")
+    assert result.returncode == 0, result.stderr
+
+
+def test_without_redis_tasks_run_inline_and_with_it_they_go_to_the_broker():
+    from django.conf import settings
+
+    assert settings.CELERY_TASK_ALWAYS_EAGER is (os.environ.get("REDIS_URL") in (None, ""))
+    assert settings.CELERY_ACCEPT_CONTENT == ["json"]
