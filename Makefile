@@ -25,7 +25,7 @@ migrate: $(VENV)/.runtime
 
 demo: migrate
 	$(BIN)/python manage.py loadsample
-	$(BIN)/python manage.py topicsummary
+	$(BIN)/python manage.py matchpapers --all-topics --limit 3
 
 # pytest exits 5 when it collected no tests; that must fail loudly, never pass as green.
 test: $(VENV)/.dev

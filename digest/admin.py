@@ -62,8 +62,8 @@ class TopicAdmin(admin.ModelAdmin):
             return f"None of the {len(index)} papers first seen in the last 48 hours match. Try adding aliases."
         rows = format_html_join(
             "",
-            '<li><span title="relevance">{:.2f}</span> <a href="{}">{}</a> ({})</li>',
-            ((m.score, m.paper.abs_url, m.paper.title, m.arxiv_id) for m in matches),
+            '<li><span title="relevance">{}</span> <a href="{}">{}</a> ({})</li>',
+            ((f"{m.score:.2f}", m.paper.abs_url, m.paper.title, m.arxiv_id) for m in matches),
         )
         return format_html("<p>Of {} papers first seen in the last 48 hours:</p><ol>{}</ol>", len(index), rows)
 

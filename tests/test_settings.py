@@ -60,3 +60,27 @@ def test_without_redis_tasks_run_inline_and_with_it_they_go_to_the_broker():
 
     assert settings.CELERY_TASK_ALWAYS_EAGER is (os.environ.get("REDIS_URL") in (None, ""))
     assert settings.CELERY_ACCEPT_CONTENT == ["json"]
+
+
+def test_celery_takes_its_configuration_from_settings():
+    from django.conf import settings
+
+    from digest.celery import app
+
+    assert app.main == "digest"
+    assert app.conf.broker_url == settings.CELERY_BROKER_URL
+    assert app.conf.accept_content == ["json"]
+    assert app.conf.task_serializer == "json"
+    assert app.conf.task_acks_late is True
+    assert app.conf.broker_transport_options["visibility_timeout"] >= 3600
+
+
+def test_the_procfile_names_processes_that_exist():
+    import importlib
+
+    processes = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    assert set(processes) == {"release", "web", "worker", "beat"}
+    assert processes["web"].startswith("gunicorn digest.wsgi ")
+    importlib.import_module("digest.wsgi")
+    assert "django_celery_beat.schedulers:DatabaseScheduler" in processes["beat"]
+    importlib.import_module("django_celery_beat.schedulers").DatabaseScheduler  # noqa: B018
