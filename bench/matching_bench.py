@@ -42,6 +42,7 @@ def load_papers(paths):
                 raise SystemExit(f"{path}: {label}: {record}")
             paper = Paper(arxiv_id=record.arxiv_id, title=record.title, raw_title=record.raw_title)
             paper.abstract = record.abstract
+            paper.keywords = record.keywords
             paper.refresh_search_text()
             papers[record.arxiv_id] = paper
     return list(papers.values())

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -18,6 +19,7 @@ class PaperAdmin(admin.ModelAdmin):
     date_hierarchy = "first_seen_at"
     readonly_fields = ["raw_title", "first_seen_at", "updated_at", "links"]
     show_full_result_count = False
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
         (None, {"fields": ["arxiv_id", "title", "raw_title", "authors", "abstract", "links"]}),
         ("Trending", {"fields": ["upvotes", "num_comments", "published_at", "featured_at", "first_seen_at"]}),
@@ -76,7 +78,15 @@ class DeliveryPaperInline(admin.TabularInline):
 
 @admin.register(DigestRun)
 class DigestRunAdmin(admin.ModelAdmin):
-    list_display = ["started_at", "finished_at", "pool_size", "planned_count", "sent_count", "failed_count", "skipped_count"]
+    list_display = [
+        "started_at",
+        "finished_at",
+        "pool_size",
+        "planned_count",
+        "sent_count",
+        "failed_count",
+        "skipped_count",
+    ]
     date_hierarchy = "started_at"
 
 

@@ -38,7 +38,9 @@ def env_bool(name, default):
         return True
     if word in FALSE_WORDS:
         return False
-    raise ImproperlyConfigured(f"{name}={value!r} is not a yes/no value; use one of: true, false, 1, 0, yes, no, on, off.")
+    raise ImproperlyConfigured(
+        f"{name}={value!r} is not a yes/no value; use one of: true, false, 1, 0, yes, no, on, off."
+    )
 
 
 def env_int(name, default, *, minimum=None, maximum=None):
@@ -82,7 +84,9 @@ def env_url(name, default=None, *, schemes=("http", "https"), required=False):
         return None
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.netloc:
-        raise ImproperlyConfigured(f"{name}={value!r} is not a URL starting with {' or '.join(s + '://' for s in schemes)}.")
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a URL starting with {' or '.join(s + '://' for s in schemes)}."
+        )
     return value.rstrip("/")
 
 

@@ -23,19 +23,22 @@ import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from digest import text
-from digest.vocabulary import CONCEPTS
+from digest.vocabulary import CONCEPTS, RELATED
 
 TITLE_WEIGHT = 3.0
 SATURATION = 1.2
-# A concept slot partly met by its words alone ("graph networks" for "graph neural networks") earns this share.
-PARTIAL_CONCEPT = 0.5
+# A concept slot partly met by its words alone ("graph networks" for "graph neural networks") or by words related to
+# it (vocabulary.RELATED) earns at most this share of a full match.
+PARTIAL_CONCEPT = 0.6
 # How much a topic's description and its other aliases can add on top of its best alternative.
 DESCRIPTION_LIFT = 0.3
 ALIAS_LIFT = 0.2
 
-_SEPARATORS_RE = re.compile(r"[,;\n|]+")
+# What separates alternatives in a reader's interest or a topic's name: "GNN, graph transformers", "A and B".
+_SEPARATORS_RE = re.compile(r"[,;\n|&]+|\s+(?:and|or)\s+", re.IGNORECASE)
 
 
 class _Vocabulary:
@@ -99,8 +102,19 @@ class Match:
 @dataclass
 class _Slot:
     terms: tuple  # any of these terms meets the slot
-    fallback: tuple = ()  # words that meet it partly (a concept's spelled-out words)
+    fallback: tuple = ()  # words that together meet it partly (a concept's spelled-out words)
+    related: tuple = ()  # stems or stem pairs, any of which meets it partly
     bigram: tuple | None = None  # a phrase: two stems that must stand side by side
+
+
+def _related_terms(keys):
+    found = []
+    for key in keys:
+        for phrase in RELATED.get(key, ()):
+            stems = tuple(text.analyse(phrase))
+            if len(stems) in (1, 2) and stems not in found:
+                found.append(stems)
+    return tuple(found)
 
 
 @dataclass
@@ -109,25 +123,30 @@ class QueryText:
 
     @classmethod
     def parse(cls, value):
-        tokens = text.analyse(value)
+        chunks = text.analyse_chunks(value)
+        tokens = [token for chunk in chunks for token in chunk]
+        chunk_of = [number for number, chunk in enumerate(chunks) for _token in chunk]
         slots, covered = [], set()
-        spans = VOCABULARY.spans(tokens)
         # Longest spans first; a span inside one already taken is part of it, not a slot of its own.
-        for start, end, keys in sorted(spans, key=lambda span: (span[0] - span[1], span[0])):
+        for start, end, keys in sorted(VOCABULARY.spans(tokens), key=lambda span: (span[0] - span[1], span[0])):
             if any(position in covered for position in range(start, end)):
                 continue
             covered.update(range(start, end))
             words = tuple(dict.fromkeys(tokens[start:end])) if end - start > 1 else ()
-            slots.append((start, _Slot(terms=tuple(concept_term(key) for key in keys), fallback=words)))
-        previous = None
+            slot = _Slot(terms=tuple(concept_term(key) for key in keys), fallback=words, related=_related_terms(keys))
+            slots.append((start, slot))
         for position, token in enumerate(tokens):
             if position in covered:
-                previous = None
                 continue
             slots.append((position, _Slot(terms=(token,))))
-            if previous is not None and previous != token:
-                slots.append((position - 0.5, _Slot(terms=(), bigram=(previous, token))))
-            previous = token
+            before = position - 1
+            if (
+                before >= 0
+                and before not in covered
+                and chunk_of[before] == chunk_of[position]
+                and tokens[before] != token
+            ):
+                slots.append((position - 0.5, _Slot(terms=(), bigram=(tokens[before], token))))
         slots.sort(key=lambda item: item[0])
         unique, seen = [], set()
         for _position, slot in slots:
@@ -162,7 +181,7 @@ class Query:
 
     @classmethod
     def from_topic(cls, topic):
-        names = [topic.name, *topic.get_alias_list()]
+        names = [*_SEPARATORS_RE.split(topic.name), *topic.get_alias_list()]
         parts = [QueryText.parse(name) for name in names]
         description = QueryText.parse(topic.description)
         return cls([part for part in parts if part], [description] if description else [], label=topic.name)
@@ -179,13 +198,14 @@ class Index:
         self.postings = defaultdict(dict)  # term -> {doc: weighted term frequency}
         self.sequences = []  # per doc: (title stems, abstract stems), for phrases
         for doc, paper in enumerate(self.papers):
+            # Phrase breaks stay in the sequences (no phrase spans them) and out of the terms.
             title = paper.search_title.split()
             abstract = paper.search_abstract.split()
             self.sequences.append((title, abstract))
             weighted = Counter()
-            for term, count in _field_terms(title).items():
+            for term, count in _field_terms([t for t in title if t != text.PHRASE_BREAK]).items():
                 weighted[term] += TITLE_WEIGHT * count
-            for term, count in _field_terms(abstract).items():
+            for term, count in _field_terms([t for t in abstract if t != text.PHRASE_BREAK]).items():
                 weighted[term] += count
             for term, tfw in weighted.items():
                 self.postings[term][doc] = tfw
@@ -224,15 +244,18 @@ class Index:
                 strength = tfw / (tfw + SATURATION)
                 if strength > strengths.get(doc, 0.0):
                     strengths[doc] = strength
-        if slot.fallback:
-            partial = defaultdict(float)
-            for word in slot.fallback:
-                for doc, tfw in self.postings.get(word, {}).items():
-                    partial[doc] += tfw / (tfw + SATURATION) / len(slot.fallback)
-            for doc, value in partial.items():
-                value *= PARTIAL_CONCEPT
-                if value > strengths.get(doc, 0.0):
-                    strengths[doc] = value
+        partial = defaultdict(float)
+        for word in slot.fallback:
+            for doc, tfw in self.postings.get(word, {}).items():
+                partial[doc] += tfw / (tfw + SATURATION) / len(slot.fallback)
+        for stems in slot.related:
+            posting = self._phrase_postings(stems) if len(stems) == 2 else self.postings.get(stems[0], {})
+            for doc, tfw in posting.items():
+                partial[doc] = max(partial[doc], tfw / (tfw + SATURATION))
+        for doc, value in partial.items():
+            # Either kind of evidence raises the strength; neither can reach a full match on its own.
+            full = strengths.get(doc, 0.0)
+            strengths[doc] = 1 - (1 - full) * (1 - PARTIAL_CONCEPT * value)
         return weight, strengths
 
     def score_text(self, query_text):
@@ -276,7 +299,7 @@ class Index:
 
 
 def _count_pairs(sequence, first, second):
-    return sum(1 for a, b in zip(sequence, sequence[1:]) if a == first and b == second)
+    return sum(1 for a, b in pairwise(sequence) if a == first and b == second)
 
 
 def build_index(papers=None):

@@ -1,6 +1,5 @@
 from django.db import models
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 
 from digest import text
@@ -31,7 +30,7 @@ class Paper(models.Model):
     categories = models.JSONField(default=list, blank=True)
     primary_category = models.CharField(max_length=32, blank=True)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.FILE)
-    # Derived by digest.text.analyse; never edited by hand (see refresh_search_text).
+    # Derived by digest.text.search_text; never edited by hand (see refresh_search_text).
     search_title = models.TextField(blank=True, editable=False)
     search_abstract = models.TextField(blank=True, editable=False)
 
@@ -46,8 +45,9 @@ class Paper(models.Model):
         super().save(*args, **kwargs)
 
     def refresh_search_text(self):
-        self.search_title = " ".join(text.analyse(self.title))
-        self.search_abstract = " ".join(text.analyse(self.abstract))
+        self.search_title = text.search_text(self.title)
+        # Keywords (Hugging Face's ai_keywords) read as part of the abstract: they name what the paper is about.
+        self.search_abstract = text.search_text(" . ".join([self.abstract, *self.keywords]))
 
     @property
     def abs_url(self):
@@ -88,9 +88,6 @@ class Topic(models.Model):
 
     def get_alias_list(self):
         return [line.strip() for line in self.aliases.splitlines() if line.strip()]
-
-    def get_absolute_url(self):
-        return reverse("admin:digest_topic_change", args=[self.pk])
 
 
 class DigestRun(models.Model):
@@ -144,7 +141,8 @@ class Delivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["subscriber", "digest_date"], name="one_delivery_per_subscriber_per_day"),
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "sending", "sent", "failed", "skipped"]), name="delivery_status_valid"
+                condition=Q(status__in=["pending", "sending", "sent", "failed", "skipped"]),
+                name="delivery_status_valid",
             ),
         ]
         indexes = [models.Index(fields=["status", "digest_date"])]
@@ -165,3 +163,6 @@ class DeliveryPaper(models.Model):
             models.UniqueConstraint(fields=["delivery", "paper"], name="paper_once_per_delivery"),
             models.UniqueConstraint(fields=["delivery", "position"], name="one_paper_per_position"),
         ]
+
+    def __str__(self):
+        return f"#{self.position}: {self.paper_id}"

@@ -15,7 +15,9 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
 if SECRET_KEY is None:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set in the environment (only DEBUG=true has a development default).")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set in the environment (only DEBUG=true has a development default)."
+        )
     SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
 
 SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000" if DEBUG else None, required=not DEBUG)
@@ -71,7 +73,6 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL;"
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 behaviour now: a scheme-less URL in a form means https.
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -89,7 +90,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
 # Mail: any Django backend by dotted path (SMTP, an Anymail ESP backend, …). See README.md, "Sending email".
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Paper Digest <digest@localhost>" if DEBUG else None, required=not DEBUG)
+DEFAULT_FROM_EMAIL = env_str(
+    "DEFAULT_FROM_EMAIL", "Paper Digest <digest@localhost>" if DEBUG else None, required=not DEBUG
+)
 SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
@@ -123,7 +126,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # Importing and matching papers.
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 64 * 1024 * 1024, minimum=1024)
-MATCH_MIN_SCORE = env_float("MATCH_MIN_SCORE", 0.25, minimum=0.0)
+MATCH_MIN_SCORE = env_float("MATCH_MIN_SCORE", 0.5, minimum=0.0)
 
 LOGGING = {
     "version": 1,

@@ -14,7 +14,9 @@ _stemmer = Stemmer.Stemmer("english")
 # LaTeX accent commands (\"o, \'e, \`a, \^o, \~n, \c{c}) mapped to the combining mark they stand for.
 _ACCENTS = {'"': "\u0308", "'": "\u0301", "`": "\u0300", "^": "\u0302", "~": "\u0303", "c": "\u0327", "=": "\u0304"}
 _ACCENT_RE = re.compile(r"""\\(["'`^~=]|c\s)\s*\{?\s*([A-Za-z])\s*\}?""")
-_STYLE_COMMAND_RE = re.compile(r"\\(?:text(?:bf|it|tt|rm|sc|sf|normal)?|emph|mathrm|mathbf|mathit|mathcal|mathbb|bf|it|em|rm|tt)\b\s*")
+_STYLE_COMMAND_RE = re.compile(
+    r"\\(?:text(?:bf|it|tt|rm|sc|sf|normal)?|emph|mathrm|mathbf|mathit|mathcal|mathbb|bf|it|em|rm|tt)\b\s*"
+)
 _ESCAPED_RE = re.compile(r"\\([&%$#_{}])")
 _SPACE_RE = re.compile(r"\s+")
 _GREEK = {
@@ -50,16 +52,17 @@ def clean_text(raw):
     return clean_title(raw)
 
 
+# Function words, plus filler a reader types into an interest box ("making", "papers", "recent"). "out" is kept: it is
+# what tells "out-of-distribution" from "distribution".
 STOP_WORDS = frozenset(
     """a about above after again against all also am an and any are as at be been before being below between both but
     by can could did do does doing down during each few for from further had has have having here how i if in into is
-    it its itself just more most no nor not of off on once only or other our out over own same so some such than that
-    the their them then there these they this those through to too under until up very via was we were what when where
-    which while who whom why will with within without would you your towards toward using based new novel""".split()
+    it its itself just more most no nor not of off on once only or other our over own same so some such than that the
+    their them then there these they this those through to too under until up very via was we were what when where
+    which while who whom why will with within without would you your towards toward using based new novel make makes
+    making made use uses used paper papers work works study studies research approach approaches method methods recent
+    latest stuff things thing""".split()  # noqa: SIM905
 )
-# "out" is a stop word but carries meaning in "out of distribution"; the vocabulary maps that phrase before stop words
-# are dropped, so keep it out of the list.
-STOP_WORDS = STOP_WORDS - {"out"}
 
 _TOKEN_RE = re.compile(r"[a-z0-9]+")
 
@@ -73,6 +76,8 @@ def fold(value):
 
 
 _VOWELLESS_PLURAL_RE = re.compile(r"^[b-df-hj-np-tv-z0-9]{2,}s$")
+# Words and the punctuation that ends a phrase; hyphens and slashes join ("vision-language", "text/image").
+_WORD_OR_BREAK_RE = re.compile(r"[a-z0-9]+|[^\sa-z0-9\-/]")
 
 
 def _singular_acronym(word):
@@ -80,11 +85,33 @@ def _singular_acronym(word):
     return word[:-1] if _VOWELLESS_PLURAL_RE.match(word) else word
 
 
+def analyse_chunks(value):
+    """Stemmed tokens of `value` in runs that stop words and punctuation do not interrupt.
+
+    "generalization in deep learning" gives [["general"], ["deep", "learn"]]: only words inside one run may form a
+    phrase, so a query never asks for the made-up phrase "generalization deep".
+    """
+    chunks, current = [], []
+    for piece in _WORD_OR_BREAK_RE.findall(fold(value)):
+        if piece in STOP_WORDS or not (piece.isalnum() and (len(piece) > 1 or piece.isdigit())):
+            if current:
+                chunks.append(current)
+                current = []
+            continue
+        current.append(_singular_acronym(piece))
+    if current:
+        chunks.append(current)
+    return [_stemmer.stemWords(chunk) for chunk in chunks]
+
+
 def analyse(value):
     """Stemmed tokens of `value`, stop words removed, order kept (so phrases can be found again)."""
-    words = [
-        _singular_acronym(word)
-        for word in _TOKEN_RE.findall(fold(value))
-        if word not in STOP_WORDS and (len(word) > 1 or word.isdigit())
-    ]
-    return _stemmer.stemWords(words)
+    return [token for chunk in analyse_chunks(value) for token in chunk]
+
+
+PHRASE_BREAK = "|"
+
+
+def search_text(value):
+    """What `Paper` stores for matching: stemmed tokens, with PHRASE_BREAK where a stop word or punctuation stood."""
+    return f" {PHRASE_BREAK} ".join(" ".join(chunk) for chunk in analyse_chunks(value))

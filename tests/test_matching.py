@@ -16,7 +16,9 @@ def make_paper(arxiv_id, title, abstract=""):
 FILLER = [
     make_paper("2401.00901", "Scaling laws for sparse autoencoders", "We study how features generalize with scale."),
     make_paper("2401.00902", "A benchmark for tabular learning", "Gradient boosted trees generalize well on tables."),
-    make_paper("2401.00903", "Efficient attention kernels", "Faster attention on GPUs with tiling; results generalize."),
+    make_paper(
+        "2401.00903", "Efficient attention kernels", "Faster attention on GPUs with tiling; results generalize."
+    ),
     make_paper("2401.00904", "Protein folding with language", "We predict structures and show generalization."),
 ]
 

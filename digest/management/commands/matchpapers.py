@@ -23,7 +23,9 @@ class Command(BaseCommand):
             default=settings.MATCH_MIN_SCORE,
             help="Leave out papers scoring below this (default MATCH_MIN_SCORE, %(default)s).",
         )
-        parser.add_argument("--json", dest="as_json", action="store_true", help='Print a JSON array of {"arxiv_id", "title", "score"}.')
+        parser.add_argument(
+            "--json", dest="as_json", action="store_true", help='Print a JSON array of {"arxiv_id", "title", "score"}.'
+        )
 
     def handle(self, *args, interest, topic, all_topics, limit, days, min_score, as_json, **options):
         if sum(bool(choice) for choice in (interest, topic, all_topics)) != 1:
