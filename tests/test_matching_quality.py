@@ -15,3 +15,21 @@ def test_mean_r_precision_on_the_labelled_set_stays_above_085():
     worst = sorted(result["per_interest"], key=lambda row: row["r_precision"])[:3]
     assert result["mean_r_precision"] >= 0.85, worst
     assert result["min_r_precision"] >= 0.5, worst
+
+
+def test_papers_stored_in_the_database_rank_exactly_as_the_labelled_set_does(db):
+    """Run on SQLite and on PostgreSQL, this shows both databases give the same ranking: the in-memory one."""
+    from django.core.management import call_command
+
+    from digest.matching import Index, Query, build_index
+
+    for path in DEFAULT_PAPERS:
+        call_command("importpapers", str(path), "--no-progress")
+    stored = build_index()
+    in_memory = Index(load_papers(DEFAULT_PAPERS))
+    interests = json.loads(DEFAULT_INTERESTS.read_text(encoding="utf-8"))
+
+    for item in interests:
+        query = Query.from_interest(item["interest"])
+        expected = [(m.arxiv_id, m.score) for m in in_memory.rank(query)]
+        assert [(m.arxiv_id, m.score) for m in stored.rank(query)] == expected, item["interest"]
