@@ -23,9 +23,13 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 migrate: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput -v0
 
+OUTBOX := var/outbox
+
 demo: migrate
-	$(BIN)/python manage.py loadsample
-	$(BIN)/python manage.py matchpapers --all-topics --limit 3
+	$(BIN)/python manage.py loadsample --demo-readers
+	$(BIN)/python manage.py senddigests --now
+	@echo "Emails written (open an .html in a browser, an .eml in a mail client):"
+	@ls -1 $(OUTBOX)/*.eml $(OUTBOX)/*.html 2>/dev/null || echo "  none in $(OUTBOX)"
 
 # pytest exits 5 when it collected no tests; that must fail loudly, never pass as green.
 test: $(VENV)/.dev

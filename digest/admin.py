@@ -6,7 +6,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from digest.matching import Query, build_index
-from digest.models import Delivery, DeliveryPaper, DigestRun, Paper, Topic
+from digest.models import Delivery, DigestRun, Paper, Topic
 
 PREVIEW_WINDOW = timezone.timedelta(hours=48)
 
@@ -70,12 +70,6 @@ class TopicAdmin(admin.ModelAdmin):
         return format_html("<p>Of {} papers first seen in the last 48 hours:</p><ol>{}</ol>", len(index), rows)
 
 
-class DeliveryPaperInline(admin.TabularInline):
-    model = DeliveryPaper
-    extra = 0
-    raw_id_fields = ["paper"]
-
-
 @admin.register(DigestRun)
 class DigestRunAdmin(admin.ModelAdmin):
     list_display = [
@@ -97,5 +91,16 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_select_related = ["subscriber"]
     search_fields = ["subscriber__email", "message_id"]
     raw_id_fields = ["subscriber", "run"]
-    inlines = [DeliveryPaperInline]
+    readonly_fields = ["papers_sent", "claimed_at", "finished_at", "created_at"]
+    exclude = ["paper_ids"]
     show_full_result_count = False
+
+    @admin.display(description="Papers")
+    def papers_sent(self, delivery):
+        papers = delivery.get_papers()
+        if not papers:
+            return "None."
+        rows = format_html_join(
+            "", '<li><a href="{}">{}</a> ({})</li>', ((p.abs_url, p.title, p.arxiv_id) for p in papers)
+        )
+        return format_html("<ol>{}</ol>", rows)

@@ -127,7 +127,10 @@ class Delivery(models.Model):
     run = models.ForeignKey(DigestRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries")
     digest_date = models.DateField(help_text="The reader's local date this digest is for.")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
-    papers = models.ManyToManyField(Paper, through="DeliveryPaper", related_name="deliveries", blank=True)
+    # The papers in the email, best first. A list on the row rather than a join table: a run writes one row per
+    # reader, and "never send a paper twice" reads only the reader's recent rows.
+    paper_ids = models.JSONField(default=list, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False, help_text="Which send attempt holds it.")
     message_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True, help_text="Why it failed or was skipped.")
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -150,19 +153,7 @@ class Delivery(models.Model):
     def __str__(self):
         return f"Digest for subscriber {self.subscriber_id} on {self.digest_date}"
 
-
-class DeliveryPaper(models.Model):
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE)
-    paper = models.ForeignKey(Paper, on_delete=models.CASCADE)
-    position = models.PositiveSmallIntegerField()
-    score = models.FloatField(default=0.0)
-
-    class Meta:
-        ordering = ["delivery", "position"]
-        constraints = [
-            models.UniqueConstraint(fields=["delivery", "paper"], name="paper_once_per_delivery"),
-            models.UniqueConstraint(fields=["delivery", "position"], name="one_paper_per_position"),
-        ]
-
-    def __str__(self):
-        return f"#{self.position}: {self.paper_id}"
+    def get_papers(self):
+        """The papers sent, in the order the email listed them (papers deleted since are left out)."""
+        by_id = Paper.objects.in_bulk(self.paper_ids)
+        return [by_id[paper_id] for paper_id in self.paper_ids if paper_id in by_id]

@@ -1,5 +1,6 @@
 """Settings for the paper digest. Everything an operator sets comes from the environment; see README.md."""
 
+import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -94,10 +95,11 @@ DEFAULT_FROM_EMAIL = env_str(
     "DEFAULT_FROM_EMAIL", "Paper Digest <digest@localhost>" if DEBUG else None, required=not DEBUG
 )
 SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+# With DEBUG on, mail goes to files under var/outbox/ (.eml and .html per message) instead of anywhere real.
 EMAIL_BACKEND = env_str(
-    "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+    "EMAIL_BACKEND", "digest.outbox.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend"
 )
+OUTBOX_DIR = Path(env_str("OUTBOX_DIR", str(VAR_DIR / "outbox")))
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
@@ -123,6 +125,22 @@ CELERY_TIMEZONE = TIME_ZONE
 # Longer than the longest task, or Redis hands an unacknowledged task to a second worker while the first still runs.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3 * 3600, minimum=60)}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Anymail reads its ESP settings (API keys, sender domains) from ANYMAIL_* variables, e.g. ANYMAIL_MAILGUN_API_KEY.
+ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}
+
+# The daily digest. See README.md, "The daily digest".
+DIGEST_SITE_NAME = env_str("DIGEST_SITE_NAME", "Paper Digest")
+DIGEST_POSTAL_ADDRESS = env_str(
+    "DIGEST_POSTAL_ADDRESS", "Paper Digest (development)\nNo postal address set" if DEBUG else None, required=not DEBUG
+)
+DIGEST_FIRST_WINDOW_HOURS = env_int("DIGEST_FIRST_WINDOW_HOURS", 48, minimum=1, maximum=24 * 14)
+DIGEST_MAX_WINDOW_DAYS = env_int("DIGEST_MAX_WINDOW_DAYS", 8, minimum=1, maximum=60)
+DIGEST_TRENDING_GRAVITY = env_float("DIGEST_TRENDING_GRAVITY", 1.5, minimum=0.0)
+DIGEST_TRENDING_WEIGHT = env_float("DIGEST_TRENDING_WEIGHT", 0.4, minimum=0.0)
+DIGEST_SEND_WHEN_EMPTY = env_bool("DIGEST_SEND_WHEN_EMPTY", False)
+DIGEST_CHUNK_SIZE = env_int("DIGEST_CHUNK_SIZE", 250, minimum=1, maximum=5000)
+DIGEST_MAX_RETRIES = env_int("DIGEST_MAX_RETRIES", 5, minimum=0, maximum=20)
 
 # Importing and matching papers.
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 64 * 1024 * 1024, minimum=1024)

@@ -90,6 +90,16 @@ class Subscriber(models.Model):
     def is_active(self):
         return self.status == self.Status.ACTIVE
 
+    def unsubscribe(self, *, ip=None, user_agent="", wording=""):
+        """Stop all digests at once and keep the proof; True if this changed anything (a second click does not)."""
+        if self.status in (self.Status.UNSUBSCRIBED, self.Status.SUPPRESSED):
+            return False
+        self.status = self.Status.UNSUBSCRIBED
+        self.unsubscribed_at = timezone.now()
+        self.save(update_fields=["status", "unsubscribed_at"])
+        self.consents.create(action=Consent.Action.UNSUBSCRIBE, ip=ip, user_agent=user_agent[:1000], wording=wording)
+        return True
+
 
 class Consent(models.Model):
     """Proof of what a reader agreed to, and when. Kept after they unsubscribe (GDPR Art. 7(1))."""

@@ -1,0 +1,50 @@
+import itertools
+
+import pytest
+from django.utils import timezone
+
+from digest.models import Paper, Topic
+from subscriptions.models import Subscriber
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def make_paper(db):
+    def make(title, abstract="", *, upvotes=10, first_seen_at=None, **fields):
+        number = next(_numbers)
+        return Paper.objects.create(
+            arxiv_id=fields.pop("arxiv_id", f"2611.{number:05d}"),
+            title=title,
+            raw_title=title,
+            abstract=abstract,
+            upvotes=upvotes,
+            first_seen_at=first_seen_at or timezone.now(),
+            **fields,
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_topic(db):
+    def make(name, aliases=(), description=""):
+        slug = name.lower().replace(" ", "-")
+        return Topic.objects.create(name=name, slug=slug, aliases="\n".join(aliases), description=description)
+
+    return make
+
+
+@pytest.fixture
+def make_reader(db):
+    def make(email=None, *, topics=(), status=Subscriber.Status.ACTIVE, **fields):
+        reader = Subscriber.objects.create(
+            email=email or f"reader{next(_numbers)}@example.com",
+            status=status,
+            confirmed_at=timezone.now(),
+            **fields,
+        )
+        reader.topics.set(topics)
+        return reader
+
+    return make

@@ -11,11 +11,12 @@ PRODUCTION = {
     "SECRET_KEY": "a-long-random-production-secret-for-tests-only-0123456789",
     "SITE_URL": "https://digest.example.org",
     "DEFAULT_FROM_EMAIL": "Digest <digest@example.org>",
+    "DIGEST_POSTAL_ADDRESS": "Example Org, 1 Main Street, Springfield",
 }
 
 
 def manage(*args, **env):
-    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "SITE_URL", "DATABASE_URL"}}
+    clean = {k: v for k, v in os.environ.items() if k not in {*PRODUCTION, "DATABASE_URL"}}
     clean["DATABASE_URL"] = "sqlite:///:memory:"
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
@@ -35,6 +36,8 @@ def test_production_settings_start_with_everything_set():
         ("SITE_URL", "", "SITE_URL must be set"),
         ("SITE_URL", "digest.example.org", "SITE_URL='digest.example.org' is not a URL"),
         ("DEFAULT_FROM_EMAIL", "", "DEFAULT_FROM_EMAIL must be set"),
+        ("DIGEST_POSTAL_ADDRESS", "", "DIGEST_POSTAL_ADDRESS must be set"),
+        ("DIGEST_TRENDING_WEIGHT", "-1", "DIGEST_TRENDING_WEIGHT=-1.0 is below the minimum"),
         ("DEBUG", "maybe", "DEBUG='maybe' is not a yes/no value"),
         ("DATABASE_URL", "mysqlx://nowhere", "DATABASE_URL is not a database URL"),
         ("EMAIL_PORT", "twenty-five", "EMAIL_PORT='twenty-five' is not a whole number"),

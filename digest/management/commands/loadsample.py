@@ -22,8 +22,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--papers", default=str(SAMPLE_DIR / "papers.json"), help="papers file (%(default)s)")
         parser.add_argument("--topics", default=str(SAMPLE_DIR / "topics.json"), help="topics file (%(default)s)")
+        parser.add_argument(
+            "--demo-readers", action="store_true", help="also subscribe a few confirmed demo readers (example.com)"
+        )
 
-    def handle(self, *args, papers, topics, **options):
+    def handle(self, *args, papers, topics, demo_readers, **options):
         topic_list = read_topics(topics)
         try:
             items = read_items(papers, max_bytes=settings.IMPORT_MAX_BYTES)
@@ -41,6 +44,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Topics from {topics}: {len(created)} created, {len(kept)} already there (left as is).")
         for topic in created:
             self.stdout.write(f"  + {topic.slug}: {topic.name}")
+        if demo_readers:
+            for reader, is_new in create_demo_readers():
+                self.stdout.write(f"Demo reader {reader.email}: {'subscribed' if is_new else 'already there'}.")
         if result.rejected:
             raise CommandError("Some sample papers were not imported; the reasons are listed above.", returncode=2)
 
@@ -97,3 +103,36 @@ def create_missing_topics(topics):
         )
         (created if is_new else kept).append(stored)
     return created, kept
+
+
+DEMO_READERS = [
+    {
+        "email": "ada@example.com",
+        "topics": ["large-language-models", "graph-neural-networks"],
+        "keywords": ["diffusion"],
+    },
+    {
+        "email": "grace@example.com",
+        "topics": ["speech-and-audio", "reinforcement-learning-and-robotics"],
+        "keywords": [],
+    },
+    {"email": "alan@example.com", "topics": [], "keywords": ["NeRF", "gaussian splatting"]},
+]
+
+
+def create_demo_readers():
+    """Confirmed readers at reserved example.com addresses, so a demo run has someone to write to."""
+    from django.utils import timezone
+
+    from subscriptions.models import Subscriber
+
+    results = []
+    for spec in DEMO_READERS:
+        reader, is_new = Subscriber.objects.get_or_create(
+            email=spec["email"],
+            defaults={"status": Subscriber.Status.ACTIVE, "confirmed_at": timezone.now(), "keywords": spec["keywords"]},
+        )
+        if is_new:
+            reader.topics.set(Topic.objects.filter(slug__in=spec["topics"]))
+        results.append((reader, is_new))
+    return results

@@ -1,0 +1,89 @@
+import sys
+import time
+from datetime import date
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from tqdm import tqdm
+
+from digest import planning, sending
+from digest.emails import DigestRenderer
+from digest.selection import History
+from subscriptions.models import Subscriber
+
+
+def parse_date(value):
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"--date {value!r} is not a date like 2026-11-30.", returncode=2) from None
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the digest job once, here and now, as beat would: plan everyone due and send their digests, "
+        "with no broker needed. Prints a summary."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--date", help="Send for this local date (YYYY-MM-DD), to everyone it is due, any hour.")
+        parser.add_argument("--now", action="store_true", help="Do not wait for send hours: everyone due today.")
+        parser.add_argument("--dry-run", action="store_true", help="Choose and render, but send and record nothing.")
+        parser.add_argument("--no-progress", action="store_true", help="Do not show a progress bar.")
+
+    def handle(self, *args, date, now, dry_run, no_progress, **options):
+        day = parse_date(date) if date else None
+        ignore_hour = now or day is not None
+        started = time.perf_counter()
+        moment = timezone.now()
+        show = not no_progress and self.stderr.isatty()
+        if dry_run:
+            self.dry_run(moment, day, ignore_hour, show)
+        else:
+            self.send(moment, day, ignore_hour, show)
+        self.stdout.write(f"Took {time.perf_counter() - started:.1f} s.")
+
+    def send(self, moment, day, ignore_hour, show):
+        planning.fail_interrupted(moment)
+        run = planning.start_run(moment)
+        ids = planning.plan_deliveries(moment, run, day=day, ignore_hour=ignore_hour)
+        pool = sending.get_pool(moment)
+        renderer = DigestRenderer()
+        total = sending.Outcome()
+        with tqdm(total=len(ids), unit="digest", file=sys.stderr, disable=not show) as bar:
+            for chunk in planning.chunks(ids):
+                total.add(sending.send_with_retries(chunk, run_id=run.id, now=moment, pool=pool, renderer=renderer))
+                bar.update(len(chunk))
+        if not ids:
+            self.stdout.write("Nobody is due a digest now.")
+        self.stdout.write(
+            f"Digest run {run.pk}: {len(ids)} planned from {len(pool)} papers; "
+            f"{total.sent} sent, {total.failed} failed, {total.skipped} skipped."
+        )
+
+    def dry_run(self, moment, day, ignore_hour, show):
+        due = planning.find_due(moment, day=day, ignore_hour=ignore_hour)
+        pool = sending.get_pool(moment)
+        renderer = DigestRenderer()
+        subscribers = Subscriber.objects.in_bulk([subscriber_id for subscriber_id, _day in due])
+        history = History.load(list(subscribers), moment)
+        topic_ids = sending.topics_of(list(subscribers))
+        would_send = would_skip = 0
+        for subscriber_id, local_day in tqdm(due, unit="digest", file=sys.stderr, disable=not show):
+            message, _picks = sending.prepare(
+                subscribers[subscriber_id],
+                local_day,
+                topic_ids=topic_ids.get(subscriber_id, set()),
+                pool=pool,
+                history=history,
+                renderer=renderer,
+            )
+            if message is None:
+                would_skip += 1
+            else:
+                message.message()
+                would_send += 1
+        self.stdout.write(
+            f"Dry run: {len(due)} due from {len(pool)} papers; {would_send} would be sent, {would_skip} skipped. "
+            "Nothing was sent or recorded."
+        )

@@ -1,0 +1,143 @@
+"""Choosing each reader's papers.
+
+A run works on one pool: the papers first seen in the last DIGEST_MAX_WINDOW_DAYS, indexed once. Every topic and every
+keyword is scored over the pool once, and every distinct set of preferences (topics + keywords) is ranked once. Per
+reader only this remains: walk their preferences' ranking, skip papers first seen before their last digest (or, for a
+first digest, more than DIGEST_FIRST_WINDOW_HOURS ago) and papers already sent to them, and keep the top N.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Max
+
+from digest import trending
+from digest.matching import Index, Query
+from digest.models import Delivery, Paper, Topic
+
+POOL_FIELDS = [
+    "id", "arxiv_id", "title", "abstract", "authors", "upvotes", "github_url", "published_at", "featured_at",
+    "first_seen_at", "search_title", "search_abstract",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What decides a reader's ranking. Readers with equal preferences share one ranking."""
+
+    topic_ids: tuple
+    keywords: tuple
+
+    @classmethod
+    def of(cls, subscriber, topic_ids):
+        keywords = tuple(sorted({keyword.strip().lower() for keyword in subscriber.keywords if keyword.strip()}))
+        return cls(tuple(sorted(topic_ids)), keywords)
+
+
+@dataclass(frozen=True)
+class Pick:
+    paper: Paper
+    score: float  # relevance blended with trending: the order in the email
+    relevance: float
+    labels: tuple  # the reader's topics and keywords it matched, best first
+
+
+class Pool:
+    def __init__(self, papers, topics, now):
+        self.now = now
+        self.papers = list(papers)
+        self.index = Index(self.papers)
+        self.topics = {topic.id: topic for topic in topics}
+        scaled = trending.scale(trending.trending_score(paper, now) for paper in self.papers)
+        self.trending = dict(enumerate(scaled))
+        self._scores = {}
+        self._rankings = {}
+
+    @classmethod
+    def load(cls, now):
+        since = now - timedelta(days=settings.DIGEST_MAX_WINDOW_DAYS)
+        papers = Paper.objects.filter(first_seen_at__gte=since).only(*POOL_FIELDS).order_by("arxiv_id")
+        return cls(papers, Topic.objects.all(), now)
+
+    def __len__(self):
+        return len(self.papers)
+
+    def _scored(self, key):
+        if key not in self._scores:
+            kind, value = key
+            query = Query.from_topic(self.topics[value]) if kind == "topic" else Query.from_interest(value)
+            self._scores[key] = {
+                doc: score for doc, score in self.index.score(query).items() if score >= settings.MATCH_MIN_SCORE
+            }
+        return self._scores[key]
+
+    def _label(self, key):
+        kind, value = key
+        return self.topics[value].name if kind == "topic" else f"“{value}”"
+
+    def ranking(self, preferences):
+        """[(doc, score, relevance, labels)] for everything in the pool that matches, best first."""
+        if preferences not in self._rankings:
+            keys = [("topic", topic_id) for topic_id in preferences.topic_ids if topic_id in self.topics]
+            keys += [("keyword", keyword) for keyword in preferences.keywords]
+            matched = {}
+            for key in keys:
+                for doc, score in self._scored(key).items():
+                    matched.setdefault(doc, []).append((score, self._label(key)))
+            rows = []
+            for doc, hits in matched.items():
+                hits.sort(key=lambda hit: (-hit[0], hit[1]))
+                relevance = hits[0][0]
+                score = trending.blend(relevance, self.trending[doc])
+                rows.append((doc, score, relevance, tuple(label for _score, label in hits)))
+            rows.sort(key=lambda row: (-row[1], self.papers[row[0]].arxiv_id))
+            self._rankings[preferences] = rows
+        return self._rankings[preferences]
+
+    def choose(self, preferences, *, since, exclude=frozenset(), limit=10):
+        picks = []
+        for doc, score, relevance, labels in self.ranking(preferences):
+            paper = self.papers[doc]
+            if paper.first_seen_at < since or paper.id in exclude:
+                continue
+            picks.append(Pick(paper, round(score, 6), round(relevance, 6), labels))
+            if len(picks) == limit:
+                break
+        return picks
+
+
+@dataclass
+class History:
+    """What past digests mean for this one: since when papers are new to each reader, and which they have had."""
+
+    since: dict  # subscriber id -> datetime
+    sent: dict  # subscriber id -> set of paper ids
+
+    @classmethod
+    def load(cls, subscriber_ids, now):
+        first_since = now - timedelta(hours=settings.DIGEST_FIRST_WINDOW_HOURS)
+        pool_since = now - timedelta(days=settings.DIGEST_MAX_WINDOW_DAYS)
+        done = Delivery.objects.filter(subscriber_id__in=subscriber_ids, status=Delivery.Status.SENT)
+        last = dict(done.values("subscriber_id").annotate(last=Max("claimed_at")).values_list("subscriber_id", "last"))
+        since = {sid: max(last.get(sid) or first_since, pool_since) for sid in subscriber_ids}
+        sent = {}
+        # Older digests cannot hold pool papers: those were all first seen after pool_since.
+        recent = Delivery.objects.filter(
+            subscriber_id__in=subscriber_ids,
+            status__in=[Delivery.Status.SENT, Delivery.Status.SENDING],
+            created_at__gte=pool_since,
+        )
+        for subscriber_id, paper_ids in recent.values_list("subscriber_id", "paper_ids"):
+            sent.setdefault(subscriber_id, set()).update(paper_ids)
+        return cls(since, sent)
+
+
+def choose_papers(pool, subscriber, topic_ids, history):
+    """The Picks for one reader's next digest, best first (empty when nothing new matches)."""
+    return pool.choose(
+        Preferences.of(subscriber, topic_ids),
+        since=history.since[subscriber.id],
+        exclude=history.sent.get(subscriber.id, frozenset()),
+        limit=subscriber.papers_per_email,
+    )

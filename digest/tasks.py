@@ -1,0 +1,28 @@
+"""Celery tasks: thin wrappers that call planning and sending (see those modules for the rules)."""
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from digest import planning, sending
+
+
+@shared_task(acks_late=True)
+def plan_digests():
+    """Beat runs this every 15 minutes: plan everyone due and queue their digests in chunks."""
+    now = timezone.now()
+    planning.fail_interrupted(now)
+    run = planning.start_run(now)
+    ids = planning.plan_deliveries(now, run)
+    for chunk in planning.chunks(ids):
+        send_deliveries.delay(chunk, run.id)
+    return len(ids)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def send_deliveries(self, delivery_ids, run_id=None):
+    last_try = self.request.retries >= settings.DIGEST_MAX_RETRIES
+    outcome = sending.send_deliveries(delivery_ids, run_id=run_id, last_try=last_try)
+    if outcome.retry_ids:
+        raise self.retry(args=[outcome.retry_ids, run_id], countdown=sending.retry_delay(self.request.retries))
+    return {"sent": outcome.sent, "failed": outcome.failed, "skipped": outcome.skipped}

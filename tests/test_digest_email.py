@@ -1,0 +1,101 @@
+import email
+from email import policy
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+
+from subscriptions import tokens
+
+
+@pytest.fixture
+def outbox_backend(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.SITE_URL = "https://digest.example.org"
+
+
+@pytest.fixture
+def digest(outbox_backend, make_paper, make_topic, make_reader):
+    gnn = make_topic("Graph neural networks", aliases=["GNN"])
+    make_paper(
+        "<script>alert(1)</script> Graph neural networks & friends",
+        'A GNN that writes "<b>bold</b>" claims.',
+        upvotes=120,
+        github_url="https://github.com/example/gnn",
+        authors=["Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra"],
+    )
+    make_paper("Message passing on graphs", "Graph neural networks again.", upvotes=3)
+    reader = make_reader("ada@example.com", topics=[gnn], keywords=["GNN"])
+    call_command("senddigests", "--now", "--no-progress")
+    assert len(mail.outbox) == 1
+    return reader, mail.outbox[0], email.message_from_bytes(mail.outbox[0].message().as_bytes(), policy=policy.default)
+
+
+def test_it_has_the_one_click_unsubscribe_headers_for_its_reader(digest):
+    reader, _message, parsed = digest
+    link = parsed["List-Unsubscribe"].strip()  # long headers are folded before the URL
+    assert link.startswith("<https://digest.example.org/unsubscribe/") and link.endswith("/>")
+    token = link[1:-1].rstrip("/").rsplit("/", 1)[1]
+    assert tokens.find_subscriber(token, tokens.UNSUBSCRIBE) == reader
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert parsed["List-Id"] == "Paper Digest <digest.digest.example.org>"
+    assert parsed["Message-ID"].endswith("@digest.example.org>")
+
+
+def test_the_subject_names_the_top_paper_on_one_line(digest):
+    _reader, message, parsed = digest
+    assert "\n" not in message.subject
+    assert message.subject.startswith("Your papers for ")
+    assert "Graph neural networks & friends" in message.subject
+    assert message.subject.endswith("and 1 more")
+
+
+def test_it_is_multipart_with_a_plain_text_twin(digest):
+    _reader, _message, parsed = digest
+    assert parsed.get_content_type() == "multipart/alternative"
+    text = parsed.get_body(("plain",)).get_content()
+    html = parsed.get_body(("html",)).get_content()
+    for part in (text, html):
+        assert "Message passing on graphs" in part
+        assert "https://arxiv.org/abs/" in part
+    assert "Ada Lovelace, Alan Turing, Grace Hopper et al." in text
+
+
+def test_every_paper_field_is_escaped_in_the_html(digest):
+    _reader, _message, parsed = digest
+    html = parsed.get_body(("html",)).get_content()
+    assert "<script>" not in html and "<b>bold</b>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_the_html_is_inlined_single_column_and_self_contained(digest):
+    _reader, _message, parsed = digest
+    html = parsed.get_body(("html",)).get_content()
+    assert 'style="' in html
+    assert "600" in html
+    assert "<link" not in html and "<script" not in html
+    assert "prefers-color-scheme: dark" in html
+
+
+def test_the_footer_says_why_and_links_to_manage_and_unsubscribe(digest, settings):
+    reader, _message, parsed = digest
+    html = parsed.get_body(("html",)).get_content()
+    text = parsed.get_body(("plain",)).get_content()
+    for part in (html, text):
+        assert "Graph neural networks" in part
+        assert tokens.manage_url(reader).replace("&", "&amp;") in part or tokens.manage_url(reader) in part
+        assert tokens.unsubscribe_url(reader) in part
+        assert "%%" not in part
+    assert settings.DIGEST_POSTAL_ADDRESS.splitlines()[0] in text
+
+
+def test_each_reader_gets_their_own_links(outbox_backend, make_paper, make_topic, make_reader):
+    gnn = make_topic("Graph neural networks")
+    make_paper("Graph neural networks")
+    readers = [make_reader(topics=[gnn]) for _ in range(2)]
+    call_command("senddigests", "--now", "--no-progress")
+    by_address = {message.to[0]: message for message in mail.outbox}
+    for reader in readers:
+        message = by_address[reader.email]
+        assert message.extra_headers["List-Unsubscribe"] == f"<{tokens.unsubscribe_url(reader)}>"
+        assert tokens.unsubscribe_url(reader) in message.body

@@ -1,0 +1,128 @@
+import threading
+
+import pytest
+from django.core import mail
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
+
+from digest import planning, sending
+from digest.models import Delivery, DigestRun
+from subscriptions.models import Subscriber
+
+
+@pytest.fixture
+def locmem(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+@pytest.fixture
+def gnn(make_topic, make_paper):
+    make_paper("Graph neural networks for molecules", "GNN.")
+    make_paper("Message passing at scale", "Graph neural networks.")
+    return make_topic("Graph neural networks", aliases=["GNN"])
+
+
+def test_it_sends_one_digest_per_due_reader_and_records_it(locmem, gnn, make_reader, capsys):
+    readers = [make_reader(topics=[gnn]) for _ in range(3)]
+    call_command("senddigests", "--now", "--no-progress")
+    assert sorted(message.to[0] for message in mail.outbox) == sorted(reader.email for reader in readers)
+    assert "3 planned from 2 papers; 3 sent, 0 failed, 0 skipped." in capsys.readouterr().out
+    for delivery in Delivery.objects.all():
+        assert delivery.status == Delivery.Status.SENT
+        assert delivery.message_id.startswith("<") and len(delivery.paper_ids) == 2
+    run = DigestRun.objects.get()
+    assert (run.planned_count, run.sent_count, run.failed_count, run.skipped_count) == (3, 3, 0, 0)
+    assert run.finished_at is not None
+
+
+def test_running_the_job_twice_sends_nothing_more(locmem, gnn, make_reader, capsys):
+    make_reader(topics=[gnn])
+    call_command("senddigests", "--now", "--no-progress")
+    call_command("senddigests", "--now", "--no-progress")
+    assert len(mail.outbox) == 1
+    assert "Nobody is due a digest now." in capsys.readouterr().out
+
+
+def test_a_reader_with_nothing_new_gets_no_email_and_a_reason(locmem, gnn, make_topic, make_reader):
+    make_reader(topics=[make_topic("Speech")])
+    call_command("senddigests", "--now", "--no-progress")
+    assert mail.outbox == []
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.Status.SKIPPED
+    assert delivery.error == "No new paper matched the reader's topics and keywords."
+
+
+def test_unsubscribing_between_planning_and_sending_wins(locmem, gnn, make_reader):
+    reader = make_reader(topics=[gnn])
+    now = timezone.now()
+    run = planning.start_run(now)
+    ids = planning.plan_deliveries(now, run, ignore_hour=True)
+    reader.unsubscribe(wording="test")
+    outcome = sending.send_deliveries(ids, run_id=run.id)
+    assert (outcome.sent, outcome.skipped, mail.outbox) == (0, 1, [])
+    assert "unsubscribed" in Delivery.objects.get().error
+
+
+def test_a_claimed_delivery_cannot_be_sent_again(locmem, gnn, make_reader):
+    make_reader(topics=[gnn])
+    now = timezone.now()
+    ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
+    assert sending.send_deliveries(ids).sent == 1
+    assert sending.send_deliveries(ids).sent == 0
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_sending_the_same_chunk_send_each_digest_once(locmem, gnn, make_reader):
+    readers = [make_reader(topics=[gnn]) for _ in range(20)]
+    now = timezone.now()
+    ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
+    start = threading.Barrier(2)
+    outcomes = []
+
+    def worker():
+        start.wait()
+        try:
+            outcomes.append(sending.send_deliveries(ids))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(outcome.sent for outcome in outcomes) == len(readers)
+    assert sorted(message.to[0] for message in mail.outbox) == sorted(reader.email for reader in readers)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
+
+
+def test_a_dry_run_renders_and_counts_but_sends_and_records_nothing(locmem, gnn, make_reader, capsys):
+    make_reader(topics=[gnn])
+    make_reader(topics=[], keywords=["speech"])
+    call_command("senddigests", "--now", "--dry-run", "--no-progress")
+    out = capsys.readouterr().out
+    assert "Dry run: 2 due from 2 papers; 1 would be sent, 1 skipped. Nothing was sent or recorded." in out
+    assert mail.outbox == []
+    assert not Delivery.objects.exists() and not DigestRun.objects.exists()
+
+
+def test_date_sends_for_that_local_date_whatever_the_hour(locmem, gnn, make_reader):
+    make_reader(topics=[gnn], send_hour=23)
+    call_command("senddigests", "--date", "2026-12-01", "--no-progress")
+    assert Delivery.objects.get().digest_date.isoformat() == "2026-12-01"
+    assert len(mail.outbox) == 1
+
+
+def test_a_bad_date_is_refused_with_exit_code_2(db):
+    with pytest.raises(CommandError, match="--date '1 Dec' is not a date like 2026-11-30") as raised:
+        call_command("senddigests", "--date", "1 Dec")
+    assert raised.value.returncode == 2
+
+
+def test_pending_readers_never_get_digests(locmem, gnn, make_reader):
+    make_reader(topics=[gnn], status=Subscriber.Status.PENDING)
+    call_command("senddigests", "--now", "--no-progress")
+    assert mail.outbox == [] and not Delivery.objects.exists()

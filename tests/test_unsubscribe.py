@@ -1,0 +1,65 @@
+import pytest
+
+from subscriptions import tokens
+from subscriptions.models import Consent, Subscriber
+
+
+@pytest.fixture
+def reader(make_reader):
+    return make_reader("ada@example.com")
+
+
+def path_of(url):
+    return "/" + url.split("/", 3)[3]
+
+
+def test_a_one_click_post_unsubscribes_at_once_without_a_csrf_token(client, reader):
+    client = type(client)(enforce_csrf_checks=True)
+    response = client.post(
+        path_of(tokens.unsubscribe_url(reader)),
+        data="List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED and reader.unsubscribed_at is not None
+    consent = reader.consents.get()
+    assert consent.action == Consent.Action.UNSUBSCRIBE
+    assert "One-Click" in consent.wording
+
+
+def test_a_get_only_asks_because_mail_scanners_open_links(client, reader):
+    response = client.get(path_of(tokens.unsubscribe_url(reader)))
+    assert response.status_code == 200
+    assert b"<button" in response.content
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_a_second_click_changes_nothing_more(client, reader):
+    url = path_of(tokens.unsubscribe_url(reader))
+    client.post(url)
+    client.post(url)
+    assert reader.consents.count() == 1
+
+
+@pytest.mark.parametrize("mangle", [lambda t: t[:-2] + "xx", lambda t: "x" + t, lambda t: t.split(":")[0]])
+def test_a_tampered_link_gets_a_400_page_and_changes_nothing(client, reader, mangle):
+    token = tokens.make_token(reader, tokens.UNSUBSCRIBE)
+    response = client.post(f"/unsubscribe/{mangle(token)}/")
+    assert response.status_code == 400
+    assert b"This link does not work" in response.content
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+def test_a_link_for_another_purpose_does_not_unsubscribe(client, reader):
+    response = client.post(f"/unsubscribe/{tokens.make_token(reader, tokens.MANAGE)}/")
+    assert response.status_code == 400
+
+
+def test_the_manage_link_shows_the_subscription(client, reader, make_topic):
+    reader.topics.add(make_topic("Robotics"))
+    response = client.get(path_of(tokens.manage_url(reader)))
+    assert response.status_code == 200
+    assert b"ada@example.com" in response.content and b"Robotics" in response.content
