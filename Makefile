@@ -36,8 +36,16 @@ test: $(VENV)/.dev
 	@$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
+# With REDIS_URL set, the Procfile's worker and beat run beside the web server (stopped with it).
 run: migrate
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	@if [ -n "$$REDIS_URL" ]; then \
+		trap 'kill 0' EXIT; \
+		$(BIN)/celery -A digest worker --loglevel=info & \
+		$(BIN)/celery -A digest beat --loglevel=info --scheduler django_celery_beat.schedulers:DatabaseScheduler & \
+		$(BIN)/python manage.py runserver 127.0.0.1:8000; \
+	else \
+		$(BIN)/python manage.py runserver 127.0.0.1:8000; \
+	fi
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
