@@ -45,15 +45,23 @@ class Permanent(Exception):
         self.flag_reader = flag_reader
 
 
+def describe(error):
+    # Some exceptions fail in their own __str__ (an Anymail error without a response); a reason must still come out.
+    try:
+        return str(error)
+    except Exception:  # noqa: BLE001
+        return repr(type(error).__name__)
+
+
 def classify(error):
     """Transient or Permanent for an exception raised by a mail backend."""
     if isinstance(error, AnymailRecipientsRefused):
-        return Permanent(f"The provider refused the address: {error}", flag_reader=True)
+        return Permanent(f"The provider refused the address: {describe(error)}", flag_reader=True)
     if isinstance(error, AnymailAPIError):
         status = error.status_code
         if status is None or status == 429 or status >= 500:
-            return Transient(f"The provider did not take it (HTTP {status or 'no answer'}): {error}")
-        return Permanent(f"The provider refused it (HTTP {status}): {error}")
+            return Transient(f"The provider did not take it (HTTP {status or 'no answer'}): {describe(error)}")
+        return Permanent(f"The provider refused it (HTTP {status}): {describe(error)}")
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _message in error.recipients.values()]
         reply = "; ".join(f"{code} {message.decode(errors='replace')}" for code, message in error.recipients.values())
@@ -198,10 +206,12 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
                         if isinstance(problem, Permanent) and problem.flag_reader:
                             refused_readers[subscriber.id] = str(problem)
                 else:
+                    # Anymail backends give the provider's id (which may be 0); others leave our Message-ID.
                     status = getattr(message, "anymail_status", None)
+                    provider_id = status.message_id if status is not None else None
                     delivery.message_id = (
-                        status.message_id if status and status.message_id else None
-                    ) or message.extra_headers["Message-ID"]
+                        message.extra_headers["Message-ID"] if provider_id is None else str(provider_id)
+                    )
                     delivery.status, delivery.error = Delivery.Status.SENT, ""
                     delivery.paper_ids = [pick.paper.id for pick in picks]
                     outcome.sent += 1
@@ -252,9 +262,10 @@ def retry_delay(retries):
     return get_exponential_backoff_interval(RETRY_FACTOR_SECONDS, retries, RETRY_MAX_SECONDS, full_jitter=True)
 
 
-def send_with_retries(delivery_ids, *, max_retries=None, sleep=time.sleep, **kwargs):
+def send_with_retries(delivery_ids, *, max_retries=None, sleep=None, **kwargs):
     """send_deliveries, retrying transient failures in this process (the command's path; workers use task retries)."""
     max_retries = settings.DIGEST_MAX_RETRIES if max_retries is None else max_retries
+    sleep = sleep or time.sleep
     total = Outcome()
     ids = list(delivery_ids)
     for attempt in range(max_retries + 1):
