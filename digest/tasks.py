@@ -21,8 +21,12 @@ def plan_digests():
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def send_deliveries(self, delivery_ids, run_id=None):
-    last_try = self.request.retries >= settings.DIGEST_MAX_RETRIES
-    outcome = sending.send_deliveries(delivery_ids, run_id=run_id, last_try=last_try)
-    if outcome.retry_ids:
-        raise self.retry(args=[outcome.retry_ids, run_id], countdown=sending.retry_delay(self.request.retries))
+    if self.request.is_eager:
+        # No broker to wait in (the embedded default): retry in this process, as senddigests does.
+        outcome = sending.send_with_retries(delivery_ids, run_id=run_id)
+    else:
+        last_try = self.request.retries >= settings.DIGEST_MAX_RETRIES
+        outcome = sending.send_deliveries(delivery_ids, run_id=run_id, last_try=last_try)
+        if outcome.retry_ids:
+            raise self.retry(args=[outcome.retry_ids, run_id], countdown=sending.retry_delay(self.request.retries))
     return {"sent": outcome.sent, "failed": outcome.failed, "skipped": outcome.skipped}
