@@ -19,14 +19,15 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
-from django.utils.text import Truncator
+from django.utils.text import Truncator, wrap
 from lxml import html as lxml_html
 
 from subscriptions import tokens
 
-MANAGE_URL = "%%MANAGE_URL%%"
-UNSUBSCRIBE_URL = "%%UNSUBSCRIBE_URL%%"
-EMAIL = "%%EMAIL%%"
+# Values the shell is rendered with once, and that each reader's email fills in (see DigestRenderer.build).
+PER_READER = ("subject", "preheader", "intro", "why", "email", "manage_url", "unsubscribe_url")
+PLACEHOLDERS = {name: f"%%{name.upper()}%%" for name in PER_READER}
+CARDS = "%%CARDS%%"
 SNIPPET_LENGTH = 280
 
 
@@ -51,6 +52,34 @@ def inline_css(document, css="", *, keep_style_tags=False):
         # The media queries left in <style> need their !important to beat the inlined styles (dark mode, phones).
         strip_important=False,
     ).transform()
+
+
+LINE_LIMIT = 900
+
+
+def fold_long_lines(html, limit=LINE_LIMIT):
+    """Break lines longer than `limit` at a space outside attribute values, where a new line means the same.
+
+    Django sends a part with any line over 998 bytes as quoted-printable, which costs a pure-Python encode of the
+    whole part per message; with short lines the HTML goes as 8bit.
+    """
+    lines = []
+    for line in html.split("\n"):
+        start, cut, in_tag, quote = 0, -1, False, None
+        for position, char in enumerate(line):
+            if quote:
+                quote = None if char == quote else quote
+            elif in_tag and char in "\"'":
+                quote = char
+            elif char in "<>":
+                in_tag = char == "<"
+            elif char == " ":
+                cut = position
+            if position - start >= limit and cut > start:
+                lines.append(line[start:cut])
+                start = cut + 1
+        lines.append(line[start:])
+    return "\n".join(lines)
 
 
 def make_message(name, to, context, headers=None):
@@ -80,6 +109,7 @@ class DigestRenderer:
         self.host = site_host()
         self._cards = {}
         self._shells = {}
+        self._subjects = {}
 
     def card(self, pick, position):
         key = (pick.paper.id, pick.labels, position)
@@ -94,53 +124,59 @@ class DigestRenderer:
             wrapped = f'<html><body><div class="digest">{card}</div></body></html>'
             inlined = lxml_html.fromstring(inline_css(wrapped, self.css)).find_class("digest")[0]
             html = (inlined.text or "") + "".join(lxml_html.tostring(child, encoding="unicode") for child in inlined)
+            html = fold_long_lines(html)
             self._cards[key] = (html, render_to_string("emails/digest-paper.txt", context).strip())
         return self._cards[key]
 
-    def shell(self, day, why, count, top_title):
-        key = (day, why, count, top_title)
-        if key not in self._shells:
+    def shell(self, day):
+        """(html, text) of everything around the cards for a date, inlined once, with placeholders per reader."""
+        if day not in self._shells:
             date_label, date_label_short = date_labels(day)
             context = {
+                **PLACEHOLDERS,
                 "site_name": settings.DIGEST_SITE_NAME,
                 "site_url": settings.SITE_URL,
                 "date_label": date_label,
-                "date_label_short": date_label_short,
-                "count": count,
-                "top_title": top_title,
-                "why": why,
-                "manage_url": MANAGE_URL,
-                "unsubscribe_url": UNSUBSCRIBE_URL,
-                "email": EMAIL,
                 "postal_address": settings.DIGEST_POSTAL_ADDRESS,
                 "responsive_css": mark_safe(self.responsive_css),
-                "cards_html": mark_safe("%%CARDS%%"),
-                "cards_text": "%%CARDS%%",
+                "cards_html": mark_safe(CARDS),
+                "cards_text": CARDS,
             }
-            subject = one_line(render_to_string("emails/digest-subject.txt", context))
-            context["subject"] = subject
-            context["preheader"] = f"{count} new paper{'s' if count != 1 else ''}, led by {top_title}"
             html = inline_css(render_to_string("emails/digest-body.html", context), self.css, keep_style_tags=True)
             # keep_style_tags (needed for the media queries) also copies the inlined sheet into the head: drop that
             # copy, it only adds bytes, and Gmail clips messages past about 102 KB.
             html = re.sub(r"<style[^>]*>" + re.escape(self.css) + r"</style>\s*", "", html, count=1)
-            text = render_to_string("emails/digest-body.txt", context)
-            self._shells[key] = (subject, html, text)
-        return self._shells[key]
+            self._shells[day] = (fold_long_lines(html), render_to_string("emails/digest-body.txt", context))
+        return self._shells[day]
+
+    def subject(self, day, top_title, count):
+        key = (day, top_title, count)
+        if key not in self._subjects:
+            context = {"date_label_short": date_labels(day)[1], "top_title": top_title, "count": count}
+            self._subjects[key] = one_line(render_to_string("emails/digest-subject.txt", context))
+        return self._subjects[key]
 
     def build(self, subscriber, picks, *, day, labels, metadata=None):
         """The digest email for one reader. `labels` are the names of their topics and keywords, for the footer."""
         cards = [self.card(pick, position) for position, pick in enumerate(picks, start=1)]
-        why = f"You subscribed at {self.host} to: {', '.join(labels) or 'no topics yet'}."
-        subject, html, text = self.shell(day, why, len(picks), picks[0].paper.title if picks else "")
+        top_title = picks[0].paper.title if picks else ""
+        count = len(picks)
         unsubscribe = tokens.unsubscribe_url(subscriber)
-        manage = tokens.manage_url(subscriber)
-        html = _fill(
-            html, "".join(card for card, _text in cards), escape(manage), escape(unsubscribe), escape(subscriber.email)
-        )
-        text = _fill(text, "\n\n".join(card_text for _html, card_text in cards), manage, unsubscribe, subscriber.email)
+        values = {
+            "subject": self.subject(day, top_title, count),
+            "preheader": f"{count} new paper{pluralize(count)}, led by {top_title}" if picks else "No new papers today",
+            "intro": f"{count} new paper{pluralize(count)} matching your topics",
+            "why": f"You subscribed at {self.host} to: {', '.join(labels) or 'no topics yet'}.",
+            "email": subscriber.email,
+            "manage_url": tokens.manage_url(subscriber),
+            "unsubscribe_url": unsubscribe,
+        }
+        html_shell, text_shell = self.shell(day)
+        html = _fill(html_shell, "".join(card for card, _text in cards), {k: escape(v) for k, v in values.items()})
+        text_values = {**values, "why": wrap(values["why"], 72)}
+        text = _fill(text_shell, "\n\n".join(card_text for _html, card_text in cards), text_values)
         message = EmailMultiAlternatives(
-            subject,
+            values["subject"],
             text,
             to=[subscriber.email],
             headers={
@@ -157,9 +193,17 @@ class DigestRenderer:
         return message
 
 
-def _fill(template, cards, manage, unsubscribe, email):
-    # Fill the shell around the cards, never the cards: a paper's text must not be able to smuggle in a placeholder.
-    head, tail = template.split("%%CARDS%%", 1)
-    head, tail = (part.replace(MANAGE_URL, manage).replace(UNSUBSCRIBE_URL, unsubscribe) for part in (head, tail))
-    head, tail = (part.replace(EMAIL, email) for part in (head, tail))
-    return head + cards + tail
+def pluralize(count):
+    return "" if count == 1 else "s"
+
+
+_PLACEHOLDER_RE = re.compile("|".join(re.escape(placeholder) for placeholder in PLACEHOLDERS.values()))
+_NAMES = {placeholder: name for name, placeholder in PLACEHOLDERS.items()}
+
+
+def _fill(template, cards, values):
+    # One pass over the shell only: a paper title inside the subject, or a paper's text in the cards, can never be
+    # read as a placeholder.
+    head, tail = template.split(CARDS, 1)
+    fill = lambda match: values[_NAMES[match.group()]]  # noqa: E731
+    return _PLACEHOLDER_RE.sub(fill, head) + cards + _PLACEHOLDER_RE.sub(fill, tail)

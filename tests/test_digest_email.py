@@ -99,3 +99,30 @@ def test_each_reader_gets_their_own_links(outbox_backend, make_paper, make_topic
         message = by_address[reader.email]
         assert message.extra_headers["List-Unsubscribe"] == f"<{tokens.unsubscribe_url(reader)}>"
         assert tokens.unsubscribe_url(reader) in message.body
+
+
+def test_a_paper_cannot_smuggle_in_a_readers_links(outbox_backend, make_paper, make_topic, make_reader):
+    gnn = make_topic("Graph neural networks")
+    make_paper("Graph neural networks %%UNSUBSCRIBE_URL%% %%EMAIL%%", "%%MANAGE_URL%% graph neural networks")
+    reader = make_reader(topics=[gnn])
+    call_command("senddigests", "--now", "--no-progress")
+    [message] = mail.outbox
+    html = message.alternatives[0][0]
+    assert "Graph neural networks %%UNSUBSCRIBE_URL%% %%EMAIL%%" in message.subject
+    assert html.count(tokens.unsubscribe_url(reader)) == 1
+    assert "%%MANAGE_URL%% graph neural networks" in html
+
+
+def test_long_html_lines_are_folded_outside_attribute_values():
+    from lxml import html as lxml_html
+
+    from digest.emails import fold_long_lines
+
+    label = "a label with many words " * 20
+    line = "".join(f'<a href="https://example.org/{n}" aria-label="{label}">link {n}</a> ' for n in range(20))
+    folded = fold_long_lines(line, limit=200)
+    assert max(len(part) for part in folded.split("\n")) <= 200 + len(label) + 60
+    before = lxml_html.fromstring(f"<p>{line}</p>")
+    after = lxml_html.fromstring(f"<p>{folded}</p>")
+    assert [a.get("aria-label") for a in after.iter("a")] == [a.get("aria-label") for a in before.iter("a")]
+    assert [a.get("href") for a in after.iter("a")] == [a.get("href") for a in before.iter("a")]
