@@ -10,6 +10,7 @@ cost premailer's full parse for every one; inlining per card costs it once per p
 
 import functools
 import re
+import textwrap
 from email.utils import make_msgid
 from urllib.parse import urlsplit
 
@@ -28,6 +29,10 @@ from subscriptions import tokens
 PER_READER = ("subject", "preheader", "intro", "why", "email", "manage_url", "unsubscribe_url")
 PLACEHOLDERS = {name: f"%%{name.upper()}%%" for name in PER_READER}
 CARDS = "%%CARDS%%"
+CARD_POSITION = "%%POSITION%%"
+CARD_TOPIC = "%%TOPIC%%"
+CARD_TOPICS = "%%TOPICS%%"
+_TOPIC_LABEL_RE = re.compile(r"<span[^>]*>" + re.escape(CARD_TOPIC) + "</span>")
 SNIPPET_LENGTH = 280
 
 
@@ -97,6 +102,10 @@ def _stylesheets():
     return render_to_string("emails/digest.css"), render_to_string("emails/digest-responsive.css")
 
 
+def snippet(paper):
+    return Truncator(" ".join(paper.abstract.split())).chars(SNIPPET_LENGTH)
+
+
 def date_labels(day):
     return f"{day:%A} {day.day} {day:%B %Y}", f"{day.day} {day:%b}"
 
@@ -107,26 +116,48 @@ class DigestRenderer:
     def __init__(self):
         self.css, self.responsive_css = _stylesheets()
         self.host = site_host()
-        self._cards = {}
+        self._html_cards = {}  # paper id -> (card html with POSITION and TOPICS placeholders, topic label html)
+        self._text_cards = {}
         self._shells = {}
         self._subjects = {}
 
-    def card(self, pick, position):
-        key = (pick.paper.id, pick.labels, position)
-        if key not in self._cards:
-            context = {
-                "paper": pick.paper,
-                "snippet": Truncator(" ".join(pick.paper.abstract.split())).chars(SNIPPET_LENGTH),
-                "topics": pick.labels,
-                "position": position,
-            }
+    def prepare_cards(self, papers):
+        """Render and inline the cards of `papers` not done yet, all in one premailer pass.
+
+        premailer's cost is mostly parsing and applying the stylesheet, per call; one call for a chunk's new cards
+        costs little more than one for a single card. Position and topic labels differ per reader, so the card is
+        inlined with placeholders for them, and the inlined label markup is kept to repeat per label.
+        """
+        todo = {paper.id: paper for paper in papers if paper.id not in self._html_cards}
+        if not todo:
+            return
+        parts = []
+        for paper in todo.values():
+            context = {"paper": paper, "snippet": snippet(paper), "topics": [CARD_TOPIC], "position": CARD_POSITION}
             card = render_to_string("emails/digest-paper.html", context)
-            wrapped = f'<html><body><div class="digest">{card}</div></body></html>'
-            inlined = lxml_html.fromstring(inline_css(wrapped, self.css)).find_class("digest")[0]
-            html = (inlined.text or "") + "".join(lxml_html.tostring(child, encoding="unicode") for child in inlined)
-            html = fold_long_lines(html)
-            self._cards[key] = (html, render_to_string("emails/digest-paper.txt", context).strip())
-        return self._cards[key]
+            parts.append(f'<div class="digest" id="card-{paper.id}">{card}</div>')
+        document = lxml_html.fromstring(inline_css(f"<html><body>{''.join(parts)}</body></html>", self.css))
+        elements = {element.get("id"): element for element in document.find_class("digest")}
+        for paper_id in todo:
+            element = elements[f"card-{paper_id}"]
+            html = (element.text or "") + "".join(lxml_html.tostring(child, encoding="unicode") for child in element)
+            label = _TOPIC_LABEL_RE.search(html)
+            html = html[: label.start()] + CARD_TOPICS + html[label.end() :]
+            self._html_cards[paper_id] = (fold_long_lines(html), label.group())
+            context = {"paper": todo[paper_id], "snippet": snippet(todo[paper_id]), "topics": [CARD_TOPIC]}
+            context["position"] = CARD_POSITION
+            self._text_cards[paper_id] = render_to_string("emails/digest-paper.txt", context).strip()
+
+    def card(self, pick, position):
+        """(html, text) of one paper's card as this reader sees it: their position and matched topics."""
+        self.prepare_cards([pick.paper])
+        html, label = self._html_cards[pick.paper.id]
+        labels = " ".join(label.replace(CARD_TOPIC, escape(topic)) for topic in pick.labels)
+        html = html.replace(CARD_POSITION, str(position), 1).replace(CARD_TOPICS, labels, 1)
+        matches = "\n".join(textwrap.wrap("Matches: " + ", ".join(pick.labels), 72)) if pick.labels else ""
+        text = self._text_cards[pick.paper.id].replace(CARD_POSITION, str(position), 1)
+        text = text.replace(f"Matches: {CARD_TOPIC}\n" if not matches else f"Matches: {CARD_TOPIC}", matches, 1)
+        return html, text
 
     def shell(self, day):
         """(html, text) of everything around the cards for a date, inlined once, with placeholders per reader."""

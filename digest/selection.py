@@ -1,11 +1,12 @@
 """Choosing each reader's papers.
 
 A run works on one pool: the papers first seen in the last DIGEST_MAX_WINDOW_DAYS, indexed once. Every topic and every
-keyword is scored over the pool once, and every distinct set of preferences (topics + keywords) is ranked once. Per
-reader only this remains: walk their preferences' ranking, skip papers first seen before their last digest (or, for a
-first digest, more than DIGEST_FIRST_WINDOW_HOURS ago) and papers already sent to them, and keep the top N.
+keyword is scored over the pool once and ranked once (relevance blended with trending). Per reader only this remains:
+merge the rankings of their topics and keywords, skip papers first seen before their last digest (or, for a first
+digest, more than DIGEST_FIRST_WINDOW_HOURS ago) and papers already sent to them, and stop at their N.
 """
 
+import heapq
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,7 +25,7 @@ POOL_FIELDS = [
 
 @dataclass(frozen=True)
 class Preferences:
-    """What decides a reader's ranking. Readers with equal preferences share one ranking."""
+    """What decides a reader's ranking: their topics and keywords."""
 
     topic_ids: tuple
     keywords: tuple
@@ -52,7 +53,6 @@ class Pool:
         scaled = trending.scale(trending.trending_score(paper, now) for paper in self.papers)
         self.trending = dict(enumerate(scaled))
         self._scores = {}
-        self._rankings = {}
 
     @classmethod
     def load(cls, now):
@@ -76,32 +76,37 @@ class Pool:
         kind, value = key
         return self.topics[value].name if kind == "topic" else f"“{value}”"
 
-    def ranking(self, preferences):
-        """[(doc, score, relevance, labels)] for everything in the pool that matches, best first."""
-        if preferences not in self._rankings:
-            keys = [("topic", topic_id) for topic_id in preferences.topic_ids if topic_id in self.topics]
-            keys += [("keyword", keyword) for keyword in preferences.keywords]
-            matched = {}
-            for key in keys:
-                for doc, score in self._scored(key).items():
-                    matched.setdefault(doc, []).append((score, self._label(key)))
-            rows = []
-            for doc, hits in matched.items():
-                hits.sort(key=lambda hit: (-hit[0], hit[1]))
-                relevance = hits[0][0]
-                score = trending.blend(relevance, self.trending[doc])
-                rows.append((doc, score, relevance, tuple(label for _score, label in hits)))
-            rows.sort(key=lambda row: (-row[1], self.papers[row[0]].arxiv_id))
-            self._rankings[preferences] = rows
-        return self._rankings[preferences]
+    def _ranked(self, key):
+        """[(-score, doc)] for one topic or keyword, best first: its relevance blended with trending."""
+        ranked_key = ("ranked", key)
+        if ranked_key not in self._scores:
+            scored = self._scored(key)
+            self._scores[ranked_key] = sorted(
+                (-trending.blend(relevance, self.trending[doc]), doc) for doc, relevance in scored.items()
+            )
+        return self._scores[ranked_key]
 
     def choose(self, preferences, *, since, exclude=frozenset(), limit=10):
-        picks = []
-        for doc, score, relevance, labels in self.ranking(preferences):
+        """The reader's best `limit` papers: merged from their topics' and keywords' rankings, computed once per run.
+
+        A reader's relevance for a paper is its best relevance over their topics and keywords, and blending with
+        trending keeps that order, so merging the per-topic rankings gives the reader's ranking without building it:
+        the work per reader is about `limit` steps, however many readers share or do not share their mix.
+        """
+        keys = [("topic", topic_id) for topic_id in preferences.topic_ids if topic_id in self.topics]
+        keys += [("keyword", keyword) for keyword in preferences.keywords]
+        picks, seen = [], set()
+        # Papers are in arXiv id order, so the doc number breaks ties the same way on every database.
+        for negative_score, doc in heapq.merge(*(self._ranked(key) for key in keys)):
+            if doc in seen:
+                continue
+            seen.add(doc)
             paper = self.papers[doc]
             if paper.first_seen_at < since or paper.id in exclude:
                 continue
-            picks.append(Pick(paper, round(score, 6), round(relevance, 6), labels))
+            hits = sorted((-self._scored(key).get(doc, 0.0), self._label(key)) for key in keys)
+            labels = tuple(label for negative, label in hits if negative < 0)
+            picks.append(Pick(paper, round(-negative_score, 6), round(-hits[0][0], 6), labels))
             if len(picks) == limit:
                 break
         return picks

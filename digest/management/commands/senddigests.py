@@ -70,19 +70,13 @@ class Command(BaseCommand):
         topic_ids = sending.topics_of(list(subscribers))
         would_send = would_skip = 0
         for subscriber_id, local_day in tqdm(due, unit="digest", file=sys.stderr, disable=not show):
-            message, _picks = sending.prepare(
-                subscribers[subscriber_id],
-                local_day,
-                topic_ids=topic_ids.get(subscriber_id, set()),
-                pool=pool,
-                history=history,
-                renderer=renderer,
-            )
-            if message is None:
+            reader, topics = subscribers[subscriber_id], topic_ids.get(subscriber_id, set())
+            picks, _reason = sending.choose(reader, topic_ids=topics, pool=pool, history=history)
+            if picks is None:
                 would_skip += 1
-            else:
-                message.message()
-                would_send += 1
+                continue
+            sending.compose(reader, picks, local_day, topic_ids=topics, pool=pool, renderer=renderer).message()
+            would_send += 1
         self.stdout.write(
             f"Dry run: {len(due)} due from {len(pool)} papers; {would_send} would be sent, {would_skip} skipped. "
             "Nothing was sent or recorded."
