@@ -11,6 +11,7 @@ cost premailer's full parse for every one; inlining per card costs it once per p
 import functools
 import re
 import textwrap
+import uuid
 from email.utils import make_msgid
 from urllib.parse import urlsplit
 
@@ -118,6 +119,7 @@ class DigestRenderer:
         self.host = site_host()
         self._html_cards = {}  # paper id -> (card html with POSITION and TOPICS placeholders, topic label html)
         self._text_cards = {}
+        self._labels = {}
         self._shells = {}
         self._subjects = {}
 
@@ -143,7 +145,10 @@ class DigestRenderer:
             html = (element.text or "") + "".join(lxml_html.tostring(child, encoding="unicode") for child in element)
             label = _TOPIC_LABEL_RE.search(html)
             html = html[: label.start()] + CARD_TOPICS + html[label.end() :]
-            self._html_cards[paper_id] = (fold_long_lines(html), label.group())
+            # Split once around the per-reader parts, so a reader's card is a join, not two searches.
+            before, rest = fold_long_lines(html).split(CARD_POSITION, 1)
+            between, after = rest.split(CARD_TOPICS, 1)
+            self._html_cards[paper_id] = (before, between, after, label.group())
             context = {"paper": todo[paper_id], "snippet": snippet(todo[paper_id]), "topics": [CARD_TOPIC]}
             context["position"] = CARD_POSITION
             self._text_cards[paper_id] = render_to_string("emails/digest-paper.txt", context).strip()
@@ -151,13 +156,18 @@ class DigestRenderer:
     def card(self, pick, position):
         """(html, text) of one paper's card as this reader sees it: their position and matched topics."""
         self.prepare_cards([pick.paper])
-        html, label = self._html_cards[pick.paper.id]
-        labels = " ".join(label.replace(CARD_TOPIC, escape(topic)) for topic in pick.labels)
-        html = html.replace(CARD_POSITION, str(position), 1).replace(CARD_TOPICS, labels, 1)
-        matches = "\n".join(textwrap.wrap("Matches: " + ", ".join(pick.labels), 72)) if pick.labels else ""
+        before, between, after, label = self._html_cards[pick.paper.id]
+        html = "".join((before, str(position), between, self._labels_html(label, pick.labels), after))
+        matches = _matches_line(pick.labels)
         text = self._text_cards[pick.paper.id].replace(CARD_POSITION, str(position), 1)
         text = text.replace(f"Matches: {CARD_TOPIC}\n" if not matches else f"Matches: {CARD_TOPIC}", matches, 1)
         return html, text
+
+    def _labels_html(self, label, labels):
+        key = (label, labels)
+        if key not in self._labels:
+            self._labels[key] = " ".join(label.replace(CARD_TOPIC, escape(topic)) for topic in labels)
+        return self._labels[key]
 
     def shell(self, day):
         """(html, text) of everything around the cards for a date, inlined once, with placeholders per reader."""
@@ -206,7 +216,7 @@ class DigestRenderer:
         html = _fill(html_shell, "".join(card for card, _text in cards), {k: escape(v) for k, v in values.items()})
         text_values = {**values, "why": wrap(values["why"], 72)}
         text = _fill(text_shell, "\n\n".join(card_text for _html, card_text in cards), text_values)
-        message = EmailMultiAlternatives(
+        message = DigestMessage(
             values["subject"],
             text,
             to=[subscriber.email],
@@ -221,6 +231,21 @@ class DigestRenderer:
         # Read by Anymail's ESP backends (tracking webhooks send them back); other backends ignore them.
         message.metadata = {key: str(value) for key, value in (metadata or {}).items()}
         message.tags = ["digest"]
+        return message
+
+
+@functools.lru_cache(maxsize=4096)
+def _matches_line(labels):
+    return "\n".join(textwrap.wrap("Matches: " + ", ".join(labels), 72)) if labels else ""
+
+
+class DigestMessage(EmailMultiAlternatives):
+    def message(self, *args, **kwargs):
+        message = super().message(*args, **kwargs)
+        # A boundary chosen here spares the email generator its search of every line for a safe one; a random one
+        # cannot occur in the bodies.
+        if message.is_multipart():
+            message.set_boundary(f"=_{uuid.uuid4().hex}")
         return message
 
 

@@ -155,9 +155,22 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
         .select_related("subscriber")
         .order_by("id")
     )
-    outcome = Outcome()
     if not deliveries:
-        return outcome
+        return Outcome()
+    handed = set()  # ids given to the mail backend in this call, whatever came of it
+    try:
+        return _send_claimed(deliveries, run_id, now, pool, renderer, connection, last_try, handed)
+    except BaseException:
+        # Something broke before every outcome was recorded. Rows never handed to the backend go back to pending;
+        # rows that were stay `sending` (they may have gone out) until fail_interrupted, so nobody gets two.
+        Delivery.objects.filter(claim_token=claim, status=Delivery.Status.SENDING).exclude(id__in=handed).update(
+            status=Delivery.Status.PENDING, claim_token=None
+        )
+        raise
+
+
+def _send_claimed(deliveries, run_id, now, pool, renderer, connection, last_try, handed):
+    outcome = Outcome()
     pool = pool or get_pool(now)
     renderer = renderer or DigestRenderer()
     subscriber_ids = [delivery.subscriber_id for delivery in deliveries]
@@ -170,13 +183,6 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
         record(finished)
         finished.clear()
 
-    try:
-        connection.open()
-    except Exception as error:  # noqa: BLE001 - whatever stopped the connection, these digests wait for a retry
-        problem = classify(error)
-        logger.warning("Mail connection failed for %d digests: %s", len(deliveries), problem)
-        return _give_back(deliveries, outcome, problem, last_try, now, run_id)
-
     chosen = {}
     for delivery in deliveries:
         chosen[delivery.id] = choose(
@@ -185,6 +191,13 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
     renderer.prepare_cards(
         {pick.paper.id: pick.paper for picks, _ in chosen.values() if picks for pick in picks}.values()
     )
+
+    try:
+        connection.open()
+    except Exception as error:  # noqa: BLE001 - whatever stopped the connection, these digests wait for a retry
+        problem = classify(error)
+        logger.warning("Mail connection failed for %d digests: %s", len(deliveries), problem)
+        return _give_back(deliveries, outcome, problem, last_try, now, run_id)
 
     try:
         for delivery in deliveries:
@@ -206,6 +219,7 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
                 delivery.status, delivery.error = Delivery.Status.SKIPPED, reason
                 outcome.skipped += 1
             else:
+                handed.add(delivery.id)
                 try:
                     connection.send_messages([message])
                 except Exception as error:  # noqa: BLE001 - classified below; nothing may leave a row unrecorded

@@ -126,3 +126,29 @@ def test_pending_readers_never_get_digests(locmem, gnn, make_reader):
     make_reader(topics=[gnn], status=Subscriber.Status.PENDING)
     call_command("senddigests", "--now", "--no-progress")
     assert mail.outbox == [] and not Delivery.objects.exists()
+
+
+def test_a_crash_while_building_leaves_unsent_digests_pending_and_sent_ones_recorded(
+    locmem, gnn, make_reader, monkeypatch
+):
+    readers = [make_reader(topics=[gnn]) for _ in range(4)]
+    now = timezone.now()
+    ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
+    real_compose, built = sending.compose, []
+
+    def compose_then_break(*args, **kwargs):
+        if len(built) == 2:
+            raise RuntimeError("a bug in rendering")
+        built.append(1)
+        return real_compose(*args, **kwargs)
+
+    monkeypatch.setattr(sending, "compose", compose_then_break)
+    with pytest.raises(RuntimeError):
+        sending.send_deliveries(ids)
+
+    statuses = dict(Delivery.objects.values_list("subscriber_id", "status"))
+    assert sorted(statuses.values()) == ["pending", "pending", "sent", "sent"]
+    assert len(mail.outbox) == 2
+    monkeypatch.setattr(sending, "compose", real_compose)
+    assert sending.send_deliveries(ids).sent == 2
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(r.email for r in readers)
