@@ -7,7 +7,7 @@ constraint makes planning safe to repeat: a second planner, or the same one afte
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q
 
 from digest.models import Delivery, DigestRun, Paper
 from subscriptions.models import Subscriber
@@ -73,12 +73,19 @@ def fail_interrupted(now):
     again could give the reader two. Stuck means claimed longer ago than the broker's visibility timeout, after which
     a live worker would have finished or lost the task anyway.
     """
+    from digest.sending import count_outcome
+
     timeout = timedelta(seconds=settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"])
-    return Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=now - timeout).update(
+    stuck = Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=now - timeout)
+    per_run = dict(stuck.order_by().values_list("run_id").annotate(count=Count("id")))
+    failed = stuck.update(
         status=Delivery.Status.FAILED,
         error="Interrupted while sending (the worker stopped); not sent again, so nobody gets it twice.",
         finished_at=now,
     )
+    for run_id, count in per_run.items():
+        count_outcome(run_id, failed=count)
+    return failed
 
 
 def chunks(ids, size=None):

@@ -4,7 +4,7 @@ import time_machine
 from django.utils import timezone
 
 from digest import planning
-from digest.models import Delivery
+from digest.models import Delivery, DigestRun
 from subscriptions.models import Subscriber
 
 
@@ -73,11 +73,14 @@ def test_planning_twice_creates_one_delivery_per_reader_and_day(make_reader):
 def test_a_digest_stuck_in_sending_past_the_visibility_timeout_fails_without_resending(make_reader):
     reader = make_reader()
     now = timezone.now()
+    run = DigestRun.objects.create(planned_count=1)
     stuck = Delivery.objects.create(
-        subscriber=reader, digest_date=now.date(), status=Delivery.Status.SENDING,
+        subscriber=reader, digest_date=now.date(), status=Delivery.Status.SENDING, run=run,
         claimed_at=now - timezone.timedelta(hours=4),
     )  # fmt: skip
     assert planning.fail_interrupted(now) == 1
     stuck.refresh_from_db()
     assert stuck.status == Delivery.Status.FAILED
     assert "not sent again" in stuck.error
+    run.refresh_from_db()
+    assert run.failed_count == 1 and run.finished_at is not None
