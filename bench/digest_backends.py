@@ -7,6 +7,7 @@ messages and discards them. The thread shares the GIL (and the machine's cores) 
 `start_smtp_process` runs the same server in a child process instead (its own GIL, the same two cores).
 """
 
+import multiprocessing
 import socket
 import threading
 import time
@@ -14,23 +15,32 @@ import time
 from django.core.mail.backends.base import BaseEmailBackend
 
 
-class Counter:
-    """Totals shared by every CountingBackend instance (send_deliveries makes a new connection per chunk)."""
+class _SharedTotals:
+    """Totals in shared memory, so processes forked for `--processes` add to the same counts as the parent."""
 
-    lock = threading.Lock()
-    messages = 0
-    bytes = 0
-    seconds = 0.0  # time spent inside send_messages (serialisation)
+    def __init__(self):
+        self.lock = multiprocessing.Lock()
+        self._messages = multiprocessing.Value("q", 0, lock=False)
+        self._bytes = multiprocessing.Value("q", 0, lock=False)
+        self._seconds = multiprocessing.Value("d", 0.0, lock=False)
 
-    @classmethod
-    def reset(cls):
-        with cls.lock:
-            cls.messages, cls.bytes, cls.seconds = 0, 0, 0.0
+    def add(self, messages, size, seconds):
+        with self.lock:
+            self._messages.value += messages
+            self._bytes.value += size
+            self._seconds.value += seconds
 
-    @classmethod
-    def snapshot(cls):
-        with cls.lock:
-            return {"messages": cls.messages, "bytes": cls.bytes, "seconds": cls.seconds}
+    def reset(self):
+        with self.lock:
+            self._messages.value, self._bytes.value, self._seconds.value = 0, 0, 0.0
+
+    def snapshot(self):
+        with self.lock:
+            return {"messages": self._messages.value, "bytes": self._bytes.value, "seconds": self._seconds.value}
+
+
+# Totals shared by every counting backend instance (send_deliveries makes a new connection per chunk).
+Counter = _SharedTotals()
 
 
 class CountingBackend(BaseEmailBackend):
@@ -44,10 +54,7 @@ class CountingBackend(BaseEmailBackend):
                 continue
             size += len(message.message().as_bytes(linesep="\r\n"))
             count += 1
-        with Counter.lock:
-            Counter.messages += count
-            Counter.bytes += size
-            Counter.seconds += time.perf_counter() - started
+        Counter.add(count, size, time.perf_counter() - started)
         return count
 
 
@@ -167,10 +174,7 @@ def _esp_backend_class():
                 len(message.body) + sum(len(part) for part, _type in message.alternatives) for message in email_messages
             )
             mail.outbox.clear()
-            with Counter.lock:
-                Counter.messages += sent
-                Counter.bytes += size
-                Counter.seconds += time.perf_counter() - started
+            Counter.add(sent, size, time.perf_counter() - started)
             return sent
 
     return CountingEspBackend

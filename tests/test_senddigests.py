@@ -152,3 +152,20 @@ def test_a_crash_while_building_leaves_unsent_digests_pending_and_sent_ones_reco
     monkeypatch.setattr(sending, "compose", real_compose)
     assert sending.send_deliveries(ids).sent == 2
     assert sorted(m.to[0] for m in mail.outbox) == sorted(r.email for r in readers)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_several_processes_send_each_digest_once(settings, tmp_path, make_paper, make_topic, make_reader, capsys):
+    # Committed rows and a file outbox: the forked processes have their own connections and their own memory.
+    settings.EMAIL_BACKEND = "digest.outbox.EmailBackend"
+    settings.OUTBOX_DIR = tmp_path
+    settings.DIGEST_CHUNK_SIZE = 3
+    topic = make_topic("Graph neural networks")
+    make_paper("Graph neural networks at scale")
+    readers = [make_reader(topics=[topic]) for _ in range(10)]
+    call_command("senddigests", "--now", "--no-progress", "--processes", "2")
+    assert "10 planned from 1 papers; 10 sent, 0 failed, 0 skipped." in capsys.readouterr().out
+    written = sorted(path.name.split("-", 3)[3].removesuffix(".eml") for path in tmp_path.glob("*.eml"))
+    assert written == sorted(reader.email for reader in readers)
+    run = DigestRun.objects.get()
+    assert (run.sent_count, run.finished_at is not None) == (10, True)

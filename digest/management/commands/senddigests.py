@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
-from digest import planning, sending
+from digest import jobs, planning, sending
 from digest.emails import DigestRenderer
 from digest.selection import History
 from subscriptions.models import Subscriber
@@ -30,9 +30,14 @@ class Command(BaseCommand):
         parser.add_argument("--now", action="store_true", help="Do not wait for send hours: everyone due today.")
         parser.add_argument("--dry-run", action="store_true", help="Choose and render, but send and record nothing.")
         parser.add_argument("--no-progress", action="store_true", help="Do not show a progress bar.")
+        parser.add_argument(
+            "--processes", type=int, default=1, help="Send in this many processes at once (default 1; try the cores)."
+        )
 
-    def handle(self, *args, date, now, dry_run, no_progress, **options):
+    def handle(self, *args, date, now, dry_run, no_progress, processes, **options):
         day = parse_date(date) if date else None
+        if processes < 1:
+            raise CommandError(f"--processes must be at least 1, not {processes}.", returncode=2)
         ignore_hour = now or day is not None
         started = time.perf_counter()
         moment = timezone.now()
@@ -40,24 +45,18 @@ class Command(BaseCommand):
         if dry_run:
             self.dry_run(moment, day, ignore_hour, show)
         else:
-            self.send(moment, day, ignore_hour, show)
+            self.send(moment, day, ignore_hour, show, processes)
         self.stdout.write(f"Took {time.perf_counter() - started:.1f} s.")
 
-    def send(self, moment, day, ignore_hour, show):
-        planning.fail_interrupted(moment)
-        run = planning.start_run(moment)
-        ids = planning.plan_deliveries(moment, run, day=day, ignore_hour=ignore_hour)
-        pool = sending.get_pool(moment)
-        renderer = DigestRenderer()
-        total = sending.Outcome()
-        with tqdm(total=len(ids), unit="digest", file=sys.stderr, disable=not show) as bar:
-            for chunk in planning.chunks(ids):
-                total.add(sending.send_with_retries(chunk, run_id=run.id, now=moment, pool=pool, renderer=renderer))
-                bar.update(len(chunk))
+    def send(self, moment, day, ignore_hour, show, processes):
+        with tqdm(unit="digest", file=sys.stderr, disable=not show) as bar:
+            run, ids, total = jobs.run_digests(
+                moment, day=day, ignore_hour=ignore_hour, processes=processes, on_progress=bar.update
+            )
         if not ids:
             self.stdout.write("Nobody is due a digest now.")
         self.stdout.write(
-            f"Digest run {run.pk}: {len(ids)} planned from {len(pool)} papers; "
+            f"Digest run {run.pk}: {len(ids)} planned from {run.pool_size} papers; "
             f"{total.sent} sent, {total.failed} failed, {total.skipped} skipped."
         )
 
