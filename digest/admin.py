@@ -6,7 +6,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from digest.matching import Query, build_index
-from digest.models import Delivery, DigestRun, Paper, Topic
+from digest.models import Delivery, DigestRun, FetchRun, Paper, Topic
 
 PREVIEW_WINDOW = timezone.timedelta(hours=48)
 
@@ -104,3 +104,22 @@ class DeliveryAdmin(admin.ModelAdmin):
             "", '<li><a href="{}">{}</a> ({})</li>', ((p.abs_url, p.title, p.arxiv_id) for p in papers)
         )
         return format_html("<ol>{}</ol>", rows)
+
+
+@admin.register(FetchRun)
+class FetchRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "started_at",
+        "source",
+        "fetched_count",
+        "created_count",
+        "updated_count",
+        "error_count",
+        "finished_at",
+    ]
+    list_filter = ["source", "started_at"]
+    date_hierarchy = "started_at"
+    readonly_fields = [field.name for field in FetchRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

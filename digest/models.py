@@ -157,3 +157,31 @@ class Delivery(models.Model):
         """The papers sent, in the order the email listed them (papers deleted since are left out)."""
         by_id = Paper.objects.in_bulk(self.paper_ids)
         return [by_id[paper_id] for paper_id in self.paper_ids if paper_id in by_id]
+
+
+class FetchRun(models.Model):
+    """One fetch from a live source (Hugging Face or arXiv), with what it brought in."""
+
+    class Source(models.TextChoices):
+        HUGGINGFACE = "hf", "Hugging Face daily papers"
+        ARXIV = "arxiv", "arXiv API"
+
+    source = models.CharField(max_length=8, choices=Source.choices)
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    parameters = models.JSONField(default=dict, blank=True, help_text="The day, categories or query fetched.")
+    fetched_count = models.PositiveIntegerField("fetched", default=0)
+    created_count = models.PositiveIntegerField("created", default=0)
+    updated_count = models.PositiveIntegerField("updated", default=0)
+    error_count = models.PositiveIntegerField("errors", default=0)
+    error = models.TextField(blank=True, help_text="Why the fetch failed, or the items it rejected.")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"{self.get_source_display()} at {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def succeeded(self):
+        return self.finished_at is not None and not self.error

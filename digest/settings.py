@@ -144,6 +144,10 @@ DIGEST_SEND_WHEN_EMPTY = env_bool("DIGEST_SEND_WHEN_EMPTY", False)
 DIGEST_CHUNK_SIZE = env_int("DIGEST_CHUNK_SIZE", 250, minimum=1, maximum=5000)
 DIGEST_MAX_RETRIES = env_int("DIGEST_MAX_RETRIES", 5, minimum=0, maximum=20)
 
+# Fetching papers from the live sources.
+ARXIV_CATEGORIES = env_list("ARXIV_CATEGORIES", ["cs.LG", "cs.CL", "cs.CV", "cs.AI", "cs.RO", "stat.ML"])
+ARXIV_MAX_RESULTS = env_int("ARXIV_MAX_RESULTS", 400, minimum=1, maximum=2000)
+
 # Importing and matching papers.
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 64 * 1024 * 1024, minimum=1024)
 MATCH_MIN_SCORE = env_float("MATCH_MIN_SCORE", 0.5, minimum=0.0)

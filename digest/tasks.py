@@ -4,7 +4,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from digest import planning, sending
+from digest import fetching, planning, sending
 
 
 @shared_task(acks_late=True)
@@ -30,3 +30,10 @@ def send_deliveries(self, delivery_ids, run_id=None):
         if outcome.retry_ids:
             raise self.retry(args=[outcome.retry_ids, run_id], countdown=sending.retry_delay(self.request.retries))
     return {"sent": outcome.sent, "failed": outcome.failed, "skipped": outcome.skipped}
+
+
+@shared_task(acks_late=True)
+def fetch_papers(source):
+    """Beat runs this for "hf" hourly and for "arxiv" daily after arXiv's announcement."""
+    run = fetching.fetch(source)
+    return {"fetched": run.fetched_count, "created": run.created_count, "error": run.error}

@@ -48,3 +48,18 @@ def make_reader(db):
         return reader
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch):
+    """Any HTTP request a test has not mocked (with `responses`) fails the test at once, naming the URL.
+
+    pytest-socket blocks connections to anything but loopback, but a name lookup comes first; on a machine without
+    DNS that would end as a quiet, slow, retried "fetch failed" instead of a failing test.
+    """
+    import requests.adapters
+
+    def refuse(adapter, request, *args, **kwargs):
+        raise RuntimeError(f"a test tried the real network: {request.method} {request.url}")
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", refuse)

@@ -2,6 +2,7 @@
 
 import io
 import re
+import time
 import xml.sax
 
 import feedparser
@@ -16,7 +17,49 @@ from digest.sources import (
     require_text,
     string_list,
 )
+from digest.sources.http import get
 from digest.text import clean_text
+
+API_URL = "https://export.arxiv.org/api/query"
+PAGE_SIZE = 200
+MAX_RESULTS = 2000  # arXiv's own limit for one query's slice
+MIN_INTERVAL = 3.0  # seconds between calls, as arXiv's API terms ask
+
+
+def build_query(categories, query=None):
+    search = " OR ".join(f"cat:{category}" for category in categories)
+    if query:
+        search = f"({search}) AND ({query})" if search else query
+    return search
+
+
+def fetch_recent(session, categories, *, query=None, max_results=400, page_size=None, sleep=None):
+    """[(label, PaperRecord | InvalidItem)] for the newest papers in `categories` (and `query`), newest first.
+
+    Pages of `page_size`, at most MAX_RESULTS in all, MIN_INTERVAL seconds apart. An error feed or a broken page
+    stops the fetch with InvalidInput.
+    """
+    search = build_query(categories, query)
+    if not search:
+        raise InvalidInput("no arXiv categories or query given")
+    max_results = min(max_results, MAX_RESULTS)
+    page_size, sleep = page_size or PAGE_SIZE, sleep or time.sleep
+    items, last_call = [], None
+    for start in range(0, max_results, page_size):
+        if last_call is not None:
+            sleep(max(0.0, MIN_INTERVAL - (time.monotonic() - last_call)))
+        params = {
+            "search_query": search, "start": start, "max_results": min(page_size, max_results - start),
+            "sortBy": "submittedDate", "sortOrder": "descending",
+        }  # fmt: skip
+        body = get(session, API_URL, params)
+        last_call = time.monotonic()
+        page = parse_feed(body)
+        items.extend((f"entry {len(items) + number}", record) for number, (_label, record) in enumerate(page, 1))
+        if len(page) < params["max_results"]:
+            break
+    return items
+
 
 _ABS_URL_RE = re.compile(r"https?://(?:export\.)?arxiv\.org/abs/(.+)")
 _ERROR_ID_RE = re.compile(r"https?://(?:export\.)?arxiv\.org/api/errors")

@@ -5,7 +5,10 @@ An item wraps the paper: `{"paper": {"id", "title", "summary", "authors", "upvot
 `paper.publishedAt` is its arXiv publication date.
 """
 
+import json
+
 from digest.sources import (
+    InvalidInput,
     InvalidItem,
     PaperRecord,
     check_text,
@@ -18,7 +21,38 @@ from digest.sources import (
     require_text,
     string_list,
 )
+from digest.sources.http import get
 from digest.text import clean_text
+
+API_URL = "https://huggingface.co/api/daily_papers"
+PAGE_SIZE = 50
+MAX_PAGES = 20
+
+
+def fetch_day(session, day, *, page_size=PAGE_SIZE, max_pages=MAX_PAGES):
+    """[(label, PaperRecord | InvalidItem)] for one day of daily papers, trending first, all pages.
+
+    A page that is not a JSON array stops the whole fetch with InvalidInput: nothing of that day is stored, rather
+    than a part that looks complete.
+    """
+    items = []
+    for page in range(max_pages):
+        params = {"date": day.isoformat(), "sort": "trending", "limit": page_size, "p": page}
+        body = get(session, API_URL, params)
+        try:
+            batch = json.loads(body)
+        except ValueError:
+            raise InvalidInput(f"{API_URL} page {page} for {day} is not JSON: {body[:80]!r}") from None
+        if not isinstance(batch, list):
+            raise InvalidInput(f"{API_URL} page {page} for {day} is not a JSON array")
+        for position, item in enumerate(batch, start=len(items) + 1):
+            try:
+                items.append((f"item {position}", parse_item(item)))
+            except InvalidItem as invalid:
+                items.append((f"item {position}", invalid))
+        if len(batch) < page_size:
+            break
+    return items
 
 
 def parse_item(item, *, source="hf"):
