@@ -1,11 +1,9 @@
-"""Every email the service sends is built here.
+"""Digest emails are built here.
 
-`make_message` renders a transactional email from `emails/<name>-subject.txt`, `-body.txt` and `-body.html`.
-
-Digests are many, so `DigestRenderer` renders and CSS-inlines (premailer) each paper card once per run and each
-shell (header and footer for a date and a set of preferences) once, then assembles a reader's email by joining
-inlined cards and substituting the per-reader values (signed links, address). Inlining whole emails per reader would
-cost premailer's full parse for every one; inlining per card costs it once per paper shown.
+Digests are many, so `DigestRenderer` renders and CSS-inlines (premailer) each paper card once per run (a chunk's new
+cards in one premailer pass) and the shell (header and footer) once per date, then assembles a reader's email by
+joining inlined cards and filling in the per-reader values (position, matched topics, signed links, address).
+Inlining whole emails per reader would cost premailer's full parse for every one.
 """
 
 import functools
@@ -86,16 +84,6 @@ def fold_long_lines(html, limit=LINE_LIMIT):
                 start = cut + 1
         lines.append(line[start:])
     return "\n".join(lines)
-
-
-def make_message(name, to, context, headers=None):
-    """A transactional email (its own templates, no List-Unsubscribe) with a text part and an inlined HTML part."""
-    subject = one_line(render_to_string(f"emails/{name}-subject.txt", context))
-    text = render_to_string(f"emails/{name}-body.txt", context)
-    html = inline_css(render_to_string(f"emails/{name}-body.html", context))
-    message = EmailMultiAlternatives(subject, text, to=[to], headers=headers or {})
-    message.attach_alternative(html, "text/html")
-    return message
 
 
 @functools.cache

@@ -118,7 +118,7 @@ def reader_labels(subscriber, topic_ids, pool):
 
 def choose(subscriber, *, topic_ids, pool, history):
     """(picks, None) for one reader's digest, or (None, reason) when there is nothing to send."""
-    if subscriber.status != Subscriber.Status.ACTIVE:
+    if not subscriber.is_active:
         return None, f"The reader's subscription is {subscriber.get_status_display().lower()}; not sent."
     picks = choose_papers(pool, subscriber, topic_ids, history)
     if not picks and not settings.DIGEST_SEND_WHEN_EMPTY:

@@ -1,5 +1,5 @@
+import datetime
 import sys
-from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         day = None
         if date:
             try:
-                day = date_from(date)
+                day = datetime.date.fromisoformat(date)
             except ValueError:
                 raise CommandError(f"--date {date!r} is not a date like 2026-11-30.", returncode=2) from None
         failed = False
@@ -39,7 +39,3 @@ class Command(BaseCommand):
                 self.stderr.write(run.error)
         if failed:
             raise CommandError("A fetch failed; nothing of it was stored. See the reason above.", returncode=1)
-
-
-def date_from(value):
-    return date.fromisoformat(value)
