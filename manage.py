@@ -6,16 +6,20 @@ import sys
 
 
 def main():
-    """Run administrative tasks."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management import execute_from_command_line
+
     try:
-        from django.core.management import execute_from_command_line
-    except ImportError as exc:
-        raise ImportError(
-            "Couldn't import Django. Are you sure it's installed and "
-            "available on your PYTHONPATH environment variable? Did you "
-            "forget to activate a virtual environment?"
-        ) from exc
+        settings.INSTALLED_APPS  # noqa: B018 - load the settings now, so a bad environment is reported plainly
+    except ImproperlyConfigured as error:
+        sys.stderr.write(
+            f"Configuration error: {error}\n"
+            "Settings come from the environment (README.md, Settings). On a development machine, DEBUG=true gives "
+            "development defaults, e.g. DEBUG=true python manage.py ...\n"
+        )
+        sys.exit(2)
     execute_from_command_line(sys.argv)
 
 

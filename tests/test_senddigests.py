@@ -116,6 +116,12 @@ def test_date_sends_for_that_local_date_whatever_the_hour(locmem, gnn, make_read
     assert len(mail.outbox) == 1
 
 
+def test_a_bad_process_count_is_refused_with_exit_code_2(db):
+    with pytest.raises(CommandError, match="--processes must be at least 1, not 0") as raised:
+        call_command("senddigests", "--now", "--processes", "0")
+    assert raised.value.returncode == 2
+
+
 def test_a_bad_date_is_refused_with_exit_code_2(db):
     with pytest.raises(CommandError, match="--date '1 Dec' is not a date like 2026-11-30") as raised:
         call_command("senddigests", "--date", "1 Dec")

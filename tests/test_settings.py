@@ -48,9 +48,9 @@ def test_production_settings_start_with_everything_set():
 )
 def test_a_bad_or_missing_value_stops_start_up_naming_the_variable(name, value, message):
     result = manage("check", **{**PRODUCTION, name: value})
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert "ImproperlyConfigured" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Configuration error: {message}")
+    assert "Traceback" not in result.stderr
 
 
 def test_debug_gives_development_defaults_for_secrets():
@@ -87,3 +87,13 @@ def test_the_procfile_names_processes_that_exist():
     importlib.import_module("digest.wsgi")
     assert "django_celery_beat.schedulers:DatabaseScheduler" in processes["beat"]
     importlib.import_module("django_celery_beat.schedulers").DatabaseScheduler  # noqa: B018
+
+
+def test_the_web_process_refuses_to_start_with_a_bad_value_too():
+    env = {k: v for k, v in os.environ.items() if k not in {*PRODUCTION, "DATABASE_URL"}}
+    env.update({**PRODUCTION, "DATABASE_URL": "sqlite:///:memory:", "DEBUG": "maybe"})
+    result = subprocess.run(
+        [sys.executable, "-c", "import digest.wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DEBUG='maybe' is not a yes/no value" in result.stderr
