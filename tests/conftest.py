@@ -63,3 +63,13 @@ def no_internet(monkeypatch):
         raise RuntimeError(f"a test tried the real network: {request.method} {request.url}")
 
     monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", refuse)
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(settings):
+    """Each test sees an empty cache (rate limits count from zero) without flushing a shared Redis database."""
+    import uuid
+
+    settings.CACHES = {
+        name: {**config, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"} for name, config in settings.CACHES.items()
+    }
