@@ -1,0 +1,186 @@
+"""Browser tests: Playwright for Python driving the system's Chromium against pytest-django's live server.
+
+The browser is Debian's Chromium (`apt-get install chromium`), never one Playwright downloads. Without it these tests
+skip, unless BROWSER_TESTS=required (as in CI), which turns the missing browser into a failure.
+
+pytest-socket (the project's addopts) stays in force: Playwright talks to its driver over pipes, the driver to
+Chromium over pipes (--remote-debugging-pipe), and Chromium is a separate process that only connects to the live
+server on loopback.
+
+Screenshots land in var/test-artifacts/screenshots/ (under VAR_DIR) as <test>-<name>-<width>.png.
+"""
+
+import os
+import re
+
+import pytest
+from django.conf import settings as django_settings
+from playwright.sync_api import Page, sync_playwright
+
+CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+# The machine running the tests may have no internet: without these, Chromium tries to reach Google's services
+# (component updates, sync, field trials, QUIC probes) and waits on them.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+PHONE = 360
+DESKTOP = 1280
+WIDTHS = (PHONE, DESKTOP)
+HEIGHT = 800
+# Everything here is local, so a missing element shows at once rather than after Playwright's 30-second default.
+TIMEOUT_MS = 5_000
+
+
+_console_key = pytest.StashKey["ConsoleErrors"]()
+
+
+def _chromium_or_skip():
+    if os.path.isfile(CHROMIUM_PATH) and os.access(CHROMIUM_PATH, os.X_OK):
+        return CHROMIUM_PATH
+    message = (
+        f"browser tests need Chromium at {CHROMIUM_PATH} (CHROMIUM_PATH): install it with `apt-get install chromium` "
+        "or point CHROMIUM_PATH at a Chromium binary"
+    )
+    if os.environ.get("BROWSER_TESTS") == "required":
+        pytest.fail(f"BROWSER_TESTS=required, but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    executable = _chromium_or_skip()
+    # Playwright's sync API runs an asyncio event loop in this thread and leaves it marked as running between calls,
+    # for as long as Playwright is started. Django then refuses every ORM call made here (SynchronousOnlyOperation),
+    # although the tests and the live server's thread use the ORM synchronously as usual; nothing runs in that loop.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(live_server, settings):
+    """The live server's base URL, which emails and signed links are built from (SITE_URL) during the test.
+
+    The live server answers in its own thread with its own database connection, so the test runs on a
+    transactional database (pytest-django gives one to every test using live_server).
+    """
+    settings.SITE_URL = live_server.url
+    return live_server.url
+
+
+class ConsoleErrors:
+    """Errors a test's pages logged: console errors (CSP violations among them) and uncaught exceptions."""
+
+    def __init__(self):
+        self.messages = []
+        self.allowed = []
+        self.pages = []
+
+    def watch(self, page):
+        self.pages.append(page)
+        page.on("console", lambda message: self._console(page, message))
+        page.on("pageerror", lambda error: self.messages.append(f"{page.url}: uncaught {error.name}: {error.message}"))
+
+    def _console(self, page, message):
+        source = message.location.get("url") or page.url
+        # Chromium asks every site for /favicon.ico; a site without one is not a broken page.
+        if message.type == "error" and not source.endswith("/favicon.ico"):
+            self.messages.append(f"{source}: {message.text}")
+
+    def allow(self, pattern):
+        """Accept console errors matching a regular expression, e.g. the one Chromium logs for an expected 400."""
+        self.allowed.append(re.compile(pattern))
+
+    def unexpected(self):
+        # A round trip to each open page delivers the console events it sent before.
+        for page in self.pages:
+            if not page.is_closed():
+                page.evaluate("0")
+        return [text for text in self.messages if not any(pattern.search(text) for pattern in self.allowed)]
+
+
+@pytest.fixture
+def console_errors(request):
+    errors = ConsoleErrors()
+    request.node.stash[_console_key] = errors
+    return errors
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A test passes only if its pages logged no console error and no uncaught exception."""
+    result = yield
+    errors = item.stash.get(_console_key, None)
+    if errors is not None and (unexpected := errors.unexpected()):
+        pytest.fail("the page logged errors:\n" + "\n".join(unexpected), pytrace=False)
+    return result
+
+
+@pytest.fixture
+def open_page(browser, site, console_errors):
+    """open_page(path=None, *, width=DESKTOP, **context_options): a page in a fresh browser context (no cookies).
+
+    The path is opened relative to the live server; context options go to browser.new_context (timezone_id="...").
+    """
+    contexts = []
+
+    def open_page(path=None, *, width=DESKTOP, **context_options) -> Page:
+        options = {"locale": "en-US", "timezone_id": "UTC", "color_scheme": "light"} | context_options
+        context = browser.new_context(base_url=site, viewport={"width": width, "height": HEIGHT}, **options)
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        console_errors.watch(page)
+        if path is not None:
+            page.goto(path)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(open_page) -> Page:
+    """A desktop-width page on the live server, at no URL yet."""
+    return open_page()
+
+
+@pytest.fixture
+def snap(request):
+    """snap(page, name): a full-page screenshot at the page's current width, kept as a test artifact."""
+    test_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
+
+    def snap(page, name):
+        folder = django_settings.VAR_DIR / "test-artifacts" / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{test_name}-{name}-{page.viewport_size['width']}.png"
+        page.screenshot(path=path, full_page=True)
+        return path
+
+    return snap
+
+
+@pytest.fixture
+def snap_widths(snap):
+    """snap_widths(page, name): the page as it is now, screenshot at the phone and the desktop width."""
+
+    def snap_widths(page, name, widths=WIDTHS):
+        original = page.viewport_size
+        paths = []
+        for width in widths:
+            page.set_viewport_size({"width": width, "height": HEIGHT})
+            paths.append(snap(page, name))
+        page.set_viewport_size(original)
+        return paths
+
+    return snap_widths
