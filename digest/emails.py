@@ -251,3 +251,25 @@ def _fill(template, cards, values):
     head, tail = template.split(CARDS, 1)
     fill = lambda match: values[_NAMES[match.group()]]  # noqa: E731
     return _PLACEHOLDER_RE.sub(fill, head) + cards + _PLACEHOLDER_RE.sub(fill, tail)
+
+
+def make_message(name, to, context, headers=None):
+    """A transactional email (confirmation, manage link…) from `emails/<name>-subject.txt|body.txt|body.html`.
+
+    These are one-to-one messages a reader asked for, so they carry no List-Unsubscribe: that header is for bulk mail.
+    """
+    context = {
+        "site_name": settings.DIGEST_SITE_NAME,
+        "site_url": settings.SITE_URL,
+        "postal_address": settings.DIGEST_POSTAL_ADDRESS,
+        **context,
+    }
+    subject = one_line(render_to_string(f"emails/{name}-subject.txt", context))
+    text = render_to_string(f"emails/{name}-body.txt", context)
+    html = inline_css(render_to_string(f"emails/{name}-body.html", context), _stylesheets()[0])
+    message = EmailMultiAlternatives(
+        subject, text, to=[to], headers={"Message-ID": make_msgid(domain=site_host()), **(headers or {})}
+    )
+    message.attach_alternative(html, "text/html")
+    message.tags = [name]
+    return message

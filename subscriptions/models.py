@@ -1,7 +1,8 @@
+import hashlib
 import secrets
 
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -58,6 +59,9 @@ class Subscriber(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    signup_email_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the last confirmation or preferences-link email went."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -90,15 +94,139 @@ class Subscriber(models.Model):
     def is_active(self):
         return self.status == self.Status.ACTIVE
 
-    def unsubscribe(self, *, ip=None, user_agent="", wording=""):
+    def record(self, action, *, ip=None, user_agent="", wording="", form_version="", details=None):
+        """Keep proof of what the reader did and was shown (GDPR Art. 7(1)); see Consent."""
+        return self.consents.create(
+            action=action,
+            ip=ip,
+            user_agent=user_agent[:1000],
+            wording=wording,
+            form_version=form_version,
+            details=details or {},
+        )
+
+    def _change_status(self, status, action, **proof):
+        self.status = status
+        fields = ["status"]
+        now = timezone.now()
+        if action == Consent.Action.CONFIRM or (status == self.Status.ACTIVE and self.confirmed_at is None):
+            self.confirmed_at = now
+            fields.append("confirmed_at")
+        if status == self.Status.UNSUBSCRIBED or self.unsubscribed_at is not None:
+            self.unsubscribed_at = now if status == self.Status.UNSUBSCRIBED else None
+            fields.append("unsubscribed_at")
+        with transaction.atomic():
+            self.save(update_fields=fields)
+            self.record(action, **proof)
+        return True
+
+    def confirm(self, **proof):
+        """The reader opened their confirmation link: digests start. True if this changed anything."""
+        if self.status != self.Status.PENDING:
+            return False
+        ErasedAddress.objects.filter(email_hash=ErasedAddress.hash(self.email)).delete()
+        return self._change_status(self.Status.ACTIVE, Consent.Action.CONFIRM, **proof)
+
+    def pause(self, **proof):
+        if self.status != self.Status.ACTIVE:
+            return False
+        return self._change_status(self.Status.PAUSED, Consent.Action.PAUSE, **proof)
+
+    def resume(self, **proof):
+        if self.status != self.Status.PAUSED:
+            return False
+        return self._change_status(self.Status.ACTIVE, Consent.Action.RESUME, **proof)
+
+    def unsubscribe(self, **proof):
         """Stop all digests at once and keep the proof; True if this changed anything (a second click does not)."""
         if self.status in (self.Status.UNSUBSCRIBED, self.Status.SUPPRESSED):
             return False
-        self.status = self.Status.UNSUBSCRIBED
-        self.unsubscribed_at = timezone.now()
-        self.save(update_fields=["status", "unsubscribed_at"])
-        self.consents.create(action=Consent.Action.UNSUBSCRIBE, ip=ip, user_agent=user_agent[:1000], wording=wording)
-        return True
+        return self._change_status(self.Status.UNSUBSCRIBED, Consent.Action.UNSUBSCRIBE, **proof)
+
+    def resubscribe(self, **proof):
+        """Undo an unsubscribe from a signed link (which proves the mailbox). A suppressed address stays suppressed:
+        it bounced or complained, and only an operator may lift that."""
+        if self.status != self.Status.UNSUBSCRIBED:
+            return False
+        return self._change_status(self.Status.ACTIVE, Consent.Action.RESUBSCRIBE, **proof)
+
+    def get_preferences(self):
+        return {
+            "topics": sorted(self.topics.values_list("slug", flat=True)),
+            "keywords": list(self.keywords),
+            "time_zone": str(self.time_zone),
+            "send_hour": self.send_hour,
+            "frequency": self.frequency,
+            "weekly_day": self.weekly_day,
+            "papers_per_email": self.papers_per_email,
+        }
+
+    def export_data(self):
+        """Everything stored about this reader, for "download my data" (GDPR Art. 15 and 20)."""
+        return {
+            "email": self.email,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "created_at": self.created_at.isoformat(),
+            "confirmed_at": self.confirmed_at and self.confirmed_at.isoformat(),
+            "unsubscribed_at": self.unsubscribed_at and self.unsubscribed_at.isoformat(),
+            "preferences": self.get_preferences(),
+            "consents": [
+                {
+                    "action": consent.action,
+                    "at": consent.at.isoformat(),
+                    "ip": consent.ip,
+                    "user_agent": consent.user_agent,
+                    "form_version": consent.form_version,
+                    "wording": consent.wording,
+                    "details": consent.details,
+                }
+                for consent in self.consents.order_by("at", "id")
+            ],
+            "deliveries": [
+                {
+                    "digest_date": delivery.digest_date.isoformat(),
+                    "status": delivery.status,
+                    "papers": delivery.paper_ids,
+                    "sent_at": delivery.finished_at and delivery.finished_at.isoformat(),
+                }
+                for delivery in self.deliveries.order_by("digest_date")
+            ],
+        }
+
+    @transaction.atomic
+    def erase(self):
+        """Delete this reader and everything personal about them, keeping only a hash of the address (see
+        ErasedAddress). Consent records go too: with the address gone they prove nothing about anyone."""
+        ErasedAddress.objects.get_or_create(email_hash=ErasedAddress.hash(self.email))
+        self.consents.all().delete()
+        self.deliveries.all().delete()
+        self.delete()
+
+
+class ErasedAddress(models.Model):
+    """The SHA-256 of an address whose owner asked to be deleted, and nothing else.
+
+    It keeps an erased reader from being added back by mistake (an operator's import or the admin refuses it);
+    the reader can still sign up again themselves, and confirming removes the hash.
+    """
+
+    email_hash = models.CharField(max_length=64, unique=True)
+    erased_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "erased addresses"
+
+    def __str__(self):
+        return f"Erased address {self.email_hash[:12]}…"
+
+    @staticmethod
+    def hash(email):
+        return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+    @classmethod
+    def is_erased(cls, email):
+        return cls.objects.filter(email_hash=cls.hash(email)).exists()
 
 
 class Consent(models.Model):

@@ -2,11 +2,13 @@
 
 A link carries the subscriber's random `token` signed with SECRET_KEY and a salt per purpose, so a link made for one
 purpose cannot be used for another, and a tampered or foreign link is refused. Unsubscribe and manage links never
-expire: links in old emails must keep working. Rotating SECRET_KEY (with SECRET_KEY_FALLBACKS for a while) retires
+expire: links in old emails must keep working. Confirmation links carry the time they were made and expire after
+CONFIRMATION_MAX_AGE_DAYS. Rotating SECRET_KEY (with SECRET_KEY_FALLBACKS for a while) retires
 them all.
 """
 
 import functools
+from datetime import timedelta
 
 from django.conf import settings
 from django.core import signing
@@ -21,9 +23,14 @@ class BadToken(Exception):
     pass
 
 
+class ExpiredToken(BadToken):
+    pass
+
+
 @functools.cache
 def _signer(purpose):
-    return signing.Signer(salt=f"subscriptions.tokens.{purpose}")
+    signer = signing.TimestampSigner if purpose == CONFIRM else signing.Signer
+    return signer(salt=f"subscriptions.tokens.{purpose}")
 
 
 @functools.cache
@@ -39,9 +46,13 @@ def make_token(subscriber, purpose):
 
 
 def read_token(value, purpose):
-    """The subscriber token inside a signed link value, or BadToken."""
+    """The subscriber token inside a signed link value, or BadToken (ExpiredToken for an old confirmation link)."""
     try:
+        if purpose == CONFIRM:
+            return _signer(purpose).unsign(value, max_age=timedelta(days=settings.CONFIRMATION_MAX_AGE_DAYS))
         return _signer(purpose).unsign(value)
+    except signing.SignatureExpired:
+        raise ExpiredToken(f"the {purpose} link has expired") from None
     except signing.BadSignature:
         raise BadToken(f"not a valid {purpose} link") from None
 
@@ -69,3 +80,7 @@ def unsubscribe_url(subscriber):
 
 def manage_url(subscriber):
     return _link("subscriptions:manage", subscriber, MANAGE)
+
+
+def confirm_url(subscriber):
+    return _link("subscriptions:confirm", subscriber, CONFIRM)

@@ -1,18 +1,183 @@
-from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+"""Reader pages: sign-up, confirmation, the preference center and unsubscribe. None needs an account: signed links
+(subscriptions.tokens) are the authority, and each acts only on its own subscriber."""
 
-from subscriptions import tokens
+import json
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_ratelimit.core import is_ratelimited
+from django_ratelimit.decorators import ratelimit
+from django_ratelimit.exceptions import Ratelimited
+
+from digest.models import Paper
+from digest.trending import trending_score
+from subscriptions import signup, tokens
+from subscriptions.forms import FORM_VERSION, PreferencesForm, SubscribeForm, consent_wording
+from subscriptions.models import Consent, ErasedAddress, Subscriber
 
 UNSUBSCRIBE_WORDING = "Unsubscribe: stop all digest emails to this address."
+ONE_CLICK_WORDING = "List-Unsubscribe=One-Click (from the mail client)"
+CONFIRM_WORDING = "Confirm my subscription: start sending the digest to this address."
+PREFERENCES_WORDING = "Save preferences"
+PAUSE_WORDING = "Pause digests: send nothing until I resume."
+RESUME_WORDING = "Resume digests."
+RESUBSCRIBE_WORDING = "Resubscribe: start my digests again with my saved preferences."
+SAMPLE_SIZE = 3
+SAMPLE_CACHE_SECONDS = 300
 
 
-def client_ip(request):
-    return request.META.get("REMOTE_ADDR") or None
+def bad_link(request, *, expired=False):
+    context = {"expired": expired, "max_age_days": settings.CONFIRMATION_MAX_AGE_DAYS}
+    return render(request, "subscriptions/bad_link.html", context, status=400)
 
 
-def bad_link(request):
-    return render(request, "subscriptions/bad_link.html", status=400)
+def rate_limited(request, exception):
+    """RATELIMIT_VIEW: too many sign-ups from one network or for one address."""
+    return render(request, "subscriptions/rate_limited.html", status=429)
+
+
+def sample_papers():
+    """Today's top few papers for the landing page, cached briefly: the page is the most visited of all."""
+    papers = cache.get("landing-sample")
+    if papers is None:
+        now = timezone.now()
+        recent = list(Paper.objects.filter(first_seen_at__gte=now - timedelta(days=2)).order_by("-upvotes")[:50])
+        if not recent:
+            recent = list(Paper.objects.order_by("-first_seen_at")[:SAMPLE_SIZE])
+        recent.sort(key=lambda paper: trending_score(paper, now), reverse=True)
+        papers = [
+            {"title": paper.title, "url": paper.hf_url, "authors": paper.get_short_authors(), "upvotes": paper.upvotes}
+            for paper in recent[:SAMPLE_SIZE]
+        ]
+        cache.set("landing-sample", papers, SAMPLE_CACHE_SECONDS)
+    return papers
+
+
+def _address_key(group, request):
+    return ErasedAddress.hash(request.POST.get("email", ""))
+
+
+@ratelimit(key="ip", rate=lambda group, request: settings.SUBSCRIBE_RATE_PER_IP, method="POST", block=True)
+@require_http_methods(["GET", "POST"])
+def subscribe(request):
+    form = SubscribeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if not form.is_bot:
+            request.POST = request.POST.copy()
+            request.POST["email"] = form.cleaned_data["email"]
+            rate = settings.SUBSCRIBE_RATE_PER_ADDRESS
+            if is_ratelimited(request, group="subscribe-address", key=_address_key, rate=rate, increment=True):
+                raise Ratelimited()
+            proof = signup.Proof.from_request(request, wording=consent_wording(), form_version=FORM_VERSION)
+            signup.subscribe(form.cleaned_data["email"], form.get_preferences(), proof)
+        # The same answer for a new, pending, active or unknown address, and for a bot.
+        return redirect("subscriptions:subscribe_sent")
+    context = {"form": form, "papers": sample_papers(), "consent_wording": consent_wording()}
+    return render(request, "subscriptions/subscribe.html", context, status=400 if form.errors else 200)
+
+
+@require_GET
+def subscribe_sent(request):
+    return render(request, "subscriptions/subscribe_sent.html", {"max_age_days": settings.CONFIRMATION_MAX_AGE_DAYS})
+
+
+def _find(token, purpose):
+    try:
+        return tokens.find_subscriber(token, purpose)
+    except tokens.BadToken:
+        return None
+
+
+@require_http_methods(["GET", "POST"])
+def confirm(request, token):
+    try:
+        subscriber = tokens.find_subscriber(token, tokens.CONFIRM)
+    except tokens.ExpiredToken:
+        return bad_link(request, expired=True)
+    except tokens.BadToken:
+        return bad_link(request)
+    # Mail scanners open links too: a GET only shows the button, so nobody is subscribed by a robot.
+    if request.method == "POST":
+        subscriber.confirm(**signup.Proof.from_request(request, wording=CONFIRM_WORDING).as_kwargs())
+    if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
+        return render(request, "subscriptions/confirmed.html", {"manage_url": tokens.manage_url(subscriber)})
+    if subscriber.status != Subscriber.Status.PENDING:
+        return bad_link(request)
+    return render(request, "subscriptions/confirm.html", {"subscriber": subscriber})
+
+
+def _manage_context(subscriber, form, **extra):
+    return {
+        "subscriber": subscriber,
+        "form": form,
+        "token": tokens.make_token(subscriber, tokens.MANAGE),
+        "unsubscribe_url": tokens.unsubscribe_url(subscriber),
+        **extra,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def manage(request, token):
+    subscriber = _find(token, tokens.MANAGE)
+    if subscriber is None:
+        return bad_link(request)
+    if request.method == "POST":
+        form = PreferencesForm(request.POST, subscriber=subscriber)
+        if form.is_valid():
+            changes = signup.apply_preferences(subscriber, form.get_preferences())
+            if changes:
+                proof = signup.Proof.from_request(request, wording=PREFERENCES_WORDING, form_version=FORM_VERSION)
+                subscriber.record(Consent.Action.PREFERENCES, details={"changes": changes}, **proof.as_kwargs())
+            return redirect(reverse("subscriptions:manage", args=[token]) + "?saved=1")
+        return render(request, "subscriptions/manage.html", _manage_context(subscriber, form), status=400)
+    form = PreferencesForm(subscriber=subscriber)
+    context = _manage_context(subscriber, form, saved="saved" in request.GET, notice=request.GET.get("notice"))
+    return render(request, "subscriptions/manage.html", context)
+
+
+@require_POST
+def pause(request, token):
+    subscriber = _find(token, tokens.MANAGE)
+    if subscriber is None:
+        return bad_link(request)
+    if request.POST.get("action") == "resume":
+        subscriber.resume(**signup.Proof.from_request(request, wording=RESUME_WORDING).as_kwargs())
+        notice = "resumed"
+    else:
+        subscriber.pause(**signup.Proof.from_request(request, wording=PAUSE_WORDING).as_kwargs())
+        notice = "paused"
+    return redirect(reverse("subscriptions:manage", args=[token]) + f"?notice={notice}")
+
+
+@require_GET
+def download_data(request, token):
+    subscriber = _find(token, tokens.MANAGE)
+    if subscriber is None:
+        return bad_link(request)
+    response = HttpResponse(
+        json.dumps(subscriber.export_data(), indent=2, ensure_ascii=False), content_type="application/json"
+    )
+    response["Content-Disposition"] = 'attachment; filename="my-paper-digest-data.json"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def erase(request, token):
+    subscriber = _find(token, tokens.MANAGE)
+    if subscriber is None:
+        return bad_link(request)
+    if request.method == "POST":
+        subscriber.erase()
+        return render(request, "subscriptions/erased.html")
+    return render(request, "subscriptions/erase.html", {"subscriber": subscriber, "manage_token": token})
 
 
 # RFC 8058: a mail client's one-click POST carries no CSRF token; the signed link is the authority here, and it
@@ -20,31 +185,24 @@ def bad_link(request):
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request, token):
-    try:
-        subscriber = tokens.find_subscriber(token, tokens.UNSUBSCRIBE)
-    except tokens.BadToken:
+    subscriber = _find(token, tokens.UNSUBSCRIBE)
+    if subscriber is None:
         return bad_link(request)
+    context = {"subscriber": subscriber, "token": token, "manage_url": tokens.manage_url(subscriber)}
     if request.method == "GET":
         # Link scanners open GETs; only a POST unsubscribes.
-        return render(request, "subscriptions/unsubscribe.html", {"subscriber": subscriber})
+        return render(request, "subscriptions/unsubscribe.html", context)
     one_click = request.POST.get("List-Unsubscribe") == "One-Click"
-    subscriber.unsubscribe(
-        ip=client_ip(request),
-        user_agent=request.headers.get("User-Agent", ""),
-        wording="List-Unsubscribe=One-Click (from the mail client)" if one_click else UNSUBSCRIBE_WORDING,
-    )
-    return render(request, "subscriptions/unsubscribed.html", {"subscriber": subscriber})
+    wording = ONE_CLICK_WORDING if one_click else UNSUBSCRIBE_WORDING
+    subscriber.unsubscribe(**signup.Proof.from_request(request, wording=wording).as_kwargs())
+    return render(request, "subscriptions/unsubscribed.html", context)
 
 
-@require_GET
-def manage(request, token):
-    try:
-        subscriber = tokens.find_subscriber(token, tokens.MANAGE)
-    except tokens.BadToken:
+@require_POST
+def resubscribe(request, token):
+    subscriber = _find(token, tokens.UNSUBSCRIBE)
+    if subscriber is None:
         return bad_link(request)
-    context = {
-        "subscriber": subscriber,
-        "topics": subscriber.topics.order_by("display_order", "name"),
-        "unsubscribe_url": tokens.unsubscribe_url(subscriber),
-    }
-    return render(request, "subscriptions/manage.html", context)
+    subscriber.resubscribe(**signup.Proof.from_request(request, wording=RESUBSCRIBE_WORDING).as_kwargs())
+    context = {"subscriber": subscriber, "manage_url": tokens.manage_url(subscriber)}
+    return render(request, "subscriptions/resubscribed.html", context)

@@ -1,0 +1,164 @@
+"""The sign-up form and the preference center's form. Both validate everything a reader can type or tamper with."""
+
+import functools
+import re
+import unicodedata
+import zoneinfo
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from digest.models import Topic
+from subscriptions.models import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, MAX_PAPERS_PER_EMAIL, Subscriber
+
+# Stored with each consent record, with the wording the reader saw: change it whenever the wording changes.
+FORM_VERSION = "signup-2026-11"
+HOURS = [(hour, f"{hour:02d}:00") for hour in range(24)]
+_KEYWORD_SEPARATORS = re.compile(r"[\n,;]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def consent_wording():
+    return (
+        f"Email me {settings.DIGEST_SITE_NAME}, a digest of new research papers on the topics I chose, at the time "
+        "I chose. Every email has a one-click unsubscribe, and I can change or delete my data at any time."
+    )
+
+
+@functools.cache
+def time_zone_choices():
+    names = sorted(name for name in zoneinfo.available_timezones() if name != "localtime")
+    return [(name, name.replace("_", " ")) for name in names]
+
+
+def normalise_email(value):
+    """One spelling per mailbox: lower case, and an internationalised domain in its Unicode form (the punycode
+    "xn--" spelling of the same domain is the same address)."""
+    local, _, domain = value.rpartition("@")
+    domain = domain.lower().rstrip(".")
+    if "xn--" in domain:
+        try:
+            domain = domain.encode("ascii").decode("idna")
+        except UnicodeError:
+            raise ValidationError("Enter a valid email address.", code="invalid") from None
+    return unicodedata.normalize("NFC", f"{local}@{domain}").lower()
+
+
+class EmailAddressField(forms.EmailField):
+    default_error_messages = {"invalid": "Enter a valid email address, like name@example.com."}
+
+    def to_python(self, value):
+        # Django strips surrounding whitespace; a newline or control character anywhere else is an attempt to add
+        # a header, never part of an address.
+        if value and _CONTROL.search(value.strip()):
+            raise ValidationError("An email address cannot contain line breaks or control characters.", code="invalid")
+        value = super().to_python(value)
+        return normalise_email(value) if value else value
+
+
+class KeywordsField(forms.CharField):
+    """Free-text interests, one per line (commas also separate). Stored as a list of plain strings."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "spellcheck": "false"})
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        if isinstance(value, list):
+            return value
+        keywords, seen = [], set()
+        for part in _KEYWORD_SEPARATORS.split(super().to_python(value) or ""):
+            keyword = " ".join(part.split())
+            if _CONTROL.search(keyword):
+                raise ValidationError("Keywords cannot contain control characters.", code="invalid")
+            if keyword and keyword.casefold() not in seen:
+                seen.add(keyword.casefold())
+                keywords.append(keyword)
+        return keywords
+
+    def validate(self, value):
+        too_long = [keyword for keyword in value if len(keyword) > MAX_KEYWORD_LENGTH]
+        if too_long:
+            raise ValidationError(
+                "Each keyword can be at most %(limit)d characters; this one is %(length)d: “%(keyword)s”.",
+                code="too_long",
+                params={"limit": MAX_KEYWORD_LENGTH, "length": len(too_long[0]), "keyword": too_long[0][:80]},
+            )
+        if len(value) > MAX_KEYWORDS:
+            raise ValidationError(
+                "Add at most %(limit)d keywords (you added %(count)d).",
+                code="too_many",
+                params={"limit": MAX_KEYWORDS, "count": len(value)},
+            )
+
+
+class PreferencesForm(forms.Form):
+    """What a reader chooses: on the sign-up form and in the preference center. `subscriber` fills it in."""
+
+    topics = forms.ModelMultipleChoiceField(
+        queryset=Topic.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Choose as many as you like.",
+    )
+    keywords = KeywordsField(
+        required=False,
+        help_text=f"Optional: your own interests, one per line, up to {MAX_KEYWORDS} "
+        f"of up to {MAX_KEYWORD_LENGTH} characters each (for example: protein folding).",
+    )
+    time_zone = forms.ChoiceField(label="Time zone", choices=time_zone_choices, initial="UTC")
+    send_hour = forms.TypedChoiceField(
+        label="Send hour", choices=HOURS, coerce=int, initial=8, help_text="In your time zone."
+    )
+    frequency = forms.ChoiceField(
+        label="How often", choices=Subscriber.Frequency.choices, widget=forms.RadioSelect, initial="daily"
+    )
+    weekly_day = forms.TypedChoiceField(
+        label="Day for weekly digests", choices=Subscriber.Weekday.choices, coerce=int, initial=0
+    )
+    papers_per_email = forms.IntegerField(
+        label="Papers per email", min_value=1, max_value=MAX_PAPERS_PER_EMAIL, initial=10
+    )
+
+    def __init__(self, data=None, *, subscriber=None, **kwargs):
+        if subscriber is not None:
+            kwargs["initial"] = {**subscriber.get_preferences(), "topics": list(subscriber.topics.all())}
+        super().__init__(data, **kwargs)
+        self.fields["topics"].queryset = Topic.objects.filter(is_active=True).order_by("display_order", "name")
+        if self.is_bound or subscriber is not None:
+            # The page's script pre-selects the browser's time zone only on a fresh form, never over a choice.
+            self.fields["time_zone"].widget.attrs["data-bound"] = "true"
+
+    def get_preferences(self):
+        """The chosen preferences as the Subscriber fields they set (see signup.apply_preferences)."""
+        return dict(self.cleaned_data)
+
+    def clean(self):
+        cleaned = super().clean()
+        if "topics" in cleaned and "keywords" in cleaned and not cleaned["topics"] and not cleaned["keywords"]:
+            self.add_error("topics", "Choose at least one topic, or add a keyword.")
+        return cleaned
+
+
+class SubscribeForm(PreferencesForm):
+    email = EmailAddressField(label="Email address", max_length=254)
+    # A field people never see (hidden by the stylesheet and from screen readers); bots that fill every field do.
+    website = forms.CharField(
+        label="Leave this field empty", required=False, widget=forms.TextInput(attrs={"autocomplete": "off"})
+    )
+
+    field_order = ["email"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].widget.attrs.update({"autocomplete": "email", "spellcheck": "false"})
+        self.fields["website"].widget.attrs["tabindex"] = "-1"
+
+    @property
+    def is_bot(self):
+        return bool(self.cleaned_data.get("website"))
+
+    def get_preferences(self):
+        return {name: value for name, value in self.cleaned_data.items() if name not in ("email", "website")}

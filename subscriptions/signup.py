@@ -1,0 +1,125 @@
+"""Sign-up with double opt-in, and the transactional emails it sends.
+
+The sign-up form answers every address the same way, so nobody can use it to learn who is subscribed: a new or
+pending address gets a confirmation link, an active or paused one gets a link to its preferences instead, and a
+suppressed one (it bounced or complained) gets nothing. Emails to one address are spaced by
+CONFIRMATION_RESEND_SECONDS however often the form is sent, so it cannot be used to flood someone's inbox.
+"""
+
+import logging
+from datetime import timedelta
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from digest.emails import make_message
+from subscriptions import tokens
+from subscriptions.models import Consent, ErasedAddress, Subscriber
+
+logger = logging.getLogger(__name__)
+
+CONFIRM = "confirm"
+MANAGE_LINK = "manage-link"
+
+
+@dataclass(frozen=True)
+class Proof:
+    """Who acted, for the consent record: the request's address and browser, and what they were shown."""
+
+    ip: str | None = None
+    user_agent: str = ""
+    wording: str = ""
+    form_version: str = ""
+
+    @classmethod
+    def from_request(cls, request, wording="", form_version=""):
+        return cls(
+            ip=request.META.get("REMOTE_ADDR") or None,
+            user_agent=request.headers.get("User-Agent", ""),
+            wording=wording,
+            form_version=form_version,
+        )
+
+    def as_kwargs(self):
+        return {"ip": self.ip, "user_agent": self.user_agent, "wording": self.wording, "form_version": self.form_version}
+
+
+def apply_preferences(subscriber, preferences):
+    """Set the preference fields on `subscriber` (saved) and return what changed, as {field: [old, new]}."""
+    before = subscriber.get_preferences() if subscriber.pk else {}
+    for name, value in preferences.items():
+        if name != "topics":
+            setattr(subscriber, name, value)
+    subscriber.save()
+    subscriber.topics.set(preferences["topics"])
+    after = subscriber.get_preferences()
+    return {name: [before.get(name), value] for name, value in after.items() if before.get(name) != value}
+
+
+def subscribe(email, preferences, proof, *, repeat=True):
+    """Record a sign-up and queue the email it calls for. Returns the kind of email it calls for, or None."""
+    try:
+        with transaction.atomic():
+            subscriber = Subscriber.objects.select_for_update().filter(email=email).first()
+            if subscriber is None:
+                subscriber = Subscriber(email=email, status=Subscriber.Status.PENDING)
+            if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
+                # Already confirmed: someone may be trying the form with another person's address, so change
+                # nothing and send the owner their preferences link.
+                kind = MANAGE_LINK
+            elif subscriber.status == Subscriber.Status.SUPPRESSED:
+                kind = None
+            else:
+                subscriber.status = Subscriber.Status.PENDING
+                changes = apply_preferences(subscriber, preferences)
+                subscriber.record(Consent.Action.SUBSCRIBE, details={"preferences": changes}, **proof.as_kwargs())
+                kind = CONFIRM
+    except IntegrityError:
+        # The same new address sent twice at once: the other request made the row, and this one is a repeat.
+        if not repeat:
+            raise
+        return subscribe(email, preferences, proof, repeat=False)
+    if kind and may_email(subscriber):
+        transaction.on_commit(lambda: send_subscription_email_later(subscriber.id, kind))
+    return kind
+
+
+def may_email(subscriber):
+    """At most one sign-up email per address per CONFIRMATION_RESEND_SECONDS: a conditional update, so two requests
+    at once cannot both send."""
+    now = timezone.now()
+    recent = Q(signup_email_at__gt=now - timedelta(seconds=settings.CONFIRMATION_RESEND_SECONDS))
+    allowed = Subscriber.objects.filter(id=subscriber.id).exclude(recent).update(signup_email_at=now) == 1
+    if not allowed:
+        logger.info("Not sending another sign-up email to subscriber %s so soon", subscriber.id)
+    return allowed
+
+
+def send_subscription_email_later(subscriber_id, kind):
+    from subscriptions.tasks import send_subscription_email
+
+    send_subscription_email.delay(subscriber_id, kind)
+
+
+def make_subscription_email(subscriber, kind):
+    context = {"email": subscriber.email, "max_age_days": settings.CONFIRMATION_MAX_AGE_DAYS}
+    if kind == CONFIRM:
+        context["confirm_url"] = tokens.confirm_url(subscriber)
+    else:
+        context["manage_url"] = tokens.manage_url(subscriber)
+    return make_message(kind, subscriber.email, context)
+
+
+def send_subscription_email(subscriber_id, kind):
+    """Send the confirmation or preferences-link email, if it still applies. True if one was handed to the backend."""
+    subscriber = Subscriber.objects.filter(id=subscriber_id).first()
+    if subscriber is None:
+        return False
+    wanted = {CONFIRM: (Subscriber.Status.PENDING,), MANAGE_LINK: (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED)}
+    if subscriber.status not in wanted[kind]:
+        return False
+    make_subscription_email(subscriber, kind).send()
+    return True

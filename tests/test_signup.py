@@ -1,0 +1,168 @@
+import re
+
+import pytest
+import time_machine
+from django.core import mail
+
+from subscriptions.models import Consent, Subscriber
+
+
+@pytest.fixture
+def topics(make_topic):
+    return [
+        make_topic("Computer vision", description="Images, video and 3D."),
+        make_topic("Language models", description="LLMs, pretraining and alignment."),
+    ]
+
+
+def form_data(topics=(), **overrides):
+    data = {
+        "email": "ada@example.com",
+        "topics": [topic.pk for topic in topics],
+        "keywords": "protein folding\nsparse attention",
+        "time_zone": "Europe/Berlin",
+        "send_hour": "7",
+        "frequency": "weekdays",
+        "weekly_day": "0",
+        "papers_per_email": "8",
+        "website": "",
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture(autouse=True)
+def client(client, django_capture_on_commit_callbacks):
+    """The test client, with emails queued "after commit" sent as they would be after a real commit."""
+
+    class Client:
+        def __getattr__(self, name):
+            return getattr(client, name)
+
+        def post(self, *args, **kwargs):
+            with django_capture_on_commit_callbacks(execute=True):
+                return client.post(*args, **kwargs)
+
+    return Client()
+
+
+def links_in(message):
+    return re.findall(r"https?://\S+", message.body)
+
+
+def test_the_landing_page_shows_the_form_and_todays_papers(client, topics, make_paper):
+    make_paper("Scaling sparse attention to a million tokens", upvotes=40)
+    response = client.get("/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Scaling sparse attention to a million tokens" in page
+    assert 'name="email"' in page and "Images, video and 3D." in page
+    assert '<option value="Europe/Berlin">' in page
+
+
+def test_a_new_address_is_pending_with_its_preferences_and_gets_a_confirmation(client, topics):
+    response = client.post("/", form_data(topics[:1]), REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="Firefox/140")
+    assert response.status_code == 302 and response["Location"] == "/subscribe/sent/"
+    reader = Subscriber.objects.get()
+    assert reader.email == "ada@example.com" and reader.status == Subscriber.Status.PENDING
+    assert list(reader.topics.all()) == topics[:1]
+    assert reader.keywords == ["protein folding", "sparse attention"]
+    assert (str(reader.time_zone), reader.send_hour, reader.frequency, reader.papers_per_email) == (
+        "Europe/Berlin",
+        7,
+        "weekdays",
+        8,
+    )
+    consent = reader.consents.get()
+    assert consent.action == Consent.Action.SUBSCRIBE
+    assert (consent.ip, consent.user_agent, consent.form_version) == ("203.0.113.9", "Firefox/140", "signup-2026-11")
+    assert "one-click unsubscribe" in consent.wording
+    [message] = mail.outbox
+    assert message.to == ["ada@example.com"]
+    assert message.subject == "Confirm your subscription to Paper Digest"
+    assert "List-Unsubscribe" not in message.extra_headers
+    [confirm_link] = [link for link in links_in(message) if "/confirm/" in link]
+    assert confirm_link in message.alternatives[0][0]
+
+
+def test_the_answer_is_the_same_for_new_pending_and_active_addresses(client, topics, make_reader):
+    make_reader("active@example.com", topics=topics)
+    pages = []
+    for email in ["new@example.com", "new@example.com", "active@example.com"]:
+        response = client.post("/", form_data(topics, email=email), follow=True)
+        page = re.sub(rb'nonce="[^"]*"', b"", response.content)  # a fresh nonce per response, by design
+        pages.append((response.status_code, response.redirect_chain, page))
+    assert pages[0] == pages[1] == pages[2]
+    assert b"Check your inbox" in pages[0][2]
+
+
+def test_an_active_address_gets_a_manage_link_and_nothing_changes(client, topics, make_reader):
+    reader = make_reader("ada@example.com", topics=topics[:1], send_hour=9)
+    client.post("/", form_data(topics[1:], send_hour="22"))
+    reader.refresh_from_db()
+    assert reader.send_hour == 9 and list(reader.topics.all()) == topics[:1]
+    assert reader.status == Subscriber.Status.ACTIVE and not reader.consents.exists()
+    [message] = mail.outbox
+    assert message.subject == "Your Paper Digest subscription"
+    assert any("/manage/" in link for link in links_in(message))
+    assert not any("/confirm/" in link for link in links_in(message))
+
+
+def test_a_pending_address_gets_the_confirmation_again_but_not_too_often(client, topics, settings):
+    settings.CONFIRMATION_RESEND_SECONDS = 600
+    with time_machine.travel("2026-11-30 09:00Z", tick=False) as clock:
+        client.post("/", form_data(topics))
+        clock.shift(599)
+        client.post("/", form_data(topics, send_hour="10"))
+        assert len(mail.outbox) == 1
+        assert Subscriber.objects.get().send_hour == 10
+        clock.shift(2)
+        client.post("/", form_data(topics))
+    assert len(mail.outbox) == 2
+    assert mail.outbox[0].body != mail.outbox[1].body  # a fresh link, with its own time
+
+
+def test_an_unsubscribed_address_must_confirm_again(client, topics, make_reader):
+    reader = make_reader("ada@example.com", topics=topics, status=Subscriber.Status.UNSUBSCRIBED)
+    client.post("/", form_data(topics))
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.PENDING
+    assert "/confirm/" in mail.outbox[0].body
+
+
+def test_a_suppressed_address_gets_no_email_and_the_same_page(client, topics, make_reader):
+    make_reader("ada@example.com", topics=topics, status=Subscriber.Status.SUPPRESSED)
+    response = client.post("/", form_data(topics))
+    assert response["Location"] == "/subscribe/sent/"
+    assert mail.outbox == []
+    assert Subscriber.objects.get().status == Subscriber.Status.SUPPRESSED
+
+
+def test_the_address_is_stored_once_whatever_its_case(client, topics):
+    client.post("/", form_data(topics, email="Ada@Example.COM"))
+    client.post("/", form_data(topics, email="ada@example.com"))
+    assert list(Subscriber.objects.values_list("email", flat=True)) == ["ada@example.com"]
+
+
+def test_an_internationalised_domain_is_one_address_in_either_spelling(client, topics):
+    client.post("/", form_data(topics, email="ada@bücher.example"))
+    client.post("/", form_data(topics, email="ada@xn--bcher-kva.example"))
+    assert list(Subscriber.objects.values_list("email", flat=True)) == ["ada@bücher.example"]
+    assert mail.outbox[0].message()["To"] == "ada@xn--bcher-kva.example"
+
+
+def test_a_filled_honeypot_looks_like_success_and_does_nothing(client, topics):
+    response = client.post("/", form_data(topics, website="http://spam.example"))
+    assert response["Location"] == "/subscribe/sent/"
+    assert not Subscriber.objects.exists() and mail.outbox == []
+
+
+def test_keywords_are_plain_text_and_escaped_on_every_page(client, topics):
+    client.post("/", form_data(keywords="<script>alert(1)</script>"))
+    reader = Subscriber.objects.get()
+    assert reader.keywords == ["<script>alert(1)</script>"]
+    from subscriptions import tokens
+
+    page = client.get("/" + tokens.manage_url(reader).split("/", 3)[3]).content.decode()
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
