@@ -6,9 +6,9 @@ suppressed one (it bounced or complained) gets nothing. Emails to one address ar
 CONFIRMATION_RESEND_SECONDS however often the form is sent, so it cannot be used to flood someone's inbox.
 """
 
+import dataclasses
 import logging
 from datetime import timedelta
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from digest.emails import make_message
 from subscriptions import tokens
-from subscriptions.models import Consent, ErasedAddress, Subscriber
+from subscriptions.models import Consent, Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ CONFIRM = "confirm"
 MANAGE_LINK = "manage-link"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Proof:
     """Who acted, for the consent record: the request's address and browser, and what they were shown."""
 
@@ -44,7 +44,7 @@ class Proof:
         )
 
     def as_kwargs(self):
-        return {"ip": self.ip, "user_agent": self.user_agent, "wording": self.wording, "form_version": self.form_version}
+        return dataclasses.asdict(self)
 
 
 def apply_preferences(subscriber, preferences):

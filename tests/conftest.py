@@ -38,12 +38,9 @@ def make_topic(db):
 @pytest.fixture
 def make_reader(db):
     def make(email=None, *, topics=(), status=Subscriber.Status.ACTIVE, **fields):
-        reader = Subscriber.objects.create(
-            email=email or f"reader{next(_numbers)}@example.com",
-            status=status,
-            confirmed_at=timezone.now(),
-            **fields,
-        )
+        fields.setdefault("confirmed_at", None if status == Subscriber.Status.PENDING else timezone.now())
+        email = email or f"reader{next(_numbers)}@example.com"
+        reader = Subscriber.objects.create(email=email, status=status, **fields)
         reader.topics.set(topics)
         return reader
 

@@ -52,3 +52,25 @@ def test_topic_changelist_shows_subscriber_counts(admin_client, db):
     page = admin_client.get("/admin/digest/topic/").content.decode()
     assert "Robotics" in page
     assert "Subscribers" in page
+
+
+def test_an_erased_address_cannot_be_added_back_by_an_operator(admin_client, db):
+    from subscriptions.models import ErasedAddress, Subscriber
+
+    ErasedAddress.objects.create(email_hash=ErasedAddress.hash("ada@example.com"))
+    data = {"email": "Ada@Example.com", "status": "active", "keywords": "[]", "time_zone": "UTC", "send_hour": "8"}
+    data.update(frequency="daily", weekly_day="0", papers_per_email="10", created_at_0="2026-11-30")
+    data.update({"created_at_1": "09:00", "consents-TOTAL_FORMS": "0", "consents-INITIAL_FORMS": "0"})
+    response = admin_client.post("/admin/subscriptions/subscriber/add/", data)
+    assert "asked for their data to be erased" in response.content.decode()
+    assert not Subscriber.objects.exists()
+
+
+def test_operators_erase_subscribers_with_an_action(admin_client, make_reader):
+    from subscriptions.models import ErasedAddress, Subscriber
+
+    reader = make_reader("ada@example.com")
+    reader.record("confirm")
+    data = {"action": "erase_selected", "_selected_action": [reader.pk]}
+    admin_client.post("/admin/subscriptions/subscriber/", data, follow=True)
+    assert not Subscriber.objects.exists() and ErasedAddress.is_erased("ada@example.com")

@@ -1,0 +1,149 @@
+import json
+
+import pytest
+from django.core import mail
+
+from digest.models import Delivery
+from subscriptions import tokens
+from subscriptions.models import Consent, ErasedAddress, Subscriber
+
+
+def path_of(url):
+    return "/" + url.split("/", 3)[3]
+
+
+@pytest.fixture
+def topics(make_topic):
+    return [make_topic("Computer vision"), make_topic("Robotics"), make_topic("Speech")]
+
+
+@pytest.fixture
+def reader(make_reader, topics):
+    return make_reader("ada@example.com", topics=topics[:1], keywords=["protein folding"], time_zone="UTC")
+
+
+@pytest.fixture
+def manage_path(reader):
+    return path_of(tokens.manage_url(reader))
+
+
+def preferences(topics, **overrides):
+    data = {
+        "topics": [topic.pk for topic in topics],
+        "keywords": "diffusion models",
+        "time_zone": "Asia/Tokyo",
+        "send_hour": "21",
+        "frequency": "weekly",
+        "weekly_day": "4",
+        "papers_per_email": "5",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_the_page_shows_the_current_choices(client, reader, manage_path, topics):
+    page = client.get(manage_path).content.decode()
+    assert "ada@example.com" in page
+    assert f'value="{topics[0].pk}" id="id_topics_0" checked' in page
+    assert "protein folding</textarea>" in page
+    assert '<option value="UTC" selected>' in page
+
+
+def test_saving_changes_every_preference_and_records_what_changed(client, reader, manage_path, topics):
+    response = client.post(manage_path, preferences(topics[1:]), REMOTE_ADDR="192.0.2.1", HTTP_USER_AGENT="Safari")
+    assert response.status_code == 302
+    page = client.get(response["Location"]).content.decode()
+    assert "Your preferences are saved." in page
+    reader.refresh_from_db()
+    assert sorted(reader.topics.values_list("name", flat=True)) == ["Robotics", "Speech"]
+    assert reader.keywords == ["diffusion models"]
+    assert (str(reader.time_zone), reader.send_hour) == ("Asia/Tokyo", 21)
+    assert (reader.frequency, reader.weekly_day) == ("weekly", 4)
+    assert reader.papers_per_email == 5
+    consent = reader.consents.get()
+    assert consent.action == Consent.Action.PREFERENCES and consent.ip == "192.0.2.1"
+    assert consent.details["changes"]["send_hour"] == [8, 21]
+    assert consent.details["changes"]["topics"] == [["computer-vision"], ["robotics", "speech"]]
+
+
+def test_saving_the_same_choices_records_nothing(client, reader, manage_path, topics):
+    data = preferences(topics[:1], keywords="protein folding", time_zone="UTC", send_hour="8", frequency="daily")
+    data.update(weekly_day="0", papers_per_email="10")
+    client.post(manage_path, data)
+    assert not reader.consents.exists()
+
+
+def test_a_bad_value_shows_the_error_and_saves_nothing(client, reader, manage_path, topics):
+    response = client.post(manage_path, preferences(topics, papers_per_email="31"))
+    assert response.status_code == 400
+    assert "Ensure this value is less than or equal to 30." in response.content.decode()
+    reader.refresh_from_db()
+    assert reader.papers_per_email == 10 and reader.send_hour == 8
+
+
+def test_pause_and_resume(client, reader, manage_path):
+    client.post(manage_path + "pause/", {"action": "pause"})
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.PAUSED
+    assert "Resume digests" in client.get(manage_path).content.decode()
+    client.post(manage_path + "pause/", {"action": "resume"})
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    assert [c.action for c in reader.consents.order_by("at", "id")] == ["pause", "resume"]
+
+
+def test_download_my_data_is_json_with_everything_kept(client, reader, manage_path):
+    reader.record(Consent.Action.CONFIRM, ip="192.0.2.1", wording="Confirm my subscription")
+    Delivery.objects.create(subscriber=reader, digest_date="2026-11-29", status="sent", paper_ids=[3, 1])
+    response = client.get(manage_path + "data/")
+    assert response["Content-Type"] == "application/json"
+    assert "attachment" in response["Content-Disposition"]
+    data = json.loads(response.content)
+    assert data["email"] == "ada@example.com"
+    assert data["preferences"]["keywords"] == ["protein folding"]
+    assert data["consents"][0]["action"] == "confirm" and data["consents"][0]["ip"] == "192.0.2.1"
+    assert data["deliveries"] == [{"digest_date": "2026-11-29", "status": "sent", "papers": [3, 1], "sent_at": None}]
+
+
+def test_delete_me_asks_then_erases_everything_but_a_hash(client, reader, manage_path):
+    reader.record(Consent.Action.CONFIRM)
+    Delivery.objects.create(subscriber=reader, digest_date="2026-11-29", status="sent")
+    assert b"Delete my data" in client.get(manage_path + "delete/").content
+    assert Subscriber.objects.exists()
+    response = client.post(manage_path + "delete/")
+    assert b"Your data is deleted" in response.content
+    assert not Subscriber.objects.exists() and not Consent.objects.exists() and not Delivery.objects.exists()
+    assert ErasedAddress.is_erased("Ada@Example.com")
+    assert client.get(manage_path).status_code == 400  # old links no longer find anyone
+
+
+def test_a_tampered_manage_link_gets_a_400_and_changes_nothing(client, reader, manage_path, topics):
+    bad = manage_path.replace(manage_path[-5:-1], "AAAA")
+    for response in [
+        client.get(bad),
+        client.post(bad, preferences(topics)),
+        client.post(bad + "pause/"),
+        client.get(bad + "data/"),
+        client.post(bad + "delete/"),
+    ]:
+        assert response.status_code == 400
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE and reader.send_hour == 8 and mail.outbox == []
+
+
+def test_one_readers_link_never_reaches_another(client, reader, make_reader, topics):
+    other = make_reader("grace@example.com")
+    client.post(path_of(tokens.manage_url(other)), preferences(topics))
+    reader.refresh_from_db()
+    other.refresh_from_db()
+    assert reader.send_hour == 8 and other.send_hour == 21
+
+
+def test_the_forms_need_a_csrf_token(reader, manage_path, topics):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    assert client.post(manage_path, preferences(topics)).status_code == 403
+    assert client.post(manage_path + "delete/").status_code == 403
+    assert client.post("/", {"email": "x@example.com"}).status_code == 403
+    assert Subscriber.objects.filter(id=reader.id).exists()

@@ -1,0 +1,90 @@
+"""Every bad input on the sign-up form gets a message tied to its field, and nothing is stored or sent."""
+
+import re
+
+import pytest
+from django.core import mail
+
+from subscriptions.models import Subscriber
+
+
+@pytest.fixture
+def topic(make_topic):
+    return make_topic("Computer vision")
+
+
+def form_data(topic, **overrides):
+    data = {
+        "email": "ada@example.com",
+        "topics": [topic.pk],
+        "keywords": "",
+        "time_zone": "UTC",
+        "send_hour": "8",
+        "frequency": "daily",
+        "weekly_day": "0",
+        "papers_per_email": "10",
+    }
+    data.update(overrides)
+    return {name: value for name, value in data.items() if value is not None}
+
+
+def error_for(page, field):
+    """The error text tied to a field: <ul id="id_<field>_error"> and the input's aria-describedby naming it."""
+    match = re.search(rf'<ul class="errorlist" id="id_{field}_error">(.*?)</ul>', page, re.S)
+    assert match, f"no error shown for {field}"
+    assert re.search(rf'aria-describedby="[^"]*id_{field}_error', page), f"{field}'s error is not tied to its input"
+    return re.sub(r"<[^>]+>", "", match.group(1)).strip()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("email", None, "This field is required."),
+        ("email", "not-an-address", "Enter a valid email address"),
+        ("email", "ada@example.com\nBcc: victim@example.org", "cannot contain line breaks"),
+        ("email", "ada@example.com\r\nSubject: hi", "cannot contain line breaks"),
+        ("email", "ada@exa mple.com", "Enter a valid email address"),
+        ("email", "a" * 64 + "@" + "b" * 186 + ".com", "at most 254 characters"),
+        ("email", "ada@xn--zz.example", "Enter a valid email address"),
+        ("keywords", "\n".join(f"keyword {n}" for n in range(11)), "at most 10 keywords (you added 11)"),
+        ("keywords", "x" * 61, "at most 60 characters; this one is 61"),
+        ("keywords", "ok\x00not ok", "control characters"),
+        ("time_zone", "Mars/Olympus_Mons", "Select a valid choice"),
+        ("send_hour", "24", "Select a valid choice"),
+        ("send_hour", "seven", "Select a valid choice"),
+        ("frequency", "hourly", "Select a valid choice"),
+        ("weekly_day", "7", "Select a valid choice"),
+        ("papers_per_email", "0", "greater than or equal to 1"),
+        ("papers_per_email", "31", "less than or equal to 30"),
+        ("papers_per_email", "ten", "Enter a whole number"),
+        ("topics", ["999999"], "Select a valid choice"),
+    ],
+)
+def test_a_bad_value_is_refused_with_a_message_on_its_field(client, topic, field, value, message):
+    response = client.post("/", form_data(topic, **{field: value}))
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert message in error_for(page, field)
+    assert "Please fix 1 problem" in page
+    assert not Subscriber.objects.exists() and mail.outbox == []
+
+
+def test_a_reader_must_choose_a_topic_or_a_keyword(client, topic):
+    response = client.post("/", form_data(topic, topics=None, keywords=" \n , "))
+    assert "Choose at least one topic, or add a keyword." in error_for(response.content.decode(), "topics")
+
+
+def test_keywords_alone_are_enough_and_are_tidied(client, topic):
+    client.post("/", form_data(topic, topics=None, keywords="  Protein   folding ,protein folding; RLHF\n\n"))
+    assert Subscriber.objects.get().keywords == ["Protein folding", "RLHF"]
+
+
+def test_a_hidden_field_the_form_does_not_have_cannot_set_anything(client, topic):
+    client.post("/", form_data(topic, status="active", token="chosen", confirmed_at="2020-01-01"))
+    reader = Subscriber.objects.get()
+    assert reader.status == Subscriber.Status.PENDING and reader.token != "chosen" and reader.confirmed_at is None
+
+
+def test_the_form_keeps_what_was_typed_after_an_error(client, topic):
+    page = client.post("/", form_data(topic, email="bad", keywords="graph neural networks")).content.decode()
+    assert 'value="bad"' in page and "graph neural networks</textarea>" in page
