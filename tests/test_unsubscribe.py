@@ -63,3 +63,39 @@ def test_the_manage_link_shows_the_subscription(client, reader, make_topic):
     response = client.get(path_of(tokens.manage_url(reader)))
     assert response.status_code == 200
     assert b"ada@example.com" in response.content and b"Robotics" in response.content
+
+
+def test_the_page_after_offers_resubscribe_and_preferences_instead(client, reader):
+    page = client.post(path_of(tokens.unsubscribe_url(reader))).content.decode()
+    assert "You are unsubscribed" in page
+    assert ">Resubscribe</button>" in page
+    assert path_of(tokens.manage_url(reader)) in page and "Change preferences instead" in page
+
+
+def test_resubscribe_in_one_click_restores_the_digest(client, reader):
+    url = path_of(tokens.unsubscribe_url(reader))
+    client.post(url)
+    response = client.post(url + "resubscribe/", REMOTE_ADDR="192.0.2.4")
+    assert b"Welcome back" in response.content
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE and reader.unsubscribed_at is None
+    assert [c.action for c in reader.consents.order_by("at", "id")] == ["unsubscribe", "resubscribe"]
+
+
+def test_a_suppressed_address_cannot_resubscribe_from_a_link(client, make_reader):
+    reader = make_reader("bounced@example.com", status=Subscriber.Status.SUPPRESSED)
+    response = client.post(path_of(tokens.unsubscribe_url(reader)) + "resubscribe/")
+    assert b"We can't resubscribe this address" in response.content
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.SUPPRESSED
+
+
+def test_links_in_old_emails_keep_working(client, reader):
+    import time_machine
+
+    with time_machine.travel("2025-01-01 08:00Z"):
+        url = path_of(tokens.unsubscribe_url(reader))
+    response = client.post(url)
+    assert response.status_code == 200
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
