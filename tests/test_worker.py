@@ -1,5 +1,6 @@
 """The task path end to end: a real Celery worker process on the real Redis sends the digests beat asks for."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from django.db import connection
 from digest.celery import app
 from digest.models import Delivery, DigestRun
 from digest.tasks import plan_digests
+from subscriptions import tokens
 from subscriptions.models import Subscriber
 from tests.test_smtp_delivery import running_mail_server, seed_papers, seed_readers, seed_topic
 
@@ -42,6 +44,54 @@ def is_alive(worker):
     return True
 
 
+def worker_database_url():
+    # The worker reads the database pytest-django created for this run, not the one DATABASE_URL names (on SQLite
+    # a file: settings give the SQLite test database a file name so another process can open it).
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{connection.settings_dict['NAME']}"
+    return urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + connection.settings_dict["NAME"]).geturl()
+
+
+@contextlib.contextmanager
+def running_worker(log_path, mail_port, **env_extra):
+    """A real `celery worker` (two prefork processes) on a queue of its own, sending mail to the SMTP server on
+    `mail_port`. Yields the queue name; tasks sent to it, and tasks those tasks queue, go to this worker only."""
+    queue = f"test-digest-{uuid.uuid4().hex[:12]}"
+    nodename = f"{queue}@localhost"
+    env = {
+        **os.environ,
+        "DATABASE_URL": worker_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "DEBUG": "true",
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(mail_port),
+        **env_extra,
+    }
+    # Tasks queued by tasks (plan_digests -> send_deliveries) follow the worker's default queue, set after "--".
+    command = [
+        sys.executable, "-m", "celery", "-A", "digest", "worker", "--loglevel=INFO", "--concurrency=2",
+        "--pool=prefork", "-Q", queue, "-n", nodename, "--without-gossip", "--without-mingle",
+        "--", f"task.default_queue={queue}",
+    ]  # fmt: skip
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: is_alive(worker) and app.control.ping([nodename], timeout=0.5), WAIT_SECONDS, "the worker")
+        yield queue, worker
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        with redis.Redis.from_url(settings.REDIS_URL) as broker:
+            broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        # Shown by pytest only when the test fails.
+        print(log_path.read_text())
+
+
 # Committed rows, so the worker process sees them.
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_plans_and_sends_everyones_digest_once(tmp_path):
@@ -50,64 +100,25 @@ def test_a_worker_plans_and_sends_everyones_digest_once(tmp_path):
     readers = seed_readers([f"reader{number:02d}@example.com" for number in range(READERS)], seed_topic())
     # Due whatever the hour the test runs at: beat's planner only takes readers whose local send hour has come.
     Subscriber.objects.update(send_hour=0, time_zone="UTC")
-    # The worker reads the database pytest-django created for this run, not the one DATABASE_URL names (on SQLite
-    # a file: settings give the SQLite test database a file name so another process can open it).
-    if connection.vendor == "sqlite":
-        database_url = f"sqlite:///{connection.settings_dict['NAME']}"
-    else:
-        database_url = (
-            urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + connection.settings_dict["NAME"]).geturl()
-        )
-    # A queue of its own, so other workers on this Redis cannot take these tasks and this test cannot take theirs.
-    # Tasks queued by tasks (plan_digests -> send_deliveries) follow the worker's default queue, set after "--".
-    queue = f"test-digest-{uuid.uuid4().hex[:12]}"
-    nodename = f"{queue}@localhost"
-    log_path = tmp_path / "worker.log"
 
-    with running_mail_server() as (mail_server, port), log_path.open("w") as log:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": settings.REDIS_URL,
-            "DEBUG": "true",
-            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "EMAIL_HOST": "127.0.0.1",
-            "EMAIL_PORT": str(port),
-            # Several chunks, so both worker processes send and count into the same run at once.
-            "DIGEST_CHUNK_SIZE": "5",
-        }
-        command = [
-            sys.executable, "-m", "celery", "-A", "digest", "worker", "--loglevel=INFO", "--concurrency=2",
-            "--pool=prefork", "-Q", queue, "-n", nodename, "--without-gossip", "--without-mingle",
-            "--", f"task.default_queue={queue}",
-        ]  # fmt: skip
-        worker = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for(lambda: is_alive(worker) and app.control.ping([nodename], timeout=0.5), WAIT_SECONDS, "the worker")
-            started = time.monotonic()
-            plan_digests.apply_async(queue=queue)
+    # Several chunks (DIGEST_CHUNK_SIZE), so both worker processes send and count into the same run at once.
+    with (
+        running_mail_server() as (mail_server, port),
+        running_worker(tmp_path / "worker.log", port, DIGEST_CHUNK_SIZE="5") as (queue, worker),
+    ):
+        started = time.monotonic()
+        plan_digests.apply_async(queue=queue)
 
-            def all_final():
-                statuses = list(Delivery.objects.values_list("status", flat=True))
-                return (
-                    is_alive(worker)
-                    and len(statuses) == READERS
-                    and all(status in Delivery.FINAL_STATUSES for status in statuses)
-                )
+        def all_final():
+            statuses = list(Delivery.objects.values_list("status", flat=True))
+            return (
+                is_alive(worker)
+                and len(statuses) == READERS
+                and all(status in Delivery.FINAL_STATUSES for status in statuses)
+            )
 
-            wait_for(all_final, WAIT_SECONDS, f"{READERS} digests to be planned and finished")
-            print(f"worker planned and sent {READERS} digests in {time.monotonic() - started:.1f} s")
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-            with redis.Redis.from_url(settings.REDIS_URL) as broker:
-                broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
-            # Shown by pytest only when the test fails.
-            print(log_path.read_text())
+        wait_for(all_final, WAIT_SECONDS, f"{READERS} digests to be planned and finished")
+        print(f"worker planned and sent {READERS} digests in {time.monotonic() - started:.1f} s")
 
     assert mail_server.count_by_recipient() == Counter(reader.email for reader in readers)
     for delivery in Delivery.objects.select_related("subscriber"):
@@ -118,3 +129,29 @@ def test_a_worker_plans_and_sends_everyones_digest_once(tmp_path):
     run = DigestRun.objects.get()
     assert (run.planned_count, run.sent_count, run.failed_count, run.skipped_count) == (READERS, READERS, 0, 0)
     assert run.finished_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sign_up_on_the_site_gets_its_confirmation_from_the_worker(tmp_path, client, settings):
+    topic = seed_topic()
+    settings.SITE_URL = "https://digest.example.org"
+    form = {"email": "ada@example.com", "topics": [topic.pk], "time_zone": "UTC", "send_hour": "8"}
+    form.update(frequency="daily", weekly_day="0", papers_per_email="10")
+    with (
+        running_mail_server() as (mail_server, port),
+        running_worker(tmp_path / "worker.log", port, SITE_URL=settings.SITE_URL) as (queue, worker),
+    ):
+        app.conf.task_default_queue = queue
+        try:
+            response = client.post("/", form)
+        finally:
+            app.conf.task_default_queue = "celery"
+        assert response.status_code == 302
+        wait_for(lambda: is_alive(worker) and mail_server.messages_to("ada@example.com"), WAIT_SECONDS, "the email")
+
+    [message] = mail_server.messages_to("ada@example.com")
+    assert message["Subject"] == "Confirm your subscription to Paper Digest"
+    assert message["List-Unsubscribe"] is None
+    reader = Subscriber.objects.get()
+    assert reader.status == Subscriber.Status.PENDING
+    assert tokens.confirm_url(reader).rsplit(":", 2)[0] in message.get_body(("plain",)).get_content()
