@@ -125,6 +125,7 @@ class PreferencesForm(forms.Form):
     def __init__(self, data=None, *, subscriber=None, **kwargs):
         if subscriber is not None:
             kwargs["initial"] = {**subscriber.get_preferences(), "topics": list(subscriber.topics.all())}
+        kwargs.setdefault("label_suffix", "")
         super().__init__(data, **kwargs)
         self.fields["topics"].queryset = Topic.objects.filter(is_active=True).order_by("display_order", "name")
         if self.is_bound or subscriber is not None:
