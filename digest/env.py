@@ -5,6 +5,7 @@ act on instead of a traceback from deep inside a library.
 """
 
 import os
+import re
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -67,6 +68,23 @@ def env_float(name, default, *, minimum=None):
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name}={number} is below the minimum of {minimum}.")
     return number
+
+
+# django-ratelimit's rate syntax: a count, '/', an optional multiplier and a unit, e.g. "20/h" or "5/15m".
+RATE = re.compile(r"(?P<count>\d+)/(?P<multiplier>\d*)(?P<unit>[smhd])", re.ASCII)
+
+
+def env_rate(name, default):
+    value = _raw(name)
+    if value is None:
+        return default
+    match = RATE.fullmatch(value)
+    if not match or int(match["count"]) == 0 or match["multiplier"] and int(match["multiplier"]) == 0:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a rate; write a number of requests per period, e.g. 20/h, 5/15m, 100/d "
+            "(units: s, m, h, d)."
+        )
+    return value
 
 
 def env_list(name, default=()):

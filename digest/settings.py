@@ -3,9 +3,10 @@
 import os
 from pathlib import Path
 
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from digest.env import env_bool, env_database, env_float, env_int, env_list, env_str, env_url
+from digest.env import env_bool, env_database, env_float, env_int, env_list, env_rate, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -35,19 +36,62 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "csp",  # not needed for request.csp_nonce (the middleware sets it), but registers django-csp's system checks
+    "django_ratelimit",  # registers its system checks on the cache it counts in
     "digest.apps.DigestConfig",
     "subscriptions.apps.SubscriptionsConfig",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns django-ratelimit's Ratelimited exception into RATELIMIT_VIEW's 429 page.
+    "django_ratelimit.middleware.RatelimitMiddleware",
 ]
+
+# Security headers. See README.md, "Deploying", "Security".
+# Inline <style> and <script> run only with the per-response nonce: nonce="{{ request.csp_nonce }}". The nonce is
+# added to the header only when a template used it.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+X_FRAME_OPTIONS = "DENY"
+# Manage, unsubscribe and confirmation pages carry signed tokens in their URLs: never send them to another site.
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+HTTPS = SITE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+# Behind a proxy that terminates TLS, Django sees plain HTTP; trust the proxy's X-Forwarded-Proto (the proxy must
+# set it on every request, overwriting the client's) or SECURE_SSL_REDIRECT would redirect forever.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL_HEADER", False) else None
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0, minimum=0)
+# Subdomains of SITE_URL's host (not of its parent domain) must be HTTPS too.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = []
+if not SECURE_HSTS_PRELOAD:
+    # security.W021 asks for preload. It is an operator's opt-in: on a registrable domain it lets anyone submit that
+    # domain and all its subdomains to the browsers' HTTPS-only list, which takes months to undo. See README.md.
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
 
 ROOT_URLCONF = "digest.urls"
 WSGI_APPLICATION = "digest.wsgi.application"
@@ -127,6 +171,32 @@ CELERY_TIMEZONE = TIME_ZONE
 # Longer than the longest task, or Redis hands an unacknowledged task to a second worker while the first still runs.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3 * 3600, minimum=60)}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Cache: Redis when there is one. django-ratelimit counts requests here, so limits are shared by every process only
+# with REDIS_URL; without it each process counts on its own (LocMemCache).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "digest",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "digest"}}
+# django_ratelimit.W001: only django-redis's RedisCache is on its list, but Django's own has the atomic incr it needs.
+SILENCED_SYSTEM_CHECKS.append("django_ratelimit.W001")
+if not REDIS_URL:
+    # django_ratelimit.E003: LocMemCache is per process. Accepted for a Redis-less install (README.md says so).
+    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
+
+# Sign-up limits (django-ratelimit rates, e.g. "20/h") and confirmation links.
+RATELIMIT_VIEW = "subscriptions.views.rate_limited"
+SUBSCRIBE_RATE_PER_IP = env_rate("SUBSCRIBE_RATE_PER_IP", "20/h")
+SUBSCRIBE_RATE_PER_ADDRESS = env_rate("SUBSCRIBE_RATE_PER_ADDRESS", "5/h")
+# Least time between two confirmation or manage-link emails to the same address.
+CONFIRMATION_RESEND_SECONDS = env_int("CONFIRMATION_RESEND_SECONDS", 600, minimum=0, maximum=24 * 3600)
+CONFIRMATION_MAX_AGE_DAYS = env_int("CONFIRMATION_MAX_AGE_DAYS", 7, minimum=1, maximum=90)
 
 # Anymail reads its ESP settings (API keys, sender domains) from ANYMAIL_* variables, e.g. ANYMAIL_MAILGUN_API_KEY.
 ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}
