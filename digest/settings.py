@@ -1,6 +1,7 @@
 """Settings for the paper digest. Everything an operator sets comes from the environment; see README.md."""
 
 import os
+import re
 from pathlib import Path
 
 from csp.constants import NONCE, NONE, SELF
@@ -106,6 +107,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "subscriptions.context_processors.site",
             ],
         },
     },
@@ -192,6 +194,13 @@ if not REDIS_URL:
 
 # Sign-up limits (django-ratelimit rates, e.g. "20/h") and confirmation links.
 RATELIMIT_VIEW = "subscriptions.views.rate_limited"
+# Behind a proxy, REMOTE_ADDR is the proxy's: name the header it puts the client's address in (e.g. X-Real-IP or
+# X-Forwarded-For, whose last entry is the one the proxy added). Used by rate limits and consent records.
+CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "")
+if CLIENT_IP_HEADER and not re.fullmatch(r"[A-Za-z0-9-]+", CLIENT_IP_HEADER):
+    raise ImproperlyConfigured(f"CLIENT_IP_HEADER must be a header name like X-Real-IP, not {CLIENT_IP_HEADER!r}.")
+RATELIMIT_IP_META_KEY = "subscriptions.signup.client_ip"
+CSRF_FAILURE_VIEW = "subscriptions.views.csrf_failure"
 SUBSCRIBE_RATE_PER_IP = env_rate("SUBSCRIBE_RATE_PER_IP", "20/h")
 SUBSCRIBE_RATE_PER_ADDRESS = env_rate("SUBSCRIBE_RATE_PER_ADDRESS", "5/h")
 # Least time between two confirmation or manage-link emails to the same address.

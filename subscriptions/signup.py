@@ -7,6 +7,7 @@ CONFIRMATION_RESEND_SECONDS however often the form is sent, so it cannot be used
 """
 
 import dataclasses
+import ipaddress
 import logging
 from datetime import timedelta
 
@@ -25,6 +26,20 @@ CONFIRM = "confirm"
 MANAGE_LINK = "manage-link"
 
 
+def client_ip(request):
+    """The reader's IP address: REMOTE_ADDR, or behind a proxy the CLIENT_IP_HEADER it sets (its last entry, the
+    one the proxy added; earlier ones come from the client and prove nothing). None if neither is a valid address."""
+    candidates = [request.META.get("REMOTE_ADDR", "")]
+    if settings.CLIENT_IP_HEADER:
+        candidates.insert(0, request.headers.get(settings.CLIENT_IP_HEADER, "").rsplit(",", 1)[-1])
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate.strip()))
+        except ValueError:
+            continue
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Proof:
     """Who acted, for the consent record: the request's address and browser, and what they were shown."""
@@ -37,7 +52,7 @@ class Proof:
     @classmethod
     def from_request(cls, request, wording="", form_version=""):
         return cls(
-            ip=request.META.get("REMOTE_ADDR") or None,
+            ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
             wording=wording,
             form_version=form_version,

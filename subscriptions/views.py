@@ -43,6 +43,11 @@ def rate_limited(request, exception):
     return render(request, "subscriptions/rate_limited.html", status=429)
 
 
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: a form sent without its cookie (blocked cookies, or a page left open for days)."""
+    return render(request, "subscriptions/csrf_failure.html", status=403)
+
+
 def sample_papers():
     """Today's top few papers for the landing page, cached briefly: the page is the most visited of all."""
     papers = cache.get("landing-sample")

@@ -70,3 +70,17 @@ def fresh_cache(settings):
     settings.CACHES = {
         name: {**config, "KEY_PREFIX": f"test-{uuid.uuid4().hex}"} for name, config in settings.CACHES.items()
     }
+
+
+@pytest.fixture
+def inline_tasks():
+    """Run Celery tasks in the test's process even when REDIS_URL is set, so their emails reach mail.outbox.
+
+    The task path through a real worker has its own tests (test_worker.py).
+    """
+    from digest.celery import app
+
+    saved = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = saved

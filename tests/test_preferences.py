@@ -147,3 +147,11 @@ def test_the_forms_need_a_csrf_token(reader, manage_path, topics):
     assert client.post(manage_path + "delete/").status_code == 403
     assert client.post("/", {"email": "x@example.com"}).status_code == 403
     assert Subscriber.objects.filter(id=reader.id).exists()
+
+
+def test_a_form_sent_without_its_cookie_gets_a_friendly_page(reader, manage_path, topics):
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post(manage_path, preferences(topics))
+    assert response.status_code == 403
+    assert "Please try again" in response.content.decode() and "nothing was changed" in response.content.decode()

@@ -39,3 +39,27 @@ def test_a_form_error_does_not_count_against_the_address(client, topic, settings
     settings.SUBSCRIBE_RATE_PER_ADDRESS = "1/h"
     client.post("/", {"email": "ada@example.com"}, REMOTE_ADDR="192.0.2.1")
     assert sign_up(client, topic, "ada@example.com").status_code == 302
+
+
+def test_behind_a_proxy_the_limit_is_per_client_not_per_proxy(client, topic, settings):
+    settings.SUBSCRIBE_RATE_PER_IP = "1/h"
+    settings.CLIENT_IP_HEADER = "X-Forwarded-For"
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    first = client.post("/", {"email": "a@example.com"}, HTTP_X_FORWARDED_FOR="203.0.113.1", **proxy)
+    # A client cannot pick its address: only the entry the proxy appended counts.
+    spoofed = client.post("/", {"email": "b@example.com"}, HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.1", **proxy)
+    other = client.post("/", {"email": "c@example.com"}, HTTP_X_FORWARDED_FOR="198.51.100.9", **proxy)
+    assert (first.status_code, spoofed.status_code, other.status_code) == (400, 429, 400)
+
+
+def test_consent_records_keep_the_clients_address_from_the_proxy_header(client, topic, settings):
+    settings.CLIENT_IP_HEADER = "X-Real-IP"
+    sign_up(client, topic, "ada@example.com", ip="10.0.0.2")
+    client.post("/", {"email": "x"}, REMOTE_ADDR="10.0.0.2")
+    from subscriptions.models import Consent
+
+    assert Consent.objects.get().ip == "10.0.0.2"  # no header: REMOTE_ADDR
+    data = {"email": "grace@example.com", "topics": [topic.pk], "time_zone": "UTC", "send_hour": "8"}
+    data.update(frequency="daily", weekly_day="0", papers_per_email="10")
+    client.post("/", data, REMOTE_ADDR="10.0.0.2", HTTP_X_REAL_IP="203.0.113.77")
+    assert Consent.objects.get(subscriber__email="grace@example.com").ip == "203.0.113.77"

@@ -32,7 +32,7 @@ def form_data(topics=(), **overrides):
 
 
 @pytest.fixture(autouse=True)
-def client(client, django_capture_on_commit_callbacks):
+def client(client, django_capture_on_commit_callbacks, inline_tasks):
     """The test client, with emails queued "after commit" sent as they would be after a real commit."""
 
     class Client:
