@@ -10,6 +10,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.core import is_ratelimited
@@ -101,6 +102,7 @@ def _find(token, purpose):
 
 
 @require_http_methods(["GET", "POST"])
+@never_cache
 def confirm(request, token):
     try:
         subscriber = tokens.find_subscriber(token, tokens.CONFIRM)
@@ -129,6 +131,7 @@ def _manage_context(subscriber, form, **extra):
 
 
 @require_http_methods(["GET", "POST"])
+@never_cache
 def manage(request, token):
     subscriber = _find(token, tokens.MANAGE)
     if subscriber is None:
@@ -148,6 +151,7 @@ def manage(request, token):
 
 
 @require_POST
+@never_cache
 def pause(request, token):
     subscriber = _find(token, tokens.MANAGE)
     if subscriber is None:
@@ -162,6 +166,7 @@ def pause(request, token):
 
 
 @require_GET
+@never_cache
 def download_data(request, token):
     subscriber = _find(token, tokens.MANAGE)
     if subscriber is None:
@@ -175,6 +180,7 @@ def download_data(request, token):
 
 
 @require_http_methods(["GET", "POST"])
+@never_cache
 def erase(request, token):
     subscriber = _find(token, tokens.MANAGE)
     if subscriber is None:
@@ -189,6 +195,7 @@ def erase(request, token):
 # acts only on its own subscriber.
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
+@never_cache
 def unsubscribe(request, token):
     subscriber = _find(token, tokens.UNSUBSCRIBE)
     if subscriber is None:
@@ -204,6 +211,7 @@ def unsubscribe(request, token):
 
 
 @require_POST
+@never_cache
 def resubscribe(request, token):
     subscriber = _find(token, tokens.UNSUBSCRIBE)
     if subscriber is None:

@@ -155,3 +155,10 @@ def test_a_form_sent_without_its_cookie_gets_a_friendly_page(reader, manage_path
     response = Client(enforce_csrf_checks=True).post(manage_path, preferences(topics))
     assert response.status_code == 403
     assert "Please try again" in response.content.decode() and "nothing was changed" in response.content.decode()
+
+
+def test_pages_behind_a_signed_link_are_never_cached_or_indexed(client, reader, manage_path):
+    for path in [manage_path, manage_path + "data/", manage_path + "delete/", path_of(tokens.unsubscribe_url(reader))]:
+        response = client.get(path)
+        assert "no-store" in response["Cache-Control"], path
+    assert '<meta name="robots" content="noindex, nofollow">' in client.get(manage_path).content.decode()
