@@ -66,23 +66,20 @@ def sample_papers():
     return papers
 
 
-def _address_key(group, request):
-    return ErasedAddress.hash(request.POST.get("email", ""))
-
-
 @ratelimit(key="ip", rate=lambda group, request: settings.SUBSCRIBE_RATE_PER_IP, method="POST", block=True)
 @require_http_methods(["GET", "POST"])
 def subscribe(request):
     form = SubscribeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         if not form.is_bot:
-            request.POST = request.POST.copy()
-            request.POST["email"] = form.cleaned_data["email"]
+            email = form.cleaned_data["email"]
+            # Counted on the address as stored, so changing its case or spelling does not reset the count.
+            address_key = lambda group, request: ErasedAddress.hash(email)  # noqa: E731
             rate = settings.SUBSCRIBE_RATE_PER_ADDRESS
-            if is_ratelimited(request, group="subscribe-address", key=_address_key, rate=rate, increment=True):
+            if is_ratelimited(request, group="subscribe-address", key=address_key, rate=rate, increment=True):
                 raise Ratelimited()
             proof = signup.Proof.from_request(request, wording=consent_wording(), form_version=FORM_VERSION)
-            signup.subscribe(form.cleaned_data["email"], form.get_preferences(), proof)
+            signup.subscribe(email, form.get_preferences(), proof)
         # The same answer for a new, pending, active or unknown address, and for a bot.
         return redirect("subscriptions:subscribe_sent")
     context = {"form": form, "papers": sample_papers(), "consent_wording": consent_wording()}
