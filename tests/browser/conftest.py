@@ -10,10 +10,12 @@ server on loopback.
 Screenshots land in var/test-artifacts/screenshots/ (under VAR_DIR) as <test>-<name>-<width>.png.
 """
 
+import contextlib
 import os
 import re
 
 import pytest
+from django import db
 from django.conf import settings as django_settings
 from playwright.sync_api import Page, sync_playwright
 
@@ -53,17 +55,33 @@ def _chromium_or_skip():
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
+    """One Chromium for all the browser tests, stopped after the last of them.
+
+    Not kept for the whole session: while Playwright runs, its event loop counts as running in this thread (see
+    below), and that changes which database connection Django hands out here (asgiref keeps "thread-critical"
+    locals per context when a loop runs). A later test that forks, like `senddigests --processes`, would then
+    close one connection before forking and let the children share the other.
+    """
     executable = _chromium_or_skip()
     # Playwright's sync API runs an asyncio event loop in this thread and leaves it marked as running between calls,
     # for as long as Playwright is started. Django then refuses every ORM call made here (SynchronousOnlyOperation),
     # although the tests and the live server's thread use the ORM synchronously as usual; nothing runs in that loop.
+    saved = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+            # The connections opened while the loop ran, before they become unreachable with it.
+            db.connections.close_all()
+    finally:
+        if saved is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = saved
 
 
 @pytest.fixture
@@ -129,7 +147,8 @@ def pytest_runtest_call(item):
 def open_page(browser, site, console_errors):
     """open_page(path=None, *, width=DESKTOP, **context_options): a page in a fresh browser context (no cookies).
 
-    The path is opened relative to the live server; context options go to browser.new_context (timezone_id="...").
+    The path is opened relative to the live server and must answer 2xx; context options go to browser.new_context
+    (timezone_id="...", for one).
     """
     contexts = []
 
@@ -141,7 +160,8 @@ def open_page(browser, site, console_errors):
         page = context.new_page()
         console_errors.watch(page)
         if path is not None:
-            page.goto(path)
+            response = page.goto(path)
+            assert response.ok, f"{path} answered {response.status} {response.status_text}"
         return page
 
     yield open_page
@@ -149,10 +169,17 @@ def open_page(browser, site, console_errors):
         context.close()
 
 
-@pytest.fixture
-def page(open_page) -> Page:
-    """A desktop-width page on the live server, at no URL yet."""
-    return open_page()
+@contextlib.contextmanager
+def _scroll_kept(page):
+    """Put the page back where it was scrolled to.
+
+    With an input focused, a full-page screenshot or a viewport change makes Chromium scroll the page, and its
+    compositor keeps the old position: the next click lands where the element used to be. Scrolling back in the page
+    brings the two together again.
+    """
+    position = page.evaluate("[scrollX, scrollY]")
+    yield
+    page.evaluate("([x, y]) => window.scrollTo(x, y)", position)
 
 
 @pytest.fixture
@@ -164,7 +191,8 @@ def snap(request):
         folder = django_settings.VAR_DIR / "test-artifacts" / "screenshots"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{test_name}-{name}-{page.viewport_size['width']}.png"
-        page.screenshot(path=path, full_page=True)
+        with _scroll_kept(page):
+            page.screenshot(path=path, full_page=True)
         return path
 
     return snap
@@ -177,10 +205,11 @@ def snap_widths(snap):
     def snap_widths(page, name, widths=WIDTHS):
         original = page.viewport_size
         paths = []
-        for width in widths:
-            page.set_viewport_size({"width": width, "height": HEIGHT})
-            paths.append(snap(page, name))
-        page.set_viewport_size(original)
+        with _scroll_kept(page):
+            for width in widths:
+                page.set_viewport_size({"width": width, "height": HEIGHT})
+                paths.append(snap(page, name))
+            page.set_viewport_size(original)
         return paths
 
     return snap_widths
