@@ -11,7 +11,6 @@ import pytest
 from django.core import mail
 from playwright.sync_api import expect
 
-from digest.celery import app
 from subscriptions import tokens
 from subscriptions.models import Consent, Subscriber
 
@@ -41,15 +40,9 @@ def papers(make_paper):
 
 
 @pytest.fixture
-def emails(site):
-    """The sign-up emails, sent inline by the live server's thread (it runs in this process) to mail.outbox.
-
-    With REDIS_URL set (as in CI) tasks would go to a broker that no worker reads during the browser tests.
-    """
-    saved = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield lambda: list(mail.outbox)
-    app.conf.task_always_eager = saved
+def emails(site, inline_tasks):
+    """The sign-up emails in mail.outbox: tasks run inline, here in the live server's thread, even with REDIS_URL."""
+    return lambda: list(mail.outbox)
 
 
 def only_subscriber():
