@@ -1,0 +1,92 @@
+"""The reader pages the journey does not pass through, in Chromium at both widths: deleting one's data, an expired
+confirmation link, the 429 page, the sign-up form's errors, and the page in dark mode."""
+
+import re
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from subscriptions import tokens
+from subscriptions.models import ErasedAddress, Subscriber
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_delete_me_asks_then_erases(open_page, make_reader, snap_widths):
+    reader = make_reader("ada@example.com")
+    page = open_page(tokens.manage_url(reader))
+    page.get_by_role("link", name="Delete me").click()
+    expect(page.get_by_role("heading", name="Delete your data?")).to_be_visible()
+    snap_widths(page, "erase")
+    assert Subscriber.objects.exists()
+    page.get_by_role("button", name="Delete my data").click()
+    expect(page.get_by_role("heading", name="Your data is deleted")).to_be_visible()
+    snap_widths(page, "erased")
+    assert not Subscriber.objects.exists() and ErasedAddress.is_erased("ada@example.com")
+
+
+def test_keep_my_subscription_goes_back_unchanged(open_page, make_reader):
+    reader = make_reader("ada@example.com")
+    page = open_page(tokens.manage_url(reader) + "delete/")
+    page.get_by_role("link", name="Keep my subscription").click()
+    expect(page.get_by_role("heading", name="Your preferences")).to_be_visible()
+    assert Subscriber.objects.get().status == Subscriber.Status.ACTIVE
+
+
+def test_an_expired_confirmation_link_says_so(open_page, make_reader, console_errors, snap_widths):
+    console_errors.allow(r"status of 400")
+    reader = make_reader("ada@example.com", status=Subscriber.Status.PENDING)
+    with time_machine.travel(timezone.now() - timedelta(days=8)):
+        link = tokens.confirm_url(reader)
+    page = open_page()
+    assert page.goto(link).status == 400
+    expect(page.get_by_role("heading", name="This link has expired")).to_be_visible()
+    snap_widths(page, "expired")
+    page.get_by_role("link", name="Sign up again").click()
+    expect(page.get_by_role("button", name="Subscribe")).to_be_visible()
+
+
+def test_too_many_sign_ups_get_a_friendly_page(open_page, make_topic, settings, console_errors, snap_widths):
+    console_errors.allow(r"status of 429")
+    settings.SUBSCRIBE_RATE_PER_IP = "1/h"
+    make_topic("Robotics")
+    page = open_page("/")
+    for email in ["one@example.com", "two@example.com"]:
+        page.goto("/")
+        page.get_by_label("Email address").fill(email)
+        page.get_by_role("checkbox", name="Robotics").check()
+        page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_role("heading", name="Too many attempts")).to_be_visible()
+    snap_widths(page, "rate-limited")
+    assert list(Subscriber.objects.values_list("email", flat=True)) == ["one@example.com"]
+
+
+def test_the_form_errors_are_listed_linked_and_focused(open_page, make_topic, console_errors, snap_widths):
+    console_errors.allow(r"status of 400")
+    make_topic("Robotics")
+    page = open_page("/")
+    page.get_by_label("Email address").fill("ada@example.com\nBcc: x@example.org".replace("\n", " "))
+    page.get_by_label("Papers per email").fill("31")
+    page.get_by_role("button", name="Subscribe").click()
+    summary = page.get_by_role("alert")
+    expect(summary).to_contain_text("Please fix 3 problems")
+    expect(summary).to_be_focused()
+    expect(page).to_have_title(re.compile(r"^Error: "))
+    snap_widths(page, "form-errors")
+    # Each listed error links to its field, and the field names its error for screen readers.
+    summary.get_by_role("link", name=re.compile("Papers per email")).click()
+    field = page.get_by_label("Papers per email")
+    expect(field).to_be_focused()
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_accessible_description(re.compile("less than or equal to 30"))
+
+
+def test_the_pages_follow_a_dark_colour_scheme(open_page, make_topic, snap):
+    make_topic("Robotics")
+    page = open_page("/", color_scheme="dark")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(13, 17, 23)"
+    snap(page, "landing-dark")
