@@ -1,6 +1,7 @@
 """Reader pages: sign-up, confirmation, the preference center and unsubscribe. None needs an account: signed links
 (subscriptions.tokens) are the authority, and each acts only on its own subscriber."""
 
+import functools
 import json
 from datetime import timedelta
 
@@ -91,22 +92,30 @@ def subscribe_sent(request):
     return render(request, "subscriptions/subscribe_sent.html", {"max_age_days": settings.CONFIRMATION_MAX_AGE_DAYS})
 
 
-def _find(token, purpose):
-    try:
-        return tokens.find_subscriber(token, purpose)
-    except tokens.BadToken:
-        return None
+def signed_link(purpose):
+    """View decorator: the view gets the Subscriber its signed `token` names, or the reader gets the 400 bad-link
+    page (an expired confirmation link says so). Pages behind signed links are never cached."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        @never_cache
+        def wrapped(request, token):
+            try:
+                subscriber = tokens.find_subscriber(token, purpose)
+            except tokens.ExpiredToken:
+                return bad_link(request, expired=True)
+            except tokens.BadToken:
+                return bad_link(request)
+            return view(request, token, subscriber)
+
+        return wrapped
+
+    return decorate
 
 
 @require_http_methods(["GET", "POST"])
-@never_cache
-def confirm(request, token):
-    try:
-        subscriber = tokens.find_subscriber(token, tokens.CONFIRM)
-    except tokens.ExpiredToken:
-        return bad_link(request, expired=True)
-    except tokens.BadToken:
-        return bad_link(request)
+@signed_link(tokens.CONFIRM)
+def confirm(request, token, subscriber):
     # Mail scanners open links too: a GET only shows the button, so nobody is subscribed by a robot.
     if request.method == "POST":
         subscriber.confirm(**signup.Proof.from_request(request, wording=CONFIRM_WORDING).as_kwargs())
@@ -128,11 +137,8 @@ def _manage_context(subscriber, form, **extra):
 
 
 @require_http_methods(["GET", "POST"])
-@never_cache
-def manage(request, token):
-    subscriber = _find(token, tokens.MANAGE)
-    if subscriber is None:
-        return bad_link(request)
+@signed_link(tokens.MANAGE)
+def manage(request, token, subscriber):
     if request.method == "POST":
         form = PreferencesForm(request.POST, subscriber=subscriber)
         if form.is_valid():
@@ -148,11 +154,8 @@ def manage(request, token):
 
 
 @require_POST
-@never_cache
-def pause(request, token):
-    subscriber = _find(token, tokens.MANAGE)
-    if subscriber is None:
-        return bad_link(request)
+@signed_link(tokens.MANAGE)
+def pause(request, token, subscriber):
     if request.POST.get("action") == "resume":
         subscriber.resume(**signup.Proof.from_request(request, wording=RESUME_WORDING).as_kwargs())
         notice = "resumed"
@@ -163,25 +166,18 @@ def pause(request, token):
 
 
 @require_GET
-@never_cache
-def download_data(request, token):
-    subscriber = _find(token, tokens.MANAGE)
-    if subscriber is None:
-        return bad_link(request)
+@signed_link(tokens.MANAGE)
+def download_data(request, token, subscriber):
     response = HttpResponse(
         json.dumps(subscriber.export_data(), indent=2, ensure_ascii=False), content_type="application/json"
     )
     response["Content-Disposition"] = 'attachment; filename="my-paper-digest-data.json"'
-    response["Cache-Control"] = "no-store"
     return response
 
 
 @require_http_methods(["GET", "POST"])
-@never_cache
-def erase(request, token):
-    subscriber = _find(token, tokens.MANAGE)
-    if subscriber is None:
-        return bad_link(request)
+@signed_link(tokens.MANAGE)
+def erase(request, token, subscriber):
     if request.method == "POST":
         subscriber.erase()
         return render(request, "subscriptions/erased.html")
@@ -192,11 +188,8 @@ def erase(request, token):
 # acts only on its own subscriber.
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
-@never_cache
-def unsubscribe(request, token):
-    subscriber = _find(token, tokens.UNSUBSCRIBE)
-    if subscriber is None:
-        return bad_link(request)
+@signed_link(tokens.UNSUBSCRIBE)
+def unsubscribe(request, token, subscriber):
     context = {"subscriber": subscriber, "token": token, "manage_url": tokens.manage_url(subscriber)}
     if request.method == "GET":
         # Link scanners open GETs; only a POST unsubscribes.
@@ -208,11 +201,8 @@ def unsubscribe(request, token):
 
 
 @require_POST
-@never_cache
-def resubscribe(request, token):
-    subscriber = _find(token, tokens.UNSUBSCRIBE)
-    if subscriber is None:
-        return bad_link(request)
+@signed_link(tokens.UNSUBSCRIBE)
+def resubscribe(request, token, subscriber):
     subscriber.resubscribe(**signup.Proof.from_request(request, wording=RESUBSCRIBE_WORDING).as_kwargs())
     context = {"subscriber": subscriber, "manage_url": tokens.manage_url(subscriber)}
     return render(request, "subscriptions/resubscribed.html", context)
