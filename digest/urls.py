@@ -1,7 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from digest import admin_views
+
+# Admin pages that belong to no changelist; admin_view lets only logged-in staff in.
+preview_prefix = "admin/subscriptions/subscriber/<int:subscriber_id>/preview/"
+
 urlpatterns = [
+    path(preview_prefix, admin.site.admin_view(admin_views.preview), name="digest_preview"),
+    path(preview_prefix + "html/", admin.site.admin_view(admin_views.preview_html), name="digest_preview_html"),
+    path(preview_prefix + "send/", admin.site.admin_view(admin_views.preview_send), name="digest_preview_send"),
     path("admin/", admin.site.urls),
     path("", include("subscriptions.urls")),
 ]

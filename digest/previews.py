@@ -1,0 +1,79 @@
+"""The exact digest a reader would get, for operators: built by the same code as a real send, with nothing sent,
+claimed or recorded.
+
+"Exact" means the same selection (the reader's topics, keywords, history of papers already sent), the same renderer
+and the same headers; only what is made at send time differs (a fresh Message-ID and MIME boundary, and the Date).
+"""
+
+import dataclasses
+from email.utils import parseaddr
+
+from django.utils import timezone
+
+from digest import sending
+from digest.emails import DigestRenderer
+from digest.selection import History, Pool, choose_papers
+
+TEST_SUBJECT_PREFIX = "[Test] "
+# Headers a test copy must not carry: a mail client's unsubscribe button would unsubscribe the reader.
+TEST_DROPPED_HEADERS = ("List-Unsubscribe", "List-Unsubscribe-Post")
+
+
+@dataclasses.dataclass
+class Preview:
+    subscriber: object
+    day: object
+    picks: list
+    message: object  # the EmailMessage, or None when there is nothing to send
+    reason: str  # why a real run would not send it ("" when it would)
+    pool_size: int
+
+    @property
+    def html(self):
+        return self.message.alternatives[0][0] if self.message else ""
+
+    @property
+    def text(self):
+        return self.message.body if self.message else ""
+
+    def get_headers(self):
+        """The headers as the mail backend would write them (From, To, Subject, List-Unsubscribe, …)."""
+        if self.message is None:
+            return []
+        mime = self.message.message()
+        return [(name, str(value)) for name, value in mime.items() if name.lower() != "content-type"]
+
+
+def local_today(subscriber, now=None):
+    return timezone.localtime(now or timezone.now(), subscriber.time_zone).date()
+
+
+def build_preview(subscriber, day=None, now=None):
+    """The digest `subscriber` would get for `day` (their local today by default) if it were sent now."""
+    now = now or timezone.now()
+    day = day or local_today(subscriber, now)
+    pool = Pool.load(now)
+    topic_ids = sending.topics_of([subscriber.id]).get(subscriber.id, set())
+    history = History.load([subscriber.id], now)
+    _picks, reason = sending.choose(subscriber, topic_ids=topic_ids, pool=pool, history=history)
+    # An operator may preview a paused reader too: show what they would get, and say why it would not go.
+    picks = choose_papers(pool, subscriber, topic_ids, history)
+    message = None
+    if picks or not reason:
+        renderer = DigestRenderer()
+        message = sending.compose(subscriber, picks, day, topic_ids=topic_ids, pool=pool, renderer=renderer)
+    return Preview(subscriber, day, picks, message, reason or "", len(pool))
+
+
+def make_test_copy(preview, to):
+    """The previewed email addressed to an operator: same body, "[Test]" subject, and no List-Unsubscribe headers."""
+    message = preview.message
+    message.to = [to]
+    message.cc, message.bcc, message.reply_to = [], [], []
+    message.subject = TEST_SUBJECT_PREFIX + message.subject
+    for name in TEST_DROPPED_HEADERS:
+        message.extra_headers.pop(name, None)
+    message.extra_headers["X-Digest-Test"] = f"Preview of the digest for {parseaddr(preview.subscriber.email)[1]}"
+    message.tags = ["digest-test"]
+    message.metadata = {}
+    return message
