@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,30 @@ def test_the_web_process_refuses_to_start_with_a_bad_value_too():
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured: DEBUG='maybe' is not a yes/no value" in result.stderr
+
+
+def test_production_serves_the_admins_static_files_after_collectstatic(tmp_path):
+    env = {**PRODUCTION, "STATIC_ROOT": str(tmp_path / "static"), "SECURE_SSL_REDIRECT": "false"}
+    collected = manage("collectstatic", "--noinput", **env)
+    assert collected.returncode == 0, collected.stderr
+    # A request through the whole middleware stack, as gunicorn would pass it, for the hashed name the admin uses.
+    script = (
+        "import django; django.setup()\n"
+        "from django.templatetags.static import static; from django.test import Client\n"
+        "url = static('admin/css/base.css'); response = Client().get(url, HTTP_HOST='digest.example.org')\n"
+        "print(url, response.status_code, response['Cache-Control'], response['Content-Type'], sep='|')\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in {*PRODUCTION, "DATABASE_URL"}}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**clean, **env, "DATABASE_URL": "sqlite:///:memory:", "DJANGO_SETTINGS_MODULE": "digest.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    url, status, cache_control, content_type = result.stdout.strip().split("|")
+    assert re.fullmatch(r"/static/admin/css/base\.[0-9a-f]{12}\.css", url)
+    assert (status, content_type) == ("200", 'text/css; charset="utf-8"')
+    assert "immutable" in cache_control
