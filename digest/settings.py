@@ -235,6 +235,9 @@ DIGEST_TRENDING_WEIGHT = env_float("DIGEST_TRENDING_WEIGHT", 0.4, minimum=0.0)
 DIGEST_SEND_WHEN_EMPTY = env_bool("DIGEST_SEND_WHEN_EMPTY", False)
 DIGEST_CHUNK_SIZE = env_int("DIGEST_CHUNK_SIZE", 250, minimum=1, maximum=5000)
 DIGEST_MAX_RETRIES = env_int("DIGEST_MAX_RETRIES", 5, minimum=0, maximum=20)
+# Bounces and complaints (subscriptions/tracking.py): this many soft bounces within this many days suppress a reader.
+DIGEST_SOFT_BOUNCE_LIMIT = env_int("DIGEST_SOFT_BOUNCE_LIMIT", 3, minimum=1, maximum=100)
+DIGEST_SOFT_BOUNCE_DAYS = env_int("DIGEST_SOFT_BOUNCE_DAYS", 30, minimum=1, maximum=365)
 
 # Fetching papers from the live sources.
 ARXIV_CATEGORIES = env_list("ARXIV_CATEGORIES", ["cs.LG", "cs.CL", "cs.CV", "cs.AI", "cs.RO", "stat.ML"])

@@ -11,5 +11,7 @@ urlpatterns = [
     path(preview_prefix + "html/", admin.site.admin_view(admin_views.preview_html), name="digest_preview_html"),
     path(preview_prefix + "send/", admin.site.admin_view(admin_views.preview_send), name="digest_preview_send"),
     path("admin/", admin.site.urls),
+    # Anymail's tracking webhooks (bounces, complaints): anymail/<esp>/tracking/, behind ANYMAIL_WEBHOOK_SECRET.
+    path("anymail/", include("anymail.urls")),
     path("", include("subscriptions.urls")),
 ]

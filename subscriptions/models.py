@@ -263,3 +263,67 @@ class Consent(models.Model):
 
     def __str__(self):
         return f"{self.get_action_display()} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class MailEvent(models.Model):
+    """A provider's report that concerns deliverability: a bounce, a refusal, a spam complaint or an unsubscribe at
+    the provider (subscriptions/tracking.py records them from Anymail's tracking webhooks).
+
+    No address is stored: the subscriber link is enough to act and to count, and an address in the provider's text
+    is replaced by "<address>" before it is kept. Erasing a reader sets `subscriber` to null, so the event still
+    counts for the operator's bounce and complaint rates but names nobody.
+    """
+
+    class EventType(models.TextChoices):
+        # Anymail's normalised event types (anymail.signals.EventType) that this project keeps.
+        BOUNCED = "bounced", "Bounced"
+        DEFERRED = "deferred", "Deferred"
+        REJECTED = "rejected", "Rejected by the provider"
+        COMPLAINED = "complained", "Spam complaint"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed at the provider"
+
+    # Bounces that ended a message's delivery (a deferral is a retry still under way), for bounce rates.
+    BOUNCE_TYPES = (EventType.BOUNCED,)
+
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.SET_NULL, null=True, blank=True, related_name="mail_events"
+    )
+    esp = models.CharField(max_length=32, help_text='The provider that reported it, e.g. "mailgun", "amazon_ses".')
+    event_type = models.CharField(max_length=12, choices=EventType.choices)
+    reject_reason = models.CharField(max_length=16, blank=True, help_text="Anymail's normalised reason, if any.")
+    is_soft_bounce = models.BooleanField(
+        default=False, help_text="A temporary failure: counted, and suppresses only when repeated."
+    )
+    recovered = models.BooleanField(
+        default=False, help_text="The provider delivered the message after this soft bounce, so it does not count."
+    )
+    suppressed = models.BooleanField(default=False, help_text="This event suppressed the reader.")
+    description = models.CharField(max_length=255, blank=True)
+    mta_response = models.CharField(max_length=500, blank=True, help_text="The receiving server's reply, if any.")
+    event_id = models.CharField(max_length=200, blank=True, help_text="The provider's id for the event.")
+    message_id = models.CharField(max_length=255, blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now, help_text="When the provider says it happened.")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(fields=["occurred_at"], name="mailevent_occurred_at"),
+            models.Index(fields=["subscriber", "occurred_at"], name="mailevent_subscriber_occurred"),
+        ]
+        constraints = [
+            # A provider's retry of the same webhook is kept once. Per subscriber: one Amazon SES notification (one
+            # event id) can report several recipients.
+            models.UniqueConstraint(
+                fields=["esp", "event_id", "subscriber"],
+                condition=~Q(event_id=""),
+                name="mailevent_event_once",
+            ),
+            models.CheckConstraint(
+                condition=Q(event_type__in=["bounced", "deferred", "rejected", "complained", "unsubscribed"]),
+                name="mailevent_event_type_valid",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_event_type_display()} ({self.esp}) at {self.occurred_at:%Y-%m-%d %H:%M}"
