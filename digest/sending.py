@@ -17,7 +17,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Count, F, Max
 from django.utils import timezone
 
 from digest.emails import DigestRenderer
@@ -101,8 +101,9 @@ def get_pool(now):
     """The run's pool, shared by the tasks one worker process runs; rebuilt when papers change or after 15 minutes."""
     from digest.models import Paper
 
-    stamp = Paper.objects.order_by("-updated_at").values_list("updated_at", flat=True).first()
-    key = (stamp, Paper.objects.count())
+    # Any change to the papers changes one of these: an edit the newest updated_at, an import the count and the
+    # highest id, a deletion the count.
+    key = tuple(Paper.objects.aggregate(Max("updated_at"), Count("id"), Max("id")).values())
     cached = _pool_cache.get("pool")
     if cached and cached[0] == key and (now - cached[1].now).total_seconds() < 900:
         return cached[1]

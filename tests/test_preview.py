@@ -107,6 +107,7 @@ def test_send_test_digest_to_me(client, operator, reader):
     assert not Delivery.objects.exists()
     # The reader's next real digest still has the papers: a test send is not part of their history.
     call_command("senddigests", "--now", "--no-progress", stdout=None)
+    assert Delivery.objects.get().error == ""
     assert "Graph neural networks for molecules" in mail.outbox[1].body
 
 
