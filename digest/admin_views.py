@@ -1,4 +1,4 @@
-"""Admin pages that are not a model's changelist: the exact digest preview and its test send.
+"""Admin pages that are not a model's changelist: the health dashboard, the exact digest preview and its test send.
 
 digest/urls.py puts them under the subscriber's admin URL, inside `admin.site.admin_view`, so only logged-in staff
 reach them; each also checks the subscriber permission it needs.
@@ -19,6 +19,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
 from digest import previews
+from digest.dashboard import get_dashboard
 from digest.sending import classify
 from subscriptions.models import Subscriber
 
@@ -100,3 +101,11 @@ def preview_send(request, subscriber_id):
     else:
         messages.success(request, f"Sent the test digest to {request.user.email}. Nothing was recorded for the reader.")
     return redirect(back)
+
+
+@require_GET
+def dashboard(request):
+    if not request.user.has_perm("digest.view_digestrun"):
+        raise PermissionDenied
+    context = {**admin.site.each_context(request), "title": "Health", **get_dashboard()}
+    return TemplateResponse(request, "admin/digest/dashboard.html", context)

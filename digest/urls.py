@@ -7,6 +7,7 @@ from digest import admin_views
 preview_prefix = "admin/subscriptions/subscriber/<int:subscriber_id>/preview/"
 
 urlpatterns = [
+    path("admin/health/", admin.site.admin_view(admin_views.dashboard), name="digest_dashboard"),
     path(preview_prefix, admin.site.admin_view(admin_views.preview), name="digest_preview"),
     path(preview_prefix + "html/", admin.site.admin_view(admin_views.preview_html), name="digest_preview_html"),
     path(preview_prefix + "send/", admin.site.admin_view(admin_views.preview_send), name="digest_preview_send"),
