@@ -36,6 +36,8 @@ class Paper(models.Model):
 
     class Meta:
         ordering = ["-first_seen_at", "arxiv_id"]
+        # The admin's category filter lists the distinct categories on every page: an index-only scan, not the table.
+        indexes = [models.Index(fields=["primary_category"], name="paper_primary_category")]
 
     def __str__(self):
         return f"{self.arxiv_id}: {self.title}"
@@ -148,7 +150,13 @@ class Delivery(models.Model):
                 name="delivery_status_valid",
             ),
         ]
-        indexes = [models.Index(fields=["status", "digest_date"])]
+        indexes = [
+            # The admin's list, newest first (ORDER BY digest_date DESC, id DESC), unfiltered and by status.
+            models.Index(fields=["digest_date", "id"], name="delivery_date_id"),
+            models.Index(fields=["status", "digest_date", "id"], name="delivery_status_date_id"),
+            # Finding the digest a provider's report or a reader's complaint names.
+            models.Index(fields=["message_id"], name="delivery_message_id"),
+        ]
 
     def __str__(self):
         return f"Digest for subscriber {self.subscriber_id} on {self.digest_date}"
