@@ -1,22 +1,46 @@
+import re
+from collections import defaultdict
+from functools import partial
+
 from django.conf import settings
-from django.contrib import admin
-from django.db import models
-from django.db.models import Count
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.db import models, transaction
+from django.db.models import Count, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce, Concat, Greatest, Lower
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.text import Truncator
 
 from digest.matching import Query, build_index
 from digest.models import Delivery, DigestRun, FetchRun, Paper, Topic
+from digest.sources import normalise_arxiv_id
+from subscriptions.models import Subscriber
 
 PREVIEW_WINDOW = timezone.timedelta(hours=48)
+
+# A whole address (something@domain.tld): searched exactly, through the unique index on Lower(email).
+WHOLE_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+# planning.fail_interrupted's reason. Such a digest may have reached the reader, so it is never sent again.
+INTERRUPTED = "Interrupted while sending"
+
+
+def plural(count, word, words=None):
+    return f"{count:,} {word if count == 1 else (words or word + 's')}"
 
 
 @admin.register(Paper)
 class PaperAdmin(admin.ModelAdmin):
     list_display = ["arxiv_id", "title", "upvotes", "num_comments", "primary_category", "published_at", "first_seen_at"]
     list_filter = ["source", "first_seen_at", "published_at", "primary_category"]
-    search_fields = ["=arxiv_id", "title", "abstract"]
-    date_hierarchy = "first_seen_at"
+    # Titles only: words of the abstract would scan every abstract (1.4 s at 50,000 papers on PostgreSQL).
+    search_fields = ["title"]
+    search_help_text = "An arXiv id (2401.04088, with or without its version) or words of the title."
+    # No date_hierarchy: it reads the distinct years and months of every matching paper on each page (a search
+    # scanned the table three times instead of once); the "first seen" filter offers today, 7 days, month and year.
     readonly_fields = ["raw_title", "first_seen_at", "updated_at", "links"]
     show_full_result_count = False
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
@@ -25,6 +49,12 @@ class PaperAdmin(admin.ModelAdmin):
         ("Trending", {"fields": ["upvotes", "num_comments", "published_at", "featured_at", "first_seen_at"]}),
         ("Extras", {"fields": ["github_url", "thumbnail_url", "keywords", "categories", "primary_category", "source"]}),
     ]
+
+    def get_search_results(self, request, queryset, search_term):
+        arxiv_id = normalise_arxiv_id(search_term)
+        if arxiv_id:
+            return queryset.filter(arxiv_id=arxiv_id), False  # the unique index
+        return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="Links")
     def links(self, paper):
@@ -45,7 +75,11 @@ class TopicAdmin(admin.ModelAdmin):
     fields = ["name", "slug", "description", "aliases", "is_active", "display_order", "matching_preview"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(subscriber_total=Count("subscribers", distinct=True))
+        # A count per topic over the subscriber-topic table alone (an index-only scan of its topic index): 30 ms for
+        # 300,000 choices on PostgreSQL, where Count("subscribers", distinct=True) over a join took 170 ms.
+        through = Topic.subscribers.through.objects.filter(topic_id=OuterRef("pk")).order_by()
+        count = through.values("topic_id").annotate(n=Count("*")).values("n")
+        return super().get_queryset(request).annotate(subscriber_total=Coalesce(Subquery(count), 0))
 
     @admin.display(description="Subscribers", ordering="subscriber_total")
     def subscriber_count(self, topic):
@@ -70,30 +104,167 @@ class TopicAdmin(admin.ModelAdmin):
         return format_html("<p>Of {} papers first seen in the last 48 hours:</p><ol>{}</ol>", len(index), rows)
 
 
+def deliveries_url(**filters):
+    return reverse("admin:digest_delivery_changelist") + "?" + urlencode(filters)
+
+
+class RunOutcomeFilter(admin.SimpleListFilter):
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        return [("planned", "Planned digests"), ("failures", "With failures"), ("unfinished", "Unfinished")]
+
+    def queryset(self, request, queryset):
+        wanted = {
+            "planned": Q(planned_count__gt=0),
+            "failures": Q(failed_count__gt=0),
+            "unfinished": Q(finished_at__isnull=True),
+        }.get(self.value())
+        return queryset.filter(wanted) if wanted is not None else queryset
+
+
 @admin.register(DigestRun)
 class DigestRunAdmin(admin.ModelAdmin):
     list_display = [
         "started_at",
         "finished_at",
+        "run_duration",
         "pool_size",
         "planned_count",
         "sent_count",
-        "failed_count",
+        "failures",
         "skipped_count",
+        "deliveries_link",
     ]
+    list_filter = [RunOutcomeFilter]
     date_hierarchy = "started_at"
+    # Runs are the job's own record: nothing to add or edit by hand.
+    readonly_fields = [field.name for field in DigestRun._meta.fields] + ["run_duration"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Duration")
+    def run_duration(self, run):
+        duration = run.duration
+        if duration is None:
+            return "Running" if run.planned_count else "-"
+        seconds = duration.total_seconds()
+        if seconds < 60:
+            return f"{seconds:.1f} s"
+        minutes, seconds = divmod(round(seconds), 60)
+        if minutes < 60:
+            return f"{minutes} min {seconds} s"
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours} h {minutes} min"
+
+    @admin.display(description="Failed", ordering="failed_count")
+    def failures(self, run):
+        if not run.failed_count:
+            return 0
+        return format_html(
+            '<a class="run-failures" href="{}">{}</a>',
+            deliveries_url(run__id__exact=run.pk, status__exact=Delivery.Status.FAILED),
+            run.failed_count,
+        )
+
+    @admin.display(description="Deliveries")
+    def deliveries_link(self, run):
+        if not run.planned_count:
+            return "-"
+        return format_html('<a href="{}">{}</a>', deliveries_url(run__id__exact=run.pk), "Deliveries")
+
+
+class RunFilter(admin.SimpleListFilter):
+    """The run a changelist link came from (a digest run's "Deliveries" link). No choices otherwise: a year of runs,
+    one every 15 minutes, is too many to list."""
+
+    title = "digest run"
+    parameter_name = "run__id__exact"
+
+    def lookups(self, request, model_admin):
+        value = self.value()
+        if not value:
+            return []
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"Not a run id: {value!r}")
+        run = DigestRun.objects.filter(pk=value).first()
+        return [(value, str(run) if run else f"Run {value} (deleted)")]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(run_id=self.value())
+        return queryset
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ["digest_date", "subscriber", "status", "attempts", "message_id", "finished_at"]
-    list_filter = ["status", "digest_date"]
+    list_display = [
+        "digest_date",
+        "subscriber_email",
+        "status",
+        "attempts",
+        "papers_count",
+        "short_error",
+        "message_id",
+        "finished_at",
+    ]
+    # DateFieldListFilter offers fixed ranges (today, past 7 days, this month, this year): no query for its choices,
+    # unlike date_hierarchy, which reads the distinct dates of a million rows.
+    list_filter = ["status", "digest_date", RunFilter]
     list_select_related = ["subscriber"]
-    search_fields = ["subscriber__email", "message_id"]
+    # Only the date sorts: it has an index in that order; sorting a million rows by anything else takes a second.
+    sortable_by = ["digest_date"]
+    search_fields = ["subscriber__email", "message_id"]  # see get_search_results
+    search_help_text = "A reader's whole address (exact), part of one, or a whole Message-ID."
     raw_id_fields = ["subscriber", "run"]
     readonly_fields = ["papers_sent", "claimed_at", "finished_at", "created_at"]
     exclude = ["paper_ids"]
     show_full_result_count = False
+    # No "Show counts" in the filters: counting each status and date range reads a million rows (0.34 s).
+    show_facets = admin.ShowFacets.NEVER
+    actions = ["retry_failed"]
+    max_listed_readers = 1000
+
+    def get_search_results(self, request, queryset, search_term):
+        """Searches that use indexes. The readers are found first (a whole address through the unique index on
+        Lower(email), part of one among the 100,000 addresses), then their rows through (subscriber, digest_date),
+        or a Message-ID through its own index. Django's default, icontains over a million joined rows, took 1.2 s;
+        a subquery OR'd with the Message-ID made PostgreSQL filter every row (0.5 s), so the ids are listed."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        bare = term.strip("<>")
+        message_ids = {term, bare, f"<{bare}>"}  # pasted with or without its brackets
+        readers = Subscriber.objects.order_by()
+        if WHOLE_ADDRESS.fullmatch(bare):
+            # A Message-ID without its brackets looks like an address too: both are tried.
+            readers = readers.alias(email_lower=Lower("email")).filter(email_lower=bare.lower())
+        else:
+            readers = readers.filter(email__icontains=bare)
+        reader_ids = list(readers.values_list("pk", flat=True)[: self.max_listed_readers + 1])
+        if len(reader_ids) > self.max_listed_readers:
+            # Part of very many addresses ("example.org"). As a join, PostgreSQL guesses few readers and reads all
+            # their rows (1.2 s for every address); as a filter (the hashed subquery the OR makes), it walks the
+            # newest rows and stops at a page of matches, which come often when so many readers match.
+            readers = Q(subscriber__in=readers.values("pk"))
+        else:
+            readers = Q(subscriber_id__in=reader_ids)
+        return queryset.filter(readers | Q(message_id__in=message_ids)), False
+
+    @admin.display(description="Subscriber")
+    def subscriber_email(self, delivery):
+        url = reverse("admin:subscriptions_subscriber_change", args=[delivery.subscriber_id])
+        return format_html('<a href="{}">{}</a>', url, delivery.subscriber.email)
+
+    @admin.display(description="Papers")
+    def papers_count(self, delivery):
+        return len(delivery.paper_ids)
+
+    @admin.display(description="Error")
+    def short_error(self, delivery):
+        return Truncator(delivery.error).chars(80)
 
     @admin.display(description="Papers")
     def papers_sent(self, delivery):
@@ -104,6 +275,61 @@ class DeliveryAdmin(admin.ModelAdmin):
             "", '<li><a href="{}">{}</a> ({})</li>', ((p.abs_url, p.title, p.arxiv_id) for p in papers)
         )
         return format_html("<ol>{}</ol>", rows)
+
+    @admin.action(description="Retry the selected failed deliveries", permissions=["change"])
+    def retry_failed(self, request, queryset):
+        """Put failed deliveries back to pending and queue them, counted again in their own run.
+
+        Each run's failed_count is lowered by the deliveries taken back (and a line added to its note), so when the
+        retries finish, sent + failed + skipped again equals planned. Deliveries interrupted while sending stay
+        failed: they may have reached the reader, and the service sends at most once."""
+        operator = request.user.get_username()
+        failed = Delivery.objects.filter(pk__in=queryset.values("pk"), status=Delivery.Status.FAILED)
+        interrupted = failed.filter(error__startswith=INTERRUPTED).count()
+        now = timezone.now()
+        with transaction.atomic():
+            retried = failed.exclude(error__startswith=INTERRUPTED).select_for_update().order_by("id")
+            rows = list(retried.values_list("id", "run"))
+            by_run = defaultdict(list)
+            for delivery_id, run_id in rows:
+                by_run[run_id].append(delivery_id)
+            for run_id, ids in by_run.items():
+                for start in range(0, len(ids), 500):
+                    Delivery.objects.filter(id__in=ids[start : start + 500], status=Delivery.Status.FAILED).update(
+                        status=Delivery.Status.PENDING, claim_token=None, claimed_at=None, finished_at=None
+                    )
+                if run_id is not None:
+                    line = f"{now:%Y-%m-%d %H:%M} UTC: {plural(len(ids), 'failed digest')} retried by {operator}.\n"
+                    DigestRun.objects.filter(pk=run_id).update(
+                        failed_count=Greatest(F("failed_count") - len(ids), 0), note=Concat(F("note"), Value(line))
+                    )
+            if by_run:
+                transaction.on_commit(partial(queue_deliveries, dict(by_run)))
+        if rows:
+            self.message_user(
+                request,
+                f"Queued {plural(len(rows), 'failed delivery', 'failed deliveries')} to be sent again. Their runs' "
+                "failed counts were lowered to match; the new outcome is counted when they finish.",
+                messages.SUCCESS,
+            )
+        if interrupted:
+            self.message_user(
+                request,
+                f"Left {plural(interrupted, 'delivery', 'deliveries')} failed: interrupted while sending, "
+                f"{'it' if interrupted == 1 else 'they'} may have reached the reader, and nobody gets a digest twice.",
+                messages.WARNING,
+            )
+        if not rows and not interrupted:
+            self.message_user(request, "None of the selected deliveries had failed.", messages.WARNING)
+
+
+def queue_deliveries(by_run):
+    """Queue send_deliveries for each run's pending deliveries, in chunks of DIGEST_CHUNK_SIZE."""
+    from digest import planning, tasks
+
+    for run_id, ids in by_run.items():
+        for chunk in planning.chunks(ids):
+            tasks.send_deliveries.delay(chunk, run_id)
 
 
 @admin.register(FetchRun)

@@ -1,4 +1,9 @@
+import re
+import smtplib
+
 import pytest
+from django.core import mail
+from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.utils import timezone
 
 from digest.models import Paper, Topic
@@ -74,3 +79,239 @@ def test_operators_erase_subscribers_with_an_action(admin_client, make_reader):
     data = {"action": "erase_selected", "_selected_action": [reader.pk]}
     admin_client.post("/admin/subscriptions/subscriber/", data, follow=True)
     assert not Subscriber.objects.exists() and ErasedAddress.is_erased("ada@example.com")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Helpers for the admin's lists and actions
+
+
+SUBSCRIBERS = "/admin/subscriptions/subscriber/"
+DELIVERIES = "/admin/digest/delivery/"
+
+
+def messages_of(response):
+    return [str(message) for message in response.context["messages"]]
+
+
+def rows_of(response):
+    return list(response.context["cl"].result_list)
+
+
+@pytest.fixture
+def gnn(make_topic):
+    return make_topic("Graph neural networks", aliases=["GNN"])
+
+
+@pytest.fixture
+def speech(make_topic):
+    return make_topic("Speech recognition")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Deliveries, runs and topics
+
+
+@pytest.fixture
+def deliveries(make_reader):
+    from digest.models import Delivery, DigestRun
+
+    start = timezone.now() - timezone.timedelta(minutes=2)
+    finish = start + timezone.timedelta(seconds=70)
+    run = DigestRun.objects.create(started_at=start, finished_at=finish, planned_count=2, sent_count=1, failed_count=1)
+    ada = make_reader("ada@example.com")
+    bob = make_reader("bob@example.com")
+    today = timezone.now().date()
+    sent = Delivery.objects.create(
+        subscriber=ada, run=run, digest_date=today, status="sent", paper_ids=[3, 1, 2], message_id="<1.2@digest.test>"
+    )
+    failed = Delivery.objects.create(
+        subscriber=bob, run=run, digest_date=today, status="failed", attempts=1, error="554 " + "no " * 60
+    )
+    return run, sent, failed
+
+
+def test_delivery_list_shows_reader_papers_error_and_message_id(admin_client, deliveries):
+    run, sent, failed = deliveries
+    page = admin_client.get(DELIVERIES).content.decode()
+    assert f'<a href="/admin/subscriptions/subscriber/{sent.subscriber_id}/change/">ada@example.com</a>' in page
+    assert '<td class="field-papers_count">3</td>' in page
+    assert "&lt;1.2@digest.test&gt;" in page
+    assert "554 no no" in page and "no " * 60 not in page  # the error, cut short
+
+
+def test_deliveries_are_found_by_address_part_of_one_or_message_id(admin_client, deliveries):
+    run, sent, failed = deliveries
+    for term in ["ADA@example.com", "ada@", "<1.2@digest.test>", "1.2@digest.test"]:
+        assert rows_of(admin_client.get(DELIVERIES, {"q": term})) == [sent], term
+    assert rows_of(admin_client.get(DELIVERIES, {"q": "bob"})) == [failed]
+
+
+def test_delivery_search_of_very_many_addresses_joins_them(admin_client, deliveries):
+    from digest.admin import DeliveryAdmin
+
+    DeliveryAdmin.max_listed_readers, saved = 1, DeliveryAdmin.max_listed_readers
+    try:
+        assert len(rows_of(admin_client.get(DELIVERIES, {"q": "example.com"}))) == 2
+    finally:
+        DeliveryAdmin.max_listed_readers = saved
+
+
+def test_deliveries_filter_by_status_date_and_run(admin_client, deliveries):
+    from digest.models import Delivery, DigestRun
+
+    run, sent, failed = deliveries
+    other = Delivery.objects.create(
+        subscriber=sent.subscriber, digest_date=timezone.now().date() - timezone.timedelta(days=30), status="sent"
+    )
+    assert rows_of(admin_client.get(DELIVERIES, {"status__exact": "failed"})) == [failed]
+    since = timezone.now().date() - timezone.timedelta(days=7)
+    page = admin_client.get(DELIVERIES, {"digest_date__gte": since})
+    assert other not in rows_of(page) and len(rows_of(page)) == 2
+    by_run = admin_client.get(DELIVERIES, {"run__id__exact": run.pk})
+    assert sorted(d.pk for d in rows_of(by_run)) == sorted([sent.pk, failed.pk])
+    assert str(DigestRun.objects.get()) in by_run.content.decode()  # the run filter names it
+    assert admin_client.get(DELIVERIES, {"run__id__exact": "x"}).status_code == 302
+
+
+def test_delivery_page_lists_its_papers(admin_client, deliveries, papers):
+    from digest.models import Delivery
+
+    run, sent, failed = deliveries
+    Delivery.objects.filter(pk=sent.pk).update(paper_ids=[papers[2].pk, papers[0].pk])
+    page = admin_client.get(f"{DELIVERIES}{sent.pk}/change/").content.decode()
+    assert page.index("Speech recognition in noisy rooms") < page.index("Graph neural networks for molecules")
+
+
+def test_digest_run_list_shows_duration_failures_and_links_to_deliveries(admin_client, deliveries):
+    from digest.models import DigestRun
+
+    run, sent, failed = deliveries
+    DigestRun.objects.create()  # planned nothing: most runs, one every 15 minutes
+    response = admin_client.get("/admin/digest/digestrun/")
+    page = response.content.decode()
+    assert "1 min 10 s" in page
+    assert f'<a class="run-failures" href="{DELIVERIES}?run__id__exact={run.pk}&amp;status__exact=failed">1</a>' in page
+    assert f'<a href="{DELIVERIES}?run__id__exact={run.pk}">Deliveries</a>' in page
+    # The highlight's style carries the response's nonce, which the Content Security Policy allows.
+    nonce = re.search(r'<style nonce="([^"]+)">\s*\.run-failures', page).group(1)
+    assert f"'nonce-{nonce}'" in response["Content-Security-Policy"]
+    assert rows_of(admin_client.get("/admin/digest/digestrun/", {"outcome": "planned"})) == [run]
+    assert rows_of(admin_client.get("/admin/digest/digestrun/", {"outcome": "failures"})) == [run]
+
+
+def test_topic_list_counts_subscribers(admin_client, make_reader, gnn, speech):
+    make_reader(topics=[gnn, speech])
+    make_reader(topics=[gnn])
+    counts = {topic.name: topic.subscriber_total for topic in rows_of(admin_client.get("/admin/digest/topic/"))}
+    assert counts == {"Graph neural networks": 2, "Speech recognition": 1}
+
+
+def test_paper_search_takes_an_arxiv_id_with_its_version(admin_client, papers):
+    assert [paper.arxiv_id for paper in rows_of(admin_client.get("/admin/digest/paper/", {"q": "2401.10002v2"}))] == [
+        "2401.10002"
+    ]
+    assert [p.arxiv_id for p in rows_of(admin_client.get("/admin/digest/paper/", {"q": "arXiv:2401.10003"}))] == [
+        "2401.10003"
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Retrying failed deliveries
+
+
+class RefusingBackend(LocmemBackend):
+    """Refuses every message to refuse@example.com for good (554 on the message, not the address)."""
+
+    def send_messages(self, messages):
+        if any(address.startswith("refuse@") for message in messages for address in message.to):
+            raise smtplib.SMTPDataError(554, b"Message rejected")
+        return super().send_messages(messages)
+
+
+@pytest.fixture
+def failed_run(settings, inline_tasks, make_paper, make_reader, gnn, monkeypatch):
+    """A real run: ok@ got their digest, refuse@'s failed for good; and an older digest interrupted while sending."""
+    from digest import planning, sending
+    from digest.models import Delivery
+    from digest.tasks import plan_digests
+
+    monkeypatch.setattr(sending.time, "sleep", lambda seconds: None)
+    settings.EMAIL_BACKEND = "tests.test_admin.RefusingBackend"
+    make_paper("Graph neural networks at scale")
+    ok = make_reader("ok@example.com", topics=[gnn], send_hour=0)
+    refused = make_reader("refuse@example.com", topics=[gnn], send_hour=0)
+    plan_digests.delay()
+    stuck = Delivery.objects.create(
+        subscriber=make_reader("stuck@example.com", topics=[gnn]),
+        digest_date=timezone.now().date() - timezone.timedelta(days=1),
+        status=Delivery.Status.SENDING,
+        claimed_at=timezone.now() - timezone.timedelta(days=1),
+        attempts=1,
+    )
+    planning.fail_interrupted(timezone.now())
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox.clear()
+    return {
+        "sent": Delivery.objects.get(subscriber=ok),
+        "failed": Delivery.objects.get(subscriber=refused),
+        "interrupted": Delivery.objects.get(pk=stuck.pk),
+    }
+
+
+def test_the_failed_run_is_as_the_sending_code_left_it(failed_run):
+    from digest.models import DigestRun
+
+    assert failed_run["failed"].status == "failed" and failed_run["failed"].error.startswith("The mail server")
+    assert failed_run["interrupted"].status == "failed" and failed_run["interrupted"].error.startswith("Interrupted")
+    run = DigestRun.objects.get()
+    assert (run.planned_count, run.sent_count, run.failed_count, run.skipped_count) == (2, 1, 1, 0)
+
+
+def test_retry_puts_failed_deliveries_back_to_pending_and_queues_them(
+    admin_client, failed_run, django_capture_on_commit_callbacks
+):
+    from digest.models import Delivery, DigestRun
+
+    selected = [delivery.pk for delivery in failed_run.values()]
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client.post(DELIVERIES, {"action": "retry_failed", "_selected_action": selected}, follow=True)
+    assert len(callbacks) == 1  # the queueing, once the change is committed
+    failed = Delivery.objects.get(pk=failed_run["failed"].pk)
+    assert failed.status == Delivery.Status.PENDING and failed.attempts == 1
+    assert (failed.claim_token, failed.claimed_at, failed.finished_at) == (None, None, None)
+    assert Delivery.objects.get(pk=failed_run["sent"].pk).status == Delivery.Status.SENT
+    assert Delivery.objects.get(pk=failed_run["interrupted"].pk).status == Delivery.Status.FAILED
+    run = DigestRun.objects.get()
+    assert (run.sent_count, run.failed_count) == (1, 0)
+    assert run.note.endswith("UTC: 1 failed digest retried by admin.\n")
+    assert messages_of(response) == [
+        "Queued 1 failed delivery to be sent again. Their runs' failed counts were lowered to match; the new outcome "
+        "is counted when they finish.",
+        "Left 1 delivery failed: interrupted while sending, it may have reached the reader, and nobody gets a "
+        "digest twice.",
+    ]
+
+
+def test_a_retried_delivery_is_claimed_sent_and_counted_in_its_run(
+    admin_client, failed_run, django_capture_on_commit_callbacks
+):
+    from digest.models import Delivery, DigestRun
+
+    data = {"action": "retry_failed", "_selected_action": [failed_run["failed"].pk]}
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(DELIVERIES, data)
+    [message] = mail.outbox
+    assert message.to == ["refuse@example.com"]
+    delivery = Delivery.objects.get(pk=failed_run["failed"].pk)
+    assert delivery.status == Delivery.Status.SENT and delivery.attempts == 2 and delivery.error == ""
+    assert delivery.message_id and len(delivery.paper_ids) == 1 and delivery.claim_token is None
+    run = DigestRun.objects.get()
+    # Every planned digest is accounted for once again: sent + failed + skipped == planned.
+    assert (run.planned_count, run.sent_count, run.failed_count, run.skipped_count) == (2, 2, 0, 0)
+
+
+def test_retry_leaves_deliveries_that_had_not_failed(admin_client, failed_run):
+    data = {"action": "retry_failed", "_selected_action": [failed_run["sent"].pk]}
+    response = admin_client.post(DELIVERIES, data, follow=True)
+    assert messages_of(response) == ["None of the selected deliveries had failed."]
+    assert mail.outbox == []
