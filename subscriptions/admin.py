@@ -1,7 +1,44 @@
+import csv
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.db.models import Exists, OuterRef, Prefetch, Subquery
+from django.db.models.functions import Lower
+from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
+from digest.admin import WHOLE_ADDRESS, plural
+from digest.models import Delivery, Topic
 from subscriptions.models import Consent, ErasedAddress, Subscriber
+
+CSV_HEADER = ["email", "status", "topics", "keywords", "time_zone", "send_hour", "frequency", "created", "confirmed"]
+# A spreadsheet runs a cell that starts with one of these as a formula; readers choose their own keywords.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def preview_url(subscriber_id):
+    """The digest preview page for a subscriber, or None where it is not installed."""
+    for name in ("admin:digest_preview", "digest_preview"):
+        try:
+            return reverse(name, args=[subscriber_id])
+        except NoReverseMatch:
+            continue
+    return None
+
+
+def csv_cell(value):
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+class Echo:
+    """A file whose write() hands back what it was given, so csv.writer makes lines for a streaming response."""
+
+    def write(self, value):
+        return value
 
 
 class ConsentInline(admin.TabularInline):
@@ -41,26 +78,157 @@ class SubscriberForm(forms.ModelForm):
         return email
 
 
+class TopicFilter(admin.SimpleListFilter):
+    """Subscribers who chose a topic, with EXISTS: filtering on the many-to-many join would make the admin add
+    DISTINCT to the list and its count."""
+
+    title = "topic"
+    parameter_name = "topics__id__exact"  # the parameter Django's own filter used, so saved links keep working
+
+    def lookups(self, request, model_admin):
+        return [(str(pk), name) for pk, name in Topic.objects.values_list("pk", "name")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"Not a topic id: {value!r}")
+        chose = Subscriber.topics.through.objects.filter(subscriber_id=OuterRef("pk"), topic_id=value)
+        return queryset.filter(Exists(chose))
+
+
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
     form = SubscriberForm
-    list_display = ["email", "status", "frequency", "time_zone", "send_hour", "created_at", "confirmed_at"]
-    list_filter = ["status", "frequency", "topics"]
-    search_fields = ["email"]
+    list_display = ["email", "status", "frequency", "topic_names", "confirmed_at", "last_delivery"]
+    list_filter = ["status", TopicFilter, "frequency"]
+    search_fields = ["email"]  # see get_search_results
+    search_help_text = "A whole address finds that subscriber at once; part of one searches every address."
     filter_horizontal = ["topics"]
-    readonly_fields = ["created_at", "confirmed_at", "unsubscribed_at"]
+    readonly_fields = ["created_at", "confirmed_at", "unsubscribed_at", "digest_preview"]
     inlines = [ConsentInline]
-    actions = ["erase_selected"]
+    actions = ["preview_digest", "pause_selected", "suppress_selected", "export_csv", "erase_selected"]
     show_full_result_count = False
+    # No "Show counts" in the filters: a count per status, frequency and topic took 1.6 s at 100,000 readers.
+    show_facets = admin.ShowFacets.NEVER
+
+    def get_queryset(self, request):
+        # The last delivery of each reader: the unique (subscriber, digest_date) index read backwards, one row each.
+        last = Delivery.objects.filter(subscriber=OuterRef("pk")).order_by("-digest_date")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                last_delivery_date=Subquery(last.values("digest_date")[:1]),
+                last_delivery_status=Subquery(last.values("status")[:1]),
+            )
+            .prefetch_related(Prefetch("topics", queryset=Topic.objects.only("id", "name")))
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().lower()
+        if WHOLE_ADDRESS.fullmatch(term):
+            # Addresses are stored lower-case; the unique index is on Lower(email).
+            return queryset.alias(email_lower=Lower("email")).filter(email_lower=term), False
+        return super().get_search_results(request, queryset, search_term)
 
     def has_delete_permission(self, request, obj=None):
         # Consent records are protected; "Erase personal data" deletes a reader properly, keeping only a hash.
         return False
 
+    @admin.display(description="Topics")
+    def topic_names(self, subscriber):
+        return ", ".join(topic.name for topic in subscriber.topics.all())
+
+    @admin.display(description="Last delivery")
+    def last_delivery(self, subscriber):
+        if subscriber.last_delivery_date is None:
+            return "-"
+        status = Delivery.Status(subscriber.last_delivery_status).label.lower()
+        return f"{subscriber.last_delivery_date:%Y-%m-%d} ({status})"
+
+    @admin.display(description="Preview digest")
+    def digest_preview(self, subscriber):
+        if subscriber.pk is None:
+            return "Save the subscriber first."
+        url = preview_url(subscriber.pk)
+        if url is None:
+            return "The digest preview is not installed."
+        return format_html('<a href="{}">The digest this reader would get today</a>', url)
+
+    @admin.action(description="Preview digest", permissions=["view"])
+    def preview_digest(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True)[:2])
+        if len(ids) != 1:
+            self.message_user(request, "Select one subscriber to preview.", messages.WARNING)
+            return None
+        url = preview_url(ids[0])
+        if url is None:
+            self.message_user(request, "The digest preview is not installed.", messages.ERROR)
+            return None
+        return HttpResponseRedirect(url)
+
+    @admin.action(description="Pause the selected subscribers", permissions=["change"])
+    def pause_selected(self, request, queryset):
+        operator = request.user.get_username()
+        paused = skipped = 0
+        for subscriber in Subscriber.objects.filter(pk__in=queryset.values("pk")).order_by("pk"):
+            # A consent record like the reader's own pause, saying who did it.
+            if subscriber.pause(wording=f"Paused by an operator ({operator})", details={"operator": operator}):
+                paused += 1
+            else:
+                skipped += 1
+        if paused:
+            self.message_user(request, f"Paused {plural(paused, 'subscriber')}.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"Left {plural(skipped, 'subscriber')} as they were: only active ones pause.", messages.WARNING
+            )
+
+    @admin.action(description="Suppress the selected subscribers (never email them again)", permissions=["change"])
+    def suppress_selected(self, request, queryset):
+        reason = f"Suppressed by an operator ({request.user.get_username()})"
+        targets = Subscriber.objects.filter(pk__in=queryset.values("pk")).exclude(status=Subscriber.Status.SUPPRESSED)
+        count = targets.update(status=Subscriber.Status.SUPPRESSED, status_reason=reason)
+        self.message_user(request, f"Suppressed {plural(count, 'subscriber')}.", messages.SUCCESS)
+
+    @admin.action(description="Export the selected subscribers as CSV", permissions=["view"])
+    def export_csv(self, request, queryset):
+        """One line per subscriber, streamed: a hundred thousand rows never sit in memory at once."""
+        rows = (
+            Subscriber.objects.filter(pk__in=queryset.values("pk"))
+            .order_by("pk")
+            .prefetch_related(Prefetch("topics", queryset=Topic.objects.only("id", "name")))
+        )
+        writer = csv.writer(Echo())
+
+        def lines():
+            yield writer.writerow(CSV_HEADER)
+            for subscriber in rows.iterator(chunk_size=2000):
+                yield writer.writerow(
+                    [
+                        csv_cell(subscriber.email),
+                        subscriber.status,
+                        csv_cell("; ".join(topic.name for topic in subscriber.topics.all())),
+                        csv_cell("; ".join(subscriber.keywords)),
+                        str(subscriber.time_zone),
+                        subscriber.send_hour,
+                        subscriber.frequency,
+                        subscriber.created_at.isoformat(),
+                        subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else "",
+                    ]
+                )
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        filename = f"subscribers-{timezone.now():%Y-%m-%d}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
     @admin.action(description="Erase personal data of the selected subscribers (keeps only a hash of the address)")
     def erase_selected(self, request, queryset):
         count = 0
-        for subscriber in queryset:
+        for subscriber in Subscriber.objects.filter(pk__in=queryset.values("pk")):
             subscriber.erase()
             count += 1
         self.message_user(request, f"Erased {count} subscriber{'s' if count != 1 else ''}.", messages.SUCCESS)

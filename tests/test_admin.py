@@ -4,6 +4,7 @@ import smtplib
 import pytest
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+from django.urls import NoReverseMatch
 from django.utils import timezone
 
 from digest.models import Paper, Topic
@@ -315,3 +316,163 @@ def test_retry_leaves_deliveries_that_had_not_failed(admin_client, failed_run):
     response = admin_client.post(DELIVERIES, data, follow=True)
     assert messages_of(response) == ["None of the selected deliveries had failed."]
     assert mail.outbox == []
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Subscribers: columns, search, filters and actions
+
+
+def test_subscriber_list_shows_topics_and_the_last_delivery(admin_client, make_reader, gnn, speech):
+    from digest.models import Delivery
+
+    ada = make_reader("ada@example.com", topics=[gnn, speech])
+    make_reader("bob@example.com")
+    today = timezone.now().date()
+    Delivery.objects.create(subscriber=ada, digest_date=today - timezone.timedelta(days=1), status="sent")
+    Delivery.objects.create(subscriber=ada, digest_date=today, status="failed", error="554 rejected")
+    page = admin_client.get(SUBSCRIBERS).content.decode()
+    assert "Graph neural networks, Speech recognition" in page
+    assert f"{today:%Y-%m-%d} (failed)" in page
+    assert '<td class="field-last_delivery">-</td>' in page  # bob has had none
+
+
+def test_subscribers_are_found_by_whole_address_or_part_of_one(admin_client, make_reader):
+    make_reader("ada@example.com")
+    make_reader("adam@example.org")
+    make_reader("bob@example.com")
+    found = admin_client.get(SUBSCRIBERS, {"q": " Ada@Example.com "})
+    assert [reader.email for reader in rows_of(found)] == ["ada@example.com"]
+    found = admin_client.get(SUBSCRIBERS, {"q": "ada"})
+    assert sorted(reader.email for reader in rows_of(found)) == ["ada@example.com", "adam@example.org"]
+    found = admin_client.get(SUBSCRIBERS, {"q": "example.com"})
+    assert sorted(reader.email for reader in rows_of(found)) == ["ada@example.com", "bob@example.com"]
+
+
+def test_subscribers_filter_by_topic_status_and_frequency(admin_client, make_reader, gnn, speech):
+    ada = make_reader("ada@example.com", topics=[gnn, speech], frequency="weekly")
+    make_reader("bob@example.com", topics=[speech], status="paused")
+    make_reader("cy@example.com")
+    assert rows_of(admin_client.get(SUBSCRIBERS, {"topics__id__exact": gnn.pk})) == [ada]
+    by_topic = admin_client.get(SUBSCRIBERS, {"topics__id__exact": speech.pk})
+    assert sorted(reader.email for reader in rows_of(by_topic)) == ["ada@example.com", "bob@example.com"]
+    assert [r.email for r in rows_of(admin_client.get(SUBSCRIBERS, {"status__exact": "paused"}))] == ["bob@example.com"]
+    assert rows_of(admin_client.get(SUBSCRIBERS, {"frequency__exact": "weekly"})) == [ada]
+    # A topic id that is not a number is a bad filter, not a server error.
+    assert admin_client.get(SUBSCRIBERS, {"topics__id__exact": "x"}).status_code == 302
+
+
+def test_operators_pause_active_subscribers_with_a_consent_record_naming_them(admin_client, make_reader):
+    from subscriptions.models import Consent, Subscriber
+
+    ada = make_reader("ada@example.com")
+    bob = make_reader("bob@example.com", status=Subscriber.Status.UNSUBSCRIBED)
+    data = {"action": "pause_selected", "_selected_action": [ada.pk, bob.pk]}
+    response = admin_client.post(SUBSCRIBERS, data, follow=True)
+    assert messages_of(response) == ["Paused 1 subscriber.", "Left 1 subscriber as they were: only active ones pause."]
+    ada.refresh_from_db()
+    bob.refresh_from_db()
+    assert (ada.status, bob.status) == (Subscriber.Status.PAUSED, Subscriber.Status.UNSUBSCRIBED)
+    [consent] = Consent.objects.all()
+    assert consent.subscriber == ada and consent.action == Consent.Action.PAUSE
+    assert consent.wording == "Paused by an operator (admin)" and consent.details == {"operator": "admin"}
+
+
+def test_operators_suppress_subscribers(admin_client, make_reader):
+    from subscriptions.models import Subscriber
+
+    ada = make_reader("ada@example.com")
+    bob = make_reader("bob@example.com", status=Subscriber.Status.PENDING)
+    cy = make_reader("cy@example.com", status=Subscriber.Status.SUPPRESSED, status_reason="Hard bounce")
+    data = {"action": "suppress_selected", "_selected_action": [ada.pk, bob.pk, cy.pk]}
+    response = admin_client.post(SUBSCRIBERS, data, follow=True)
+    assert messages_of(response) == ["Suppressed 2 subscribers."]
+    rows = dict(Subscriber.objects.values_list("email", "status_reason"))
+    assert rows == {
+        "ada@example.com": "Suppressed by an operator (admin)",
+        "bob@example.com": "Suppressed by an operator (admin)",
+        "cy@example.com": "Hard bounce",
+    }
+    assert set(Subscriber.objects.values_list("status", flat=True)) == {Subscriber.Status.SUPPRESSED}
+
+
+def export(admin_client, data, url=SUBSCRIBERS):
+    import csv
+    import io
+
+    response = admin_client.post(url, {"action": "export_csv", **data})
+    assert response.streaming
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith('attachment; filename="subscribers-')
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_operators_export_subscribers_as_csv(admin_client, make_reader, gnn, speech):
+    from subscriptions.models import Subscriber
+
+    ada = make_reader(
+        "ada@example.com",
+        topics=[speech, gnn],
+        keywords=['=HYPERLINK("https://evil.example")', "protein folding"],
+        time_zone="Europe/Berlin",
+        send_hour=7,
+        frequency="weekly",
+    )
+    bob = make_reader("bob@example.com", status=Subscriber.Status.PENDING)
+    make_reader("cy@example.com")  # not selected
+    rows = export(admin_client, {"_selected_action": [bob.pk, ada.pk]})
+    ada.refresh_from_db()
+    bob.refresh_from_db()
+    assert rows == [
+        ["email", "status", "topics", "keywords", "time_zone", "send_hour", "frequency", "created", "confirmed"],
+        [
+            "ada@example.com",
+            "active",
+            "Graph neural networks; Speech recognition",
+            # A cell a spreadsheet would run as a formula is kept as text.
+            """'=HYPERLINK("https://evil.example"); protein folding""",
+            "Europe/Berlin",
+            "7",
+            "weekly",
+            ada.created_at.isoformat(),
+            ada.confirmed_at.isoformat(),
+        ],
+        ["bob@example.com", "pending", "", "", "UTC", "8", "daily", bob.created_at.isoformat(), ""],
+    ]
+
+
+def test_export_of_every_subscriber_a_filter_selects(admin_client, make_reader):
+    ada = make_reader("ada@example.com")
+    make_reader("bob@example.com", status="paused")
+    make_reader("cy@example.com")
+    data = {"select_across": "1", "_selected_action": [ada.pk]}
+    rows = export(admin_client, data, url=SUBSCRIBERS + "?status__exact=active")
+    assert [row[0] for row in rows[1:]] == ["ada@example.com", "cy@example.com"]
+
+
+def test_preview_action_opens_the_preview_of_one_subscriber(admin_client, make_reader):
+    from subscriptions.admin import preview_url
+
+    ada = make_reader("ada@example.com")
+    bob = make_reader("bob@example.com")
+    response = admin_client.post(SUBSCRIBERS, {"action": "preview_digest", "_selected_action": [ada.pk]})
+    assert response.status_code == 302 and response["Location"] == preview_url(ada.pk)
+    assert preview_url(ada.pk) == f"/admin/subscriptions/subscriber/{ada.pk}/preview/"
+    data = {"action": "preview_digest", "_selected_action": [ada.pk, bob.pk]}
+    response = admin_client.post(SUBSCRIBERS, data, follow=True)
+    assert messages_of(response) == ["Select one subscriber to preview."]
+
+
+def test_subscriber_page_links_to_the_digest_preview(admin_client, make_reader):
+    ada = make_reader("ada@example.com")
+    page = admin_client.get(f"{SUBSCRIBERS}{ada.pk}/change/").content.decode()
+    assert f'<a href="/admin/subscriptions/subscriber/{ada.pk}/preview/">' in page
+
+
+def test_without_the_preview_pages_the_link_and_action_say_so(admin_client, make_reader, monkeypatch):
+    from subscriptions import admin as subscriber_admin
+
+    monkeypatch.setattr(subscriber_admin, "reverse", lambda *args, **kwargs: (_ for _ in ()).throw(NoReverseMatch()))
+    ada = make_reader("ada@example.com")
+    assert "The digest preview is not installed." in admin_client.get(f"{SUBSCRIBERS}{ada.pk}/change/").content.decode()
+    data = {"action": "preview_digest", "_selected_action": [ada.pk]}
+    assert messages_of(admin_client.post(SUBSCRIBERS, data, follow=True)) == ["The digest preview is not installed."]
