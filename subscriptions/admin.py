@@ -1,4 +1,5 @@
 import csv
+from collections import defaultdict
 
 from django import forms
 from django.contrib import admin, messages
@@ -14,6 +15,7 @@ from digest.admin import WHOLE_ADDRESS, plural
 from digest.models import Delivery, Topic
 from subscriptions.models import Consent, ErasedAddress, Subscriber
 
+EXPORT_BATCH = 2000
 CSV_HEADER = ["email", "status", "topics", "keywords", "time_zone", "send_hour", "frequency", "created", "confirmed"]
 # A spreadsheet runs a cell that starts with one of these as a formula; readers choose their own keywords.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -195,30 +197,46 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export the selected subscribers as CSV", permissions=["view"])
     def export_csv(self, request, queryset):
-        """One line per subscriber, streamed: a hundred thousand rows never sit in memory at once."""
-        rows = (
-            Subscriber.objects.filter(pk__in=queryset.values("pk"))
-            .order_by("pk")
-            .prefetch_related(Prefetch("topics", queryset=Topic.objects.only("id", "name")))
-        )
+        """One line per subscriber, streamed in batches: a hundred thousand rows never sit in memory at once. Plain
+        rows, not model instances, and one query for the topics of each batch (with a topic name map read once)."""
+        selected = Subscriber.objects.filter(pk__in=queryset.values("pk")).order_by("pk")
+        fields = ["pk", "email", "status", "keywords", "time_zone", "send_hour", "frequency", "created_at"]
+        topics = {pk: (order, name) for order, (pk, name) in enumerate(Topic.objects.values_list("pk", "name"))}
+        chosen = Subscriber.topics.through.objects.order_by()
         writer = csv.writer(Echo())
+
+        def batches(size=EXPORT_BATCH):
+            batch = []
+            for row in selected.values_list(*fields, "confirmed_at").iterator(chunk_size=size):
+                batch.append(row)
+                if len(batch) == size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
 
         def lines():
             yield writer.writerow(CSV_HEADER)
-            for subscriber in rows.iterator(chunk_size=2000):
-                yield writer.writerow(
-                    [
-                        csv_cell(subscriber.email),
-                        subscriber.status,
-                        csv_cell("; ".join(topic.name for topic in subscriber.topics.all())),
-                        csv_cell("; ".join(subscriber.keywords)),
-                        str(subscriber.time_zone),
-                        subscriber.send_hour,
-                        subscriber.frequency,
-                        subscriber.created_at.isoformat(),
-                        subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else "",
-                    ]
-                )
+            for batch in batches():
+                names = defaultdict(list)
+                pairs = chosen.filter(subscriber_id__in=[row[0] for row in batch]).values_list("subscriber", "topic")
+                for subscriber_id, topic_id in pairs:
+                    if topic_id in topics:
+                        names[subscriber_id].append(topics[topic_id])
+                for pk, email, status, keywords, zone, hour, frequency, created, confirmed in batch:
+                    yield writer.writerow(
+                        [
+                            csv_cell(email),
+                            status,
+                            csv_cell("; ".join(name for _order, name in sorted(names[pk]))),
+                            csv_cell("; ".join(keywords)),
+                            str(zone),
+                            hour,
+                            frequency,
+                            created.isoformat(),
+                            confirmed.isoformat() if confirmed else "",
+                        ]
+                    )
 
         response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
         filename = f"subscribers-{timezone.now():%Y-%m-%d}.csv"
