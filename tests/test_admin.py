@@ -4,7 +4,6 @@ import smtplib
 import pytest
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
-from django.urls import NoReverseMatch
 from django.utils import timezone
 
 from digest.models import Paper, Topic
@@ -468,11 +467,15 @@ def test_subscriber_page_links_to_the_digest_preview(admin_client, make_reader):
     assert f'<a href="/admin/subscriptions/subscriber/{ada.pk}/preview/">' in page
 
 
-def test_without_the_preview_pages_the_link_and_action_say_so(admin_client, make_reader, monkeypatch):
-    from subscriptions import admin as subscriber_admin
+def test_a_subscribers_page_shows_what_the_provider_reported(admin_client, make_reader):
+    from subscriptions.models import MailEvent
 
-    monkeypatch.setattr(subscriber_admin, "reverse", lambda *args, **kwargs: (_ for _ in ()).throw(NoReverseMatch()))
-    ada = make_reader("ada@example.com")
-    assert "The digest preview is not installed." in admin_client.get(f"{SUBSCRIBERS}{ada.pk}/change/").content.decode()
-    data = {"action": "preview_digest", "_selected_action": [ada.pk]}
-    assert messages_of(admin_client.post(SUBSCRIBERS, data, follow=True)) == ["The digest preview is not installed."]
+    reader = make_reader("ada@example.com", status="suppressed", status_reason="Spam complaint (mailgun)")
+    MailEvent.objects.create(subscriber=reader, esp="mailgun", event_type="complained", event_id="e1")
+    page = admin_client.get(f"/admin/subscriptions/subscriber/{reader.pk}/change/").content.decode()
+    assert 'value="Spam complaint (mailgun)"' in page  # the status reason
+    inline = page[page.index('id="mail_events-group"') :]
+    assert re.search(r'<td class="field-event_type">\s*<p>Spam complaint</p>', inline)
+    listing = admin_client.get("/admin/subscriptions/mailevent/?event_type__exact=complained").content.decode()
+    assert "ada@example.com" in listing and "mailgun" in listing
+    assert admin_client.get("/admin/subscriptions/mailevent/add/").status_code == 403

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from digest.models import Delivery, DigestRun, FetchRun, Paper, Topic
-from subscriptions.models import ErasedAddress, Subscriber
+from subscriptions.models import ErasedAddress, MailEvent, Subscriber
 
 FEW, MANY = 3, 30
 
@@ -39,6 +39,8 @@ PAGES = [
     ("papers found by title", "/admin/digest/paper/?q=paper", True),
     ("fetch runs", "/admin/digest/fetchrun/", True),
     ("erased addresses", "/admin/subscriptions/erasedaddress/", True),
+    ("mail events", "/admin/subscriptions/mailevent/", True),
+    ("complaints", "/admin/subscriptions/mailevent/?event_type__exact=complained", True),
 ]
 
 
@@ -76,6 +78,7 @@ class Dataset:
             )  # fmt: skip
             FetchRun.objects.create(source="hf", fetched_count=n)
             ErasedAddress.objects.create(email_hash=ErasedAddress.hash(f"gone{n}@example.com"))
+            MailEvent.objects.create(subscriber=reader, esp="mailgun", event_type="complained", event_id=f"e{n}")
             if self.first is None:
                 self.first = reader
 
