@@ -30,7 +30,6 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgres://root@127.0.0.1:5432/digest_admin_bench"
@@ -63,43 +62,18 @@ def parse_args(argv=None):
 # The throwaway database
 
 
-def _server(url):
-    """(psycopg autocommit connection to the server's `postgres` database, database name)."""
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name:
-        raise SystemExit("--database-url must name a database, e.g. " + DEFAULT_URL)
-    if name in ("digest_main", "digest_ci", "postgres"):
-        raise SystemExit(f"refusing to use {name!r}: the benchmark drops and recreates its database")
-    return psycopg.connect(urlunsplit(parts._replace(path="/postgres", query="")), autocommit=True), name
-
-
 def create_database(url, *, recreate):
-    """Create the database (dropping it first when `recreate`); True if it was created now."""
-    from psycopg import sql
+    sys.path.insert(0, str(ROOT))
+    from bench.throwaway_db import create_database
 
-    server, name = _server(url)
-    with server:
-        exists = server.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists and not recreate:
-            return False
-        if exists:
-            log(f"dropping database {name}")
-            server.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        server.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    log(f"created database {name}")
-    return True
+    return create_database(url, recreate=recreate)
 
 
 def drop_database(url):
-    from psycopg import sql
+    sys.path.insert(0, str(ROOT))
+    from bench.throwaway_db import drop_database
 
-    server, name = _server(url)
-    with server:
-        server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    log(f"dropped database {name}")
+    drop_database(url)
 
 
 def setup_django(database_url):

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_BACKEND = "bench.digest_backends.CountingEspBackend"
@@ -108,45 +108,24 @@ def parse_args(argv=None):
 # Databases
 
 
-def _postgres_admin(url):
-    """(psycopg connection to the server's `postgres` database, database name) for a postgres:// URL."""
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name:
-        raise SystemExit("--database-url must name a database, e.g. postgres://root@127.0.0.1:5432/digest_bench")
-    admin_url = urlunsplit(parts._replace(path="/postgres", query=""))
-    return psycopg.connect(admin_url, autocommit=True), name
-
-
 def prepare_postgres(url, recreate):
     """Create the database; True if this script created it (and so drops it afterwards)."""
-    from psycopg import sql
+    sys.path.insert(0, str(ROOT))
+    from bench.throwaway_db import create_database
 
-    admin, name = _postgres_admin(url)
-    with admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists and not recreate:
-            raise SystemExit(
-                f"Database {name!r} already exists; the benchmark needs a fresh one. "
-                "Pass --recreate-db to drop and recreate it, or name another database."
-            )
-        if exists:
-            log(f"dropping existing database {name}")
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    log(f"created database {name}")
+    if not create_database(url, recreate=recreate):
+        raise SystemExit(
+            f"Database {urlsplit(url).path.lstrip('/')!r} already exists; the benchmark needs a fresh one. "
+            "Pass --recreate-db to drop and recreate it, or name another database."
+        )
     return True
 
 
 def drop_postgres(url):
-    from psycopg import sql
+    sys.path.insert(0, str(ROOT))
+    from bench.throwaway_db import drop_database
 
-    admin, name = _postgres_admin(url)
-    with admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    log(f"dropped database {name}")
+    drop_database(url)
 
 
 def setup_django(database_url, email_env, *, keep_debug=True):
