@@ -247,7 +247,10 @@ class SubscriberAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 
-    @admin.action(description="Erase personal data of the selected subscribers (keeps only a hash of the address)")
+    @admin.action(
+        description="Erase personal data of the selected subscribers (keeps only a hash of the address)",
+        permissions=["change"],
+    )
     def erase_selected(self, request, queryset):
         count = 0
         for subscriber in Subscriber.objects.filter(pk__in=queryset.values("pk")):

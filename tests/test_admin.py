@@ -81,6 +81,21 @@ def test_operators_erase_subscribers_with_an_action(admin_client, make_reader):
     assert not Subscriber.objects.exists() and ErasedAddress.is_erased("ada@example.com")
 
 
+def test_staff_who_may_only_view_subscribers_cannot_erase_them(client, make_reader, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    from subscriptions.models import Subscriber
+
+    reader = make_reader("ada@example.com")
+    viewer = django_user_model.objects.create_user("viewer", "viewer@example.org", "pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_subscriber"))
+    client.force_login(viewer)
+    choices = client.get("/admin/subscriptions/subscriber/").context["action_form"].fields["action"].choices
+    assert "erase_selected" not in [name for name, _label in choices]
+    client.post("/admin/subscriptions/subscriber/", {"action": "erase_selected", "_selected_action": [reader.pk]})
+    assert Subscriber.objects.filter(pk=reader.pk).exists()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Helpers for the admin's lists and actions
 
