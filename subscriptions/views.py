@@ -192,7 +192,10 @@ def erase(request, token, subscriber):
 def unsubscribe(request, token, subscriber):
     context = {"subscriber": subscriber, "token": token, "manage_url": tokens.manage_url(subscriber)}
     if request.method == "GET":
-        # Link scanners open GETs; only a POST unsubscribes.
+        # Link scanners open GETs; only a POST unsubscribes. A reader already unsubscribed (the preference center's
+        # "Resubscribe" link, an old email's link) is offered to resubscribe instead.
+        if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
+            return render(request, "subscriptions/unsubscribed.html", context)
         return render(request, "subscriptions/unsubscribe.html", context)
     one_click = request.POST.get("List-Unsubscribe") == "One-Click"
     wording = ONE_CLICK_WORDING if one_click else UNSUBSCRIBE_WORDING

@@ -82,6 +82,17 @@ def test_resubscribe_in_one_click_restores_the_digest(client, reader):
     assert [c.action for c in reader.consents.order_by("at", "id")] == ["unsubscribe", "resubscribe"]
 
 
+def test_the_preference_centers_resubscribe_link_offers_resubscribe_not_unsubscribe(client, reader):
+    import re
+
+    client.post(path_of(tokens.unsubscribe_url(reader)))
+    manage = client.get(path_of(tokens.manage_url(reader))).content.decode()
+    [link] = re.findall(r'<a href="([^"]+)">Resubscribe</a>', manage)
+    page = client.get(path_of(link)).content.decode()
+    assert ">Resubscribe</button>" in page
+    assert "Unsubscribe from" not in page and ">Unsubscribe</button>" not in page
+
+
 def test_a_suppressed_address_cannot_resubscribe_from_a_link(client, make_reader):
     reader = make_reader("bounced@example.com", status=Subscriber.Status.SUPPRESSED)
     response = client.post(path_of(tokens.unsubscribe_url(reader)) + "resubscribe/")
