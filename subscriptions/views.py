@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -142,10 +143,12 @@ def manage(request, token, subscriber):
     if request.method == "POST":
         form = PreferencesForm(request.POST, subscriber=subscriber)
         if form.is_valid():
-            changes = signup.apply_preferences(subscriber, form.get_preferences())
-            if changes:
-                proof = signup.Proof.from_request(request, wording=PREFERENCES_WORDING, form_version=FORM_VERSION)
-                subscriber.record(Consent.Action.PREFERENCES, details={"changes": changes}, **proof.as_kwargs())
+            # The change and its consent record are kept together or not at all.
+            with transaction.atomic():
+                changes = signup.apply_preferences(subscriber, form.get_preferences())
+                if changes:
+                    proof = signup.Proof.from_request(request, wording=PREFERENCES_WORDING, form_version=FORM_VERSION)
+                    subscriber.record(Consent.Action.PREFERENCES, details={"changes": changes}, **proof.as_kwargs())
             return redirect(reverse("subscriptions:manage", args=[token]) + "?saved=1")
         return render(request, "subscriptions/manage.html", _manage_context(subscriber, form), status=400)
     form = PreferencesForm(subscriber=subscriber)

@@ -66,6 +66,19 @@ def test_saving_changes_every_preference_and_records_what_changed(client, reader
     assert consent.details["changes"]["topics"] == [["computer-vision"], ["robotics", "speech"]]
 
 
+def test_a_change_without_its_consent_record_is_not_saved(client, reader, manage_path, topics, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("the consent record could not be written")
+
+    monkeypatch.setattr(Subscriber, "record", fail)
+    client.raise_request_exception = False
+    response = client.post(manage_path, preferences(topics[1:]))
+    assert response.status_code == 500
+    reader.refresh_from_db()
+    assert (reader.send_hour, reader.keywords) == (8, ["protein folding"])
+    assert list(reader.topics.all()) == topics[:1]
+
+
 def test_saving_the_same_choices_records_nothing(client, reader, manage_path, topics):
     data = preferences(topics[:1], keywords="protein folding", time_zone="UTC", send_hour="8", frequency="daily")
     data.update(weekly_day="0", papers_per_email="10")
