@@ -143,8 +143,12 @@ def manage(request, token, subscriber):
     if request.method == "POST":
         form = PreferencesForm(request.POST, subscriber=subscriber)
         if form.is_valid():
-            # The change and its consent record are kept together or not at all.
+            # The change and its consent record are kept together or not at all. The row is read again, locked:
+            # saving writes it whole, and a status changed meanwhile (a bounce, an unsubscribe) must stay.
             with transaction.atomic():
+                subscriber = Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
+                if subscriber is None:
+                    return bad_link(request)
                 changes = signup.apply_preferences(subscriber, form.get_preferences())
                 if changes:
                     proof = signup.Proof.from_request(request, wording=PREFERENCES_WORDING, form_version=FORM_VERSION)

@@ -79,6 +79,23 @@ def test_a_change_without_its_consent_record_is_not_saved(client, reader, manage
     assert list(reader.topics.all()) == topics[:1]
 
 
+def test_saving_preferences_keeps_a_status_changed_meanwhile(client, reader, manage_path, topics, monkeypatch):
+    from subscriptions.forms import PreferencesForm
+
+    is_valid = PreferencesForm.is_valid
+
+    def bounce_meanwhile(form):
+        # The provider's webhook suppresses the reader while their preferences are being saved.
+        Subscriber.objects.filter(pk=reader.pk).update(status=Subscriber.Status.SUPPRESSED, status_reason="Hard bounce")
+        return is_valid(form)
+
+    monkeypatch.setattr(PreferencesForm, "is_valid", bounce_meanwhile)
+    assert client.post(manage_path, preferences(topics[1:])).status_code == 302
+    reader.refresh_from_db()
+    assert (reader.status, reader.status_reason) == (Subscriber.Status.SUPPRESSED, "Hard bounce")
+    assert reader.send_hour == 21
+
+
 def test_saving_the_same_choices_records_nothing(client, reader, manage_path, topics):
     data = preferences(topics[:1], keywords="protein folding", time_zone="UTC", send_hour="8", frequency="daily")
     data.update(weekly_day="0", papers_per_email="10")
