@@ -84,3 +84,11 @@ def manage_url(subscriber):
 
 def confirm_url(subscriber):
     return _link("subscriptions:confirm", subscriber, CONFIRM)
+
+
+FEED = "feed"
+
+
+def feed_url(subscriber):
+    """The reader's Atom feed of their digests. It never expires, and reading it needs no other purpose's rights."""
+    return _link("topics:reader_feed", subscriber, FEED)
