@@ -82,7 +82,8 @@ class SubscriberForm(forms.ModelForm):
 
     def clean_email(self):
         email = self.cleaned_data["email"].strip().lower()
-        if self.instance.pk is None and ErasedAddress.is_erased(email):
+        # A new subscriber, or an existing one given another address: either would add an erased address back.
+        if email != self.instance.email and ErasedAddress.is_erased(email):
             raise forms.ValidationError(
                 "The owner of this address asked for their data to be erased. Only they can subscribe it again, "
                 "by signing up on the site."

@@ -71,6 +71,23 @@ def test_an_erased_address_cannot_be_added_back_by_an_operator(admin_client, db)
     assert not Subscriber.objects.exists()
 
 
+def test_an_erased_address_cannot_be_given_to_another_subscriber_by_an_operator(admin_client, make_reader):
+    from subscriptions.models import ErasedAddress, Subscriber
+
+    bob = make_reader("bob@example.com")
+    ErasedAddress.objects.create(email_hash=ErasedAddress.hash("ada@example.com"))
+    data = {"email": "Ada@Example.com", "status": "active", "keywords": "[]", "time_zone": "UTC", "send_hour": "8"}
+    data.update(frequency="daily", weekly_day="0", papers_per_email="10")
+    for prefix in ("consents", "mail_events"):
+        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+    response = admin_client.post(f"/admin/subscriptions/subscriber/{bob.pk}/change/", data)
+    assert "asked for their data to be erased" in response.content.decode()
+    assert list(Subscriber.objects.values_list("email", flat=True)) == ["bob@example.com"]
+    # Saving a subscriber without changing the address is not refused.
+    data["email"] = "bob@example.com"
+    assert admin_client.post(f"/admin/subscriptions/subscriber/{bob.pk}/change/", data).status_code == 302
+
+
 def test_operators_erase_subscribers_with_an_action(admin_client, make_reader):
     from subscriptions.models import ErasedAddress, Subscriber
 
