@@ -14,5 +14,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Anymail's tracking webhooks (bounces, complaints): anymail/<esp>/tracking/, behind ANYMAIL_WEBHOOK_SECRET.
     path("anymail/", include("anymail.urls")),
+    path("", include("digest.web_urls")),
     path("", include("subscriptions.urls")),
 ]
