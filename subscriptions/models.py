@@ -108,17 +108,20 @@ class Subscriber(models.Model):
         )
 
     def _change_status(self, status, action, **proof):
-        self.status = status
-        fields = ["status"]
+        """Only if the row still has the status this instance read: a change made meanwhile (a bounce suppressed
+        the reader) wins over a click on a page loaded before it. True if this changed anything."""
+        changes = {"status": status}
         now = timezone.now()
         if action == Consent.Action.CONFIRM or (status == self.Status.ACTIVE and self.confirmed_at is None):
-            self.confirmed_at = now
-            fields.append("confirmed_at")
+            changes["confirmed_at"] = now
         if status == self.Status.UNSUBSCRIBED or self.unsubscribed_at is not None:
-            self.unsubscribed_at = now if status == self.Status.UNSUBSCRIBED else None
-            fields.append("unsubscribed_at")
+            changes["unsubscribed_at"] = now if status == self.Status.UNSUBSCRIBED else None
         with transaction.atomic():
-            self.save(update_fields=fields)
+            if not Subscriber.objects.filter(pk=self.pk, status=self.status).update(**changes):
+                self.refresh_from_db(fields=["status", "status_reason", "confirmed_at", "unsubscribed_at"])
+                return False
+            for name, value in changes.items():
+                setattr(self, name, value)
             self.record(action, **proof)
         return True
 
@@ -126,8 +129,11 @@ class Subscriber(models.Model):
         """The reader opened their confirmation link: digests start. True if this changed anything."""
         if self.status != self.Status.PENDING:
             return False
-        ErasedAddress.objects.filter(email_hash=ErasedAddress.hash(self.email)).delete()
-        return self._change_status(self.Status.ACTIVE, Consent.Action.CONFIRM, **proof)
+        with transaction.atomic():
+            changed = self._change_status(self.Status.ACTIVE, Consent.Action.CONFIRM, **proof)
+            if changed:
+                ErasedAddress.objects.filter(email_hash=ErasedAddress.hash(self.email)).delete()
+        return changed
 
     def pause(self, **proof):
         if self.status != self.Status.ACTIVE:

@@ -93,6 +93,24 @@ def test_the_preference_centers_resubscribe_link_offers_resubscribe_not_unsubscr
     assert "Unsubscribe from" not in page and ">Unsubscribe</button>" not in page
 
 
+@pytest.mark.parametrize(
+    ("status", "act"),
+    [
+        (Subscriber.Status.UNSUBSCRIBED, lambda reader: reader.resubscribe()),
+        (Subscriber.Status.PAUSED, lambda reader: reader.resume()),
+        (Subscriber.Status.PENDING, lambda reader: reader.confirm()),
+    ],
+)
+def test_a_reader_suppressed_meanwhile_stays_suppressed(make_reader, status, act):
+    reader = make_reader("ada@example.com", status=status)
+    # The provider's webhook suppresses the reader after their page read the row, before their click is saved.
+    Subscriber.objects.filter(pk=reader.pk).update(status=Subscriber.Status.SUPPRESSED, status_reason="Hard bounce")
+    assert act(reader) is False
+    reader.refresh_from_db()
+    assert (reader.status, reader.status_reason) == (Subscriber.Status.SUPPRESSED, "Hard bounce")
+    assert not reader.consents.exists()
+
+
 def test_a_suppressed_address_cannot_resubscribe_from_a_link(client, make_reader):
     reader = make_reader("bounced@example.com", status=Subscriber.Status.SUPPRESSED)
     response = client.post(path_of(tokens.unsubscribe_url(reader)) + "resubscribe/")
