@@ -119,6 +119,20 @@ def test_a_suppressed_address_cannot_resubscribe_from_a_link(client, make_reader
     assert reader.status == Subscriber.Status.SUPPRESSED
 
 
+def test_a_suppressed_reader_is_not_sent_to_a_sign_up_form_that_ignores_them(client, make_reader):
+    reader = make_reader("bounced@example.com", status=Subscriber.Status.SUPPRESSED)
+    page = client.post(path_of(tokens.unsubscribe_url(reader)) + "resubscribe/").content.decode()
+    assert "sign up again" not in page.lower()
+    assert "<title>We can't resubscribe this address" in page
+
+
+def test_a_reader_who_did_not_bounce_is_not_told_they_bounced(client, make_reader):
+    reader = make_reader("ada@example.com", status=Subscriber.Status.PENDING)
+    page = client.post(path_of(tokens.unsubscribe_url(reader)) + "resubscribe/").content.decode()
+    assert "could not be delivered" not in page
+    assert "pending confirmation" in page
+
+
 def test_links_in_old_emails_keep_working(client, reader):
     import time_machine
 
