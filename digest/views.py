@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_cache_control
@@ -103,15 +102,6 @@ def not_found(request, *, topic_slug=None, day_text=None, topic=None):
     return render(request, "digest/not_found.html", context, status=404)
 
 
-def with_head(request, response, template_name, context):
-    """Add a rendered template to the page's <head>, which base.html has no block for (the feed's <link>).
-
-    The first "</head>" is the real one: everything before it comes from base.html, and the page title is escaped."""
-    head = render_to_string(template_name, context, request)
-    response.content = response.content.decode().replace("</head>", head + "</head>", 1)
-    return response
-
-
 @require_safe
 def topic_list(request):
     topics = Topic.objects.filter(is_active=True)
@@ -151,6 +141,4 @@ def topic_day(request, slug, day):
         "feed_url": reverse("topics:feed", args=[topic.slug]),
         "min_score": settings.MATCH_MIN_SCORE,
     }
-    response = render(request, "digest/topic_day.html", context)
-    head = {"feed_url": context["feed_url"], "topic": topic}
-    return public(with_head(request, response, "digest/_head.html", head))
+    return public(render(request, "digest/topic_day.html", context))

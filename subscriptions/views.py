@@ -133,6 +133,7 @@ def _manage_context(subscriber, form, **extra):
         "form": form,
         "token": tokens.make_token(subscriber, tokens.MANAGE),
         "unsubscribe_url": tokens.unsubscribe_url(subscriber),
+        "feed_url": tokens.feed_url(subscriber),
         **extra,
     }
 

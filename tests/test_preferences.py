@@ -192,3 +192,8 @@ def test_pages_behind_a_signed_link_are_never_cached_or_indexed(client, reader, 
         response = client.get(path)
         assert "no-store" in response["Cache-Control"], path
     assert '<meta name="robots" content="noindex, nofollow">' in client.get(manage_path).content.decode()
+
+
+def test_the_page_gives_the_readers_own_feed(client, reader, manage_path):
+    page = client.get(manage_path).content.decode()
+    assert f'href="{tokens.feed_url(reader)}"' in page
