@@ -196,3 +196,20 @@ def test_anything_else_is_refused(monkeypatch, rate):
     monkeypatch.setenv("SOME_RATE", rate)
     with pytest.raises(ImproperlyConfigured, match=r"^SOME_RATE=.* is not a rate; write a number of requests"):
         env_rate("SOME_RATE", "1/h")
+
+
+def test_an_unknown_address_gets_the_sites_own_404_page(client, settings, db):
+    settings.DEBUG = False
+    response = client.get("/no/such/page/")
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "<h1>Page not found</h1>" in page and 'href="/topics/"' in page
+    nonce = re.search(r'<style nonce="([^"]+)"', page).group(1)
+    assert f"'nonce-{nonce}'" in response["Content-Security-Policy"]
+
+
+def test_a_server_error_page_needs_nothing_that_could_fail_again():
+    from django.template.loader import render_to_string
+
+    page = render_to_string("500.html")  # rendered without a request or context, as Django's handler does
+    assert "<h1>Something went wrong</h1>" in page and "{%" not in page
