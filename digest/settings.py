@@ -212,7 +212,7 @@ RATELIMIT_VIEW = "subscriptions.views.rate_limited"
 CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "")
 if CLIENT_IP_HEADER and not re.fullmatch(r"[A-Za-z0-9-]+", CLIENT_IP_HEADER):
     raise ImproperlyConfigured(f"CLIENT_IP_HEADER must be a header name like X-Real-IP, not {CLIENT_IP_HEADER!r}.")
-RATELIMIT_IP_META_KEY = "subscriptions.signup.client_ip"
+RATELIMIT_IP_META_KEY = "subscriptions.signup.ratelimit_ip"
 CSRF_FAILURE_VIEW = "subscriptions.views.csrf_failure"
 SUBSCRIBE_RATE_PER_IP = env_rate("SUBSCRIBE_RATE_PER_IP", "20/h")
 SUBSCRIBE_RATE_PER_ADDRESS = env_rate("SUBSCRIBE_RATE_PER_ADDRESS", "5/h")

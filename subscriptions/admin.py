@@ -13,6 +13,7 @@ from django.utils.html import format_html
 
 from digest.admin import WHOLE_ADDRESS, plural
 from digest.models import Delivery, Topic
+from subscriptions.forms import normalise_email
 from subscriptions.models import Consent, ErasedAddress, MailEvent, Subscriber
 
 EXPORT_BATCH = 2000
@@ -81,7 +82,8 @@ class SubscriberForm(forms.ModelForm):
         ]
 
     def clean_email(self):
-        email = self.cleaned_data["email"].strip().lower()
+        # The sign-up form's spelling (lower case, an IDN domain in Unicode), so one mailbox is one row here too.
+        email = normalise_email(self.cleaned_data["email"].strip())
         # A new subscriber, or an existing one given another address: either would add an erased address back.
         if email != self.instance.email and ErasedAddress.is_erased(email):
             raise forms.ValidationError(

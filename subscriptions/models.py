@@ -200,6 +200,17 @@ class Subscriber(models.Model):
                 }
                 for delivery in self.deliveries.order_by("digest_date")
             ],
+            "mail_events": [
+                {
+                    "occurred_at": event.occurred_at.isoformat(),
+                    "provider": event.esp,
+                    "event": event.event_type,
+                    "reason": event.reject_reason,
+                    "description": event.description,
+                    "server_reply": event.mta_response,
+                }
+                for event in self.mail_events.order_by("occurred_at", "id")
+            ],
         }
 
     @transaction.atomic

@@ -40,6 +40,12 @@ def client_ip(request):
     return None
 
 
+def ratelimit_ip(request):
+    """RATELIMIT_IP_META_KEY: the client's address, or one shared bucket when no valid one can be found (a proxy
+    misconfigured behind a Unix socket): limits then apply to everyone together rather than fail the request."""
+    return client_ip(request) or "0.0.0.0"
+
+
 @dataclasses.dataclass(frozen=True)
 class Proof:
     """Who acted, for the consent record: the request's address and browser, and what they were shown."""

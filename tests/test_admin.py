@@ -511,3 +511,15 @@ def test_a_subscribers_page_shows_what_the_provider_reported(admin_client, make_
     listing = admin_client.get("/admin/subscriptions/mailevent/?event_type__exact=complained").content.decode()
     assert "ada@example.com" in listing and "mailgun" in listing
     assert admin_client.get("/admin/subscriptions/mailevent/add/").status_code == 403
+
+
+def test_the_admin_stores_an_internationalised_address_as_sign_up_does(admin_client, make_reader):
+    from subscriptions.models import ErasedAddress
+
+    ErasedAddress.objects.create(email_hash=ErasedAddress.hash("ada@bücher.example"))
+    data = {"email": "Ada@xn--bcher-kva.example", "status": "active", "keywords": "[]", "time_zone": "UTC"}
+    data.update(send_hour="8", frequency="daily", weekly_day="0", papers_per_email="10")
+    data.update({"consents-TOTAL_FORMS": "0", "consents-INITIAL_FORMS": "0"})
+    data.update({"mail_events-TOTAL_FORMS": "0", "mail_events-INITIAL_FORMS": "0"})
+    response = admin_client.post("/admin/subscriptions/subscriber/add/", data)
+    assert "asked for their data to be erased" in response.content.decode()

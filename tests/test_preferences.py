@@ -197,3 +197,13 @@ def test_pages_behind_a_signed_link_are_never_cached_or_indexed(client, reader, 
 def test_the_page_gives_the_readers_own_feed(client, reader, manage_path):
     page = client.get(manage_path).content.decode()
     assert f'href="{tokens.feed_url(reader)}"' in page
+
+
+def test_download_my_data_includes_what_the_provider_reported(client, reader, manage_path):
+    from subscriptions.models import MailEvent
+
+    MailEvent.objects.create(subscriber=reader, esp="mailgun", event_type="deferred", mta_response="452 mailbox full")
+    data = json.loads(client.get(manage_path + "data/").content)
+    assert [(e["provider"], e["event"], e["server_reply"]) for e in data["mail_events"]] == [
+        ("mailgun", "deferred", "452 mailbox full")
+    ]

@@ -63,3 +63,9 @@ def test_consent_records_keep_the_clients_address_from_the_proxy_header(client, 
     data.update(frequency="daily", weekly_day="0", papers_per_email="10")
     client.post("/", data, REMOTE_ADDR="10.0.0.2", HTTP_X_REAL_IP="203.0.113.77")
     assert Consent.objects.get(subscriber__email="grace@example.com").ip == "203.0.113.77"
+
+
+def test_without_any_client_address_sign_ups_share_one_limit_instead_of_failing(client, topic, settings):
+    settings.SUBSCRIBE_RATE_PER_IP = "1/h"
+    assert sign_up(client, topic, "one@example.com", ip="").status_code == 302
+    assert sign_up(client, topic, "two@example.com", ip="").status_code == 429
