@@ -122,7 +122,7 @@ def choose(subscriber, *, topic_ids, pool, history):
     if not subscriber.is_active:
         return None, f"The reader's subscription is {subscriber.get_status_display().lower()}; not sent."
     picks = choose_papers(pool, subscriber, topic_ids, history)
-    if not picks and not settings.DIGEST_SEND_WHEN_EMPTY:
+    if not picks and not subscriber.send_when_empty:
         return None, "No new paper matched the reader's topics and keywords."
     return picks, None
 

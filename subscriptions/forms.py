@@ -121,6 +121,14 @@ class PreferencesForm(forms.Form):
     papers_per_email = forms.IntegerField(
         label="Papers per email", min_value=1, max_value=MAX_PAPERS_PER_EMAIL, initial=10
     )
+    send_when_empty = forms.TypedChoiceField(
+        label="When nothing new matches",
+        choices=[(False, "Skip that day: send nothing"), (True, "Send a short email saying so")],
+        coerce=lambda value: value in (True, "True"),
+        widget=forms.RadioSelect,
+        required=False,
+        help_text="Some days no new paper matches your topics and keywords.",
+    )
 
     def __init__(self, data=None, *, subscriber=None, **kwargs):
         if subscriber is not None:
@@ -128,6 +136,7 @@ class PreferencesForm(forms.Form):
         kwargs.setdefault("label_suffix", "")
         super().__init__(data, **kwargs)
         self.fields["topics"].queryset = Topic.objects.filter(is_active=True).order_by("display_order", "name")
+        self.fields["send_when_empty"].initial = settings.DIGEST_SEND_WHEN_EMPTY
         if self.is_bound or subscriber is not None:
             # The page's script pre-selects the browser's time zone only on a fresh form, never over a choice.
             self.fields["time_zone"].widget.attrs["data-bound"] = "true"
@@ -135,6 +144,12 @@ class PreferencesForm(forms.Form):
     def get_preferences(self):
         """The chosen preferences as the Subscriber fields they set (see signup.apply_preferences)."""
         return dict(self.cleaned_data)
+
+    def clean_send_when_empty(self):
+        # Left out of a form sent by an older page or a script: keep what the reader had (or the site's default).
+        if self.data.get(self.add_prefix("send_when_empty")) in (None, ""):
+            return self.initial.get("send_when_empty", self.fields["send_when_empty"].initial)
+        return self.cleaned_data["send_when_empty"]
 
     def clean(self):
         cleaned = super().clean()

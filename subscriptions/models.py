@@ -54,6 +54,10 @@ class Subscriber(models.Model):
     papers_per_email = models.PositiveSmallIntegerField(
         default=10, validators=[MinValueValidator(1), MaxValueValidator(MAX_PAPERS_PER_EMAIL)]
     )
+    send_when_empty = models.BooleanField(
+        default=False,
+        help_text="When nothing new matches on a digest day: send a short email saying so (true) or nothing (false).",
+    )
     token = models.CharField(max_length=64, unique=True, default=make_token, editable=False)
     status_reason = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -167,6 +171,7 @@ class Subscriber(models.Model):
             "frequency": self.frequency,
             "weekly_day": self.weekly_day,
             "papers_per_email": self.papers_per_email,
+            "send_when_empty": self.send_when_empty,
         }
 
     def export_data(self):

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from django.core import mail
@@ -207,3 +208,23 @@ def test_download_my_data_includes_what_the_provider_reported(client, reader, ma
     assert [(e["provider"], e["event"], e["server_reply"]) for e in data["mail_events"]] == [
         ("mailgun", "deferred", "452 mailbox full")
     ]
+
+
+def test_the_quiet_day_rule_is_a_preference_with_its_consent_record(client, reader, manage_path, topics):
+    page = client.get(manage_path).content.decode()
+    assert "When nothing new matches" in page
+    assert re.search(r'<input type="radio" name="send_when_empty" value="False"[^>]*checked', page)
+    data = preferences(topics[:1], keywords="protein folding", time_zone="UTC", send_hour="8", frequency="daily")
+    data.update(weekly_day="0", papers_per_email="10", send_when_empty="True")
+    client.post(manage_path, data)
+    reader.refresh_from_db()
+    assert reader.send_when_empty is True
+    assert reader.consents.get().details["changes"] == {"send_when_empty": [False, True]}
+
+
+def test_a_form_without_the_quiet_day_choice_keeps_the_readers(client, reader, manage_path, topics):
+    reader.send_when_empty = True
+    reader.save()
+    client.post(manage_path, preferences(topics))
+    reader.refresh_from_db()
+    assert reader.send_when_empty is True

@@ -175,3 +175,30 @@ def test_several_processes_send_each_digest_once(settings, tmp_path, make_paper,
     assert written == sorted(reader.email for reader in readers)
     run = DigestRun.objects.get()
     assert (run.sent_count, run.finished_at is not None) == (10, True)
+
+
+def test_a_reader_who_asked_to_hear_about_quiet_days_gets_a_short_email(locmem, gnn, make_topic, make_reader):
+    speech = make_topic("Speech recognition", aliases=["ASR"])
+    quiet = make_reader("quiet@example.com", topics=[speech], send_when_empty=True)
+    skipped = make_reader("skip@example.com", topics=[speech])
+    call_command("senddigests", "--now", "--no-progress")
+    [message] = mail.outbox
+    assert message.to == [quiet.email]
+    assert message.subject.startswith("Nothing new for you on ") and not message.subject.endswith(":")
+    assert "0 new papers matching your topics" in message.body
+    assert "List-Unsubscribe" in message.extra_headers
+    assert Delivery.objects.get(subscriber=quiet).status == Delivery.Status.SENT
+    assert Delivery.objects.get(subscriber=skipped).status == Delivery.Status.SKIPPED
+
+
+def test_readers_chose_before_the_preference_existed_keep_the_sites_rule(settings, make_reader):
+    import importlib
+
+    migration = importlib.import_module("subscriptions.migrations.0005_send_when_empty")
+    reader = make_reader("ada@example.com")
+    settings.DIGEST_SEND_WHEN_EMPTY = True
+    from django.apps import apps
+
+    migration.keep_the_sites_rule(apps, None)
+    reader.refresh_from_db()
+    assert reader.send_when_empty is True

@@ -166,3 +166,11 @@ def test_keywords_are_plain_text_and_escaped_on_every_page(client, topics):
     page = client.get("/" + tokens.manage_url(reader).split("/", 3)[3]).content.decode()
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_site_default_for_quiet_days_is_pre_selected_and_stored(client, topics, settings):
+    settings.DIGEST_SEND_WHEN_EMPTY = True
+    page = client.get("/").content.decode()
+    assert re.search(r'<input type="radio" name="send_when_empty" value="True"[^>]*checked', page)
+    client.post("/", form_data(topics, send_when_empty="False"))
+    assert Subscriber.objects.get().send_when_empty is False
