@@ -4,10 +4,15 @@ Digests are many, so `DigestRenderer` renders and CSS-inlines (premailer) each p
 cards in one premailer pass) and the shell (header and footer) once per date, then assembles a reader's email by
 joining inlined cards and filling in the per-reader values (position, matched topics, signed links, address).
 Inlining whole emails per reader would cost premailer's full parse for every one.
+
+A card's "more/less like this" links are signed per reader and paper, so they are placeholders too. Their markers
+carry a random part per renderer: they stand after the paper's title in the card, and a title must never be read as
+one.
 """
 
 import functools
 import re
+import secrets
 import textwrap
 import uuid
 from email.utils import make_msgid
@@ -105,7 +110,10 @@ class DigestRenderer:
     def __init__(self):
         self.css, self.responsive_css = _stylesheets()
         self.host = site_host()
-        self._html_cards = {}  # paper id -> (card html with POSITION and TOPICS placeholders, topic label html)
+        marker = secrets.token_hex(8)
+        self.more_marker, self.less_marker = f"%%MORE-{marker}%%", f"%%LESS-{marker}%%"
+        # paper id -> (card html cut at the POSITION, TOPICS, MORE and LESS placeholders, topic label html)
+        self._html_cards = {}
         self._text_cards = {}
         self._labels = {}
         self._shells = {}
@@ -123,8 +131,7 @@ class DigestRenderer:
             return
         parts = []
         for paper in todo.values():
-            context = {"paper": paper, "snippet": snippet(paper), "topics": [CARD_TOPIC], "position": CARD_POSITION}
-            card = render_to_string("emails/digest-paper.html", context)
+            card = render_to_string("emails/digest-paper.html", self._card_context(paper))
             parts.append(f'<div class="digest" id="card-{paper.id}">{card}</div>')
         document = lxml_html.fromstring(inline_css(f"<html><body>{''.join(parts)}</body></html>", self.css))
         elements = {element.get("id"): element for element in document.find_class("digest")}
@@ -135,21 +142,37 @@ class DigestRenderer:
             html = html[: label.start()] + CARD_TOPICS + html[label.end() :]
             # Split once around the per-reader parts, so a reader's card is a join, not two searches.
             before, rest = fold_long_lines(html).split(CARD_POSITION, 1)
-            between, after = rest.split(CARD_TOPICS, 1)
-            self._html_cards[paper_id] = (before, between, after, label.group())
-            context = {"paper": todo[paper_id], "snippet": snippet(todo[paper_id]), "topics": [CARD_TOPIC]}
-            context["position"] = CARD_POSITION
-            self._text_cards[paper_id] = render_to_string("emails/digest-paper.txt", context).strip()
+            between, rest = rest.split(CARD_TOPICS, 1)
+            after_topics, rest = rest.split(self.more_marker, 1)
+            after_more, after_less = rest.split(self.less_marker, 1)
+            self._html_cards[paper_id] = (before, between, after_topics, after_more, after_less, label.group())
+            text = render_to_string("emails/digest-paper.txt", self._card_context(todo[paper_id])).strip()
+            text, after_more = text.split(self.more_marker, 1)
+            self._text_cards[paper_id] = (text, *after_more.split(self.less_marker, 1))
 
-    def card(self, pick, position):
-        """(html, text) of one paper's card as this reader sees it: their position and matched topics."""
+    def _card_context(self, paper):
+        return {
+            "paper": paper,
+            "snippet": snippet(paper),
+            "topics": [CARD_TOPIC],
+            "position": CARD_POSITION,
+            "more_url": self.more_marker,
+            "less_url": self.less_marker,
+        }
+
+    def card(self, pick, position, subscriber):
+        """(html, text) of one paper's card as this reader sees it: their position, matched topics and links."""
         self.prepare_cards([pick.paper])
-        before, between, after, label = self._html_cards[pick.paper.id]
-        html = "".join((before, str(position), between, self._labels_html(label, pick.labels), after))
+        before, between, after_topics, after_more, after_less, label = self._html_cards[pick.paper.id]
+        more = tokens.feedback_url(subscriber, pick.paper.id, "more")
+        less = tokens.feedback_url(subscriber, pick.paper.id, "less")
+        labels = self._labels_html(label, pick.labels)
+        html = "".join((before, str(position), between, labels, after_topics, more, after_more, less, after_less))
         matches = _matches_line(pick.labels)
-        text = self._text_cards[pick.paper.id].replace(CARD_POSITION, str(position), 1)
+        text, text_after_more, text_after_less = self._text_cards[pick.paper.id]
+        text = text.replace(CARD_POSITION, str(position), 1)
         text = text.replace(f"Matches: {CARD_TOPIC}\n" if not matches else f"Matches: {CARD_TOPIC}", matches, 1)
-        return html, text
+        return html, "".join((text, more, text_after_more, less, text_after_less))
 
     def _labels_html(self, label, labels):
         key = (label, labels)
@@ -187,7 +210,7 @@ class DigestRenderer:
 
     def build(self, subscriber, picks, *, day, labels, metadata=None):
         """The digest email for one reader. `labels` are the names of their topics and keywords, for the footer."""
-        cards = [self.card(pick, position) for position, pick in enumerate(picks, start=1)]
+        cards = [self.card(pick, position, subscriber) for position, pick in enumerate(picks, start=1)]
         top_title = picks[0].paper.title if picks else ""
         count = len(picks)
         unsubscribe = tokens.unsubscribe_url(subscriber)

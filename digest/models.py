@@ -193,3 +193,32 @@ class FetchRun(models.Model):
     @property
     def succeeded(self):
         return self.finished_at is not None and not self.error
+
+
+class Feedback(models.Model):
+    """A reader's "more like this" or "less like this" on a paper, from the links in their digest (digest.feedback).
+
+    One per reader and paper: a second click changes the direction. It nudges the reader's next rankings
+    (digest.selection) and is listed, with an undo, in their preference center.
+    """
+
+    class Direction(models.TextChoices):
+        MORE = "more", "More like this"
+        LESS = "less", "Less like this"
+
+    subscriber = models.ForeignKey("subscriptions.Subscriber", on_delete=models.CASCADE, related_name="feedback")
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="feedback")
+    direction = models.CharField(max_length=4, choices=Direction.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "feedback"
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "paper"], name="one_feedback_per_subscriber_per_paper"),
+            models.CheckConstraint(condition=Q(direction__in=["more", "less"]), name="feedback_direction_valid"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_direction_display()} {self.paper_id} from subscriber {self.subscriber_id}"

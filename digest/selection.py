@@ -4,18 +4,23 @@ A run works on one pool: the papers first seen in the last DIGEST_MAX_WINDOW_DAY
 keyword is scored over the pool once and ranked once (relevance blended with trending). Per reader only this remains:
 merge the rankings of their topics and keywords, skip papers first seen before their last digest (or, for a first
 digest, more than DIGEST_FIRST_WINDOW_HOURS ago) and papers already sent to them, and stop at their N.
+
+A reader who gave "more/less like this" feedback (digest.feedback) is ranked on a path of their own: all their
+candidates are scored, nudged by their similarity to the papers they gave feedback on, and sorted. Each feedback
+paper is scored over the pool once per run, like a topic. Readers without feedback take the merge above unchanged.
 """
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Max
 
+from digest import feedback as feedback_nudge
 from digest import trending
 from digest.matching import Index, Query
-from digest.models import Delivery, Paper, Topic
+from digest.models import Delivery, Feedback, Paper, Topic
 
 POOL_FIELDS = [
     "id", "arxiv_id", "title", "abstract", "authors", "upvotes", "github_url", "published_at", "featured_at",
@@ -86,7 +91,19 @@ class Pool:
             )
         return self._scores[ranked_key]
 
-    def choose(self, preferences, *, since, exclude=frozenset(), limit=10):
+    def _similar(self, liked):
+        """{doc: similarity} of the pool's papers to one feedback paper (a FeedbackPaper), once per run."""
+        key = ("feedback", liked.paper_id)
+        if key not in self._scores:
+            self._scores[key] = self.index.score(feedback_nudge.similarity_query(liked.title, liked.keywords))
+        return self._scores[key]
+
+    def _pick(self, doc, score, keys):
+        hits = sorted((-self._scored(key).get(doc, 0.0), self._label(key)) for key in keys)
+        labels = tuple(label for negative, label in hits if negative < 0)
+        return Pick(self.papers[doc], round(score, 6), round(-hits[0][0], 6), labels)
+
+    def choose(self, preferences, *, since, exclude=frozenset(), limit=10, feedback=()):
         """The reader's best `limit` papers: merged from their topics' and keywords' rankings, computed once per run.
 
         A reader's relevance for a paper is its best relevance over their topics and keywords, and blending with
@@ -95,6 +112,8 @@ class Pool:
         """
         keys = [("topic", topic_id) for topic_id in preferences.topic_ids if topic_id in self.topics]
         keys += [("keyword", keyword) for keyword in preferences.keywords]
+        if feedback:
+            return self._choose_with_feedback(keys, feedback, since=since, exclude=exclude, limit=limit)
         picks, seen = [], set()
         # Papers are in arXiv id order, so the doc number breaks ties the same way on every database.
         for negative_score, doc in heapq.merge(*(self._ranked(key) for key in keys)):
@@ -104,20 +123,46 @@ class Pool:
             paper = self.papers[doc]
             if paper.first_seen_at < since or paper.id in exclude:
                 continue
-            hits = sorted((-self._scored(key).get(doc, 0.0), self._label(key)) for key in keys)
-            labels = tuple(label for negative, label in hits if negative < 0)
-            picks.append(Pick(paper, round(-negative_score, 6), round(-hits[0][0], 6), labels))
+            picks.append(self._pick(doc, -negative_score, keys))
             if len(picks) == limit:
                 break
         return picks
 
+    def _choose_with_feedback(self, keys, feedback, *, since, exclude, limit):
+        """Like choose, for a reader with feedback: every candidate's score is nudged (digest.feedback.factor)."""
+        best = {}  # doc -> its best blended score over the reader's topics and keywords
+        for key in keys:
+            for negative_score, doc in self._ranked(key):
+                if negative_score < best.get(doc, 0.0):
+                    best[doc] = negative_score
+        more = [self._similar(item) for item in feedback if item.direction == Feedback.Direction.MORE]
+        less = [self._similar(item) for item in feedback if item.direction == Feedback.Direction.LESS]
+        ranked = []
+        for doc, negative_score in best.items():
+            paper = self.papers[doc]
+            if paper.first_seen_at < since or paper.id in exclude:
+                continue
+            ranked.append((round(negative_score * feedback_nudge.factor(doc, more, less), 6), doc))
+        ranked.sort()
+        return [self._pick(doc, -negative_score, keys) for negative_score, doc in ranked[:limit]]
+
+
+@dataclass(frozen=True)
+class FeedbackPaper:
+    paper_id: int
+    title: str
+    keywords: tuple
+    direction: str
+
 
 @dataclass
 class History:
-    """What past digests mean for this one: since when papers are new to each reader, and which they have had."""
+    """What past digests mean for this one: since when papers are new to each reader, which they have had, and
+    their "more/less like this" feedback."""
 
     since: dict  # subscriber id -> datetime
     sent: dict  # subscriber id -> set of paper ids
+    feedback: dict = field(default_factory=dict)  # subscriber id -> tuple of FeedbackPaper
 
     @classmethod
     def load(cls, subscriber_ids, now):
@@ -135,7 +180,15 @@ class History:
         )
         for subscriber_id, paper_ids in recent.values_list("subscriber_id", "paper_ids"):
             sent.setdefault(subscriber_id, set()).update(paper_ids)
-        return cls(since, sent)
+        feedback = {}
+        rows = Feedback.objects.filter(subscriber_id__in=subscriber_ids).order_by("id")
+        for subscriber_id, *values in rows.values_list(
+            "subscriber_id", "paper_id", "paper__title", "paper__keywords", "direction"
+        ):
+            paper_id, title, keywords, direction = values
+            item = FeedbackPaper(paper_id, title, tuple(keywords or ()), direction)
+            feedback[subscriber_id] = (*feedback.get(subscriber_id, ()), item)
+        return cls(since, sent, feedback)
 
 
 def choose_papers(pool, subscriber, topic_ids, history):
@@ -145,4 +198,5 @@ def choose_papers(pool, subscriber, topic_ids, history):
         since=history.since[subscriber.id],
         exclude=history.sent.get(subscriber.id, frozenset()),
         limit=subscriber.papers_per_email,
+        feedback=history.feedback.get(subscriber.id, ()),
     )

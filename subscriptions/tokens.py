@@ -92,3 +92,34 @@ FEED = "feed"
 def feed_url(subscriber):
     """The reader's Atom feed of their digests. It never expires, and reading it needs no other purpose's rights."""
     return _link("topics:reader_feed", subscriber, FEED)
+
+
+FEEDBACK = "feedback"
+FEEDBACK_DIRECTIONS = ("more", "less")
+
+
+def feedback_value(subscriber, paper_id, direction):
+    """The signed value of a "more/less like this" link: it binds the reader, the paper and the direction, so a link
+    cannot be turned into another paper's, another direction's or another reader's. It never expires."""
+    return _signer(FEEDBACK).sign(f"{subscriber.token}.{paper_id}.{direction}")
+
+
+def feedback_url(subscriber, paper_id, direction):
+    before, after = _url_around("subscriptions:feedback", settings.SITE_URL)
+    return before + feedback_value(subscriber, paper_id, direction) + after
+
+
+def read_feedback(value):
+    """(Subscriber, paper id, direction) from a feedback link value, or BadToken (tampered, foreign, reader gone)."""
+    from subscriptions.models import Subscriber
+
+    try:
+        token, paper_id, direction = _signer(FEEDBACK).unsign(value).split(".")
+    except (signing.BadSignature, ValueError):
+        raise BadToken("not a valid feedback link") from None
+    if direction not in FEEDBACK_DIRECTIONS or not paper_id.isdigit():
+        raise BadToken("not a valid feedback link")
+    subscriber = Subscriber.objects.filter(token=token).first()
+    if subscriber is None:
+        raise BadToken("the feedback link is for a subscription that no longer exists")
+    return subscriber, int(paper_id), direction

@@ -14,4 +14,6 @@ urlpatterns = [
     path("manage/<str:token>/delete/", views.erase, name="erase"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("unsubscribe/<str:token>/resubscribe/", views.resubscribe, name="resubscribe"),
+    path("feedback/<str:token>/", views.feedback, name="feedback"),
+    path("manage/<str:token>/feedback/undo/", views.undo_feedback, name="undo_feedback"),
 ]

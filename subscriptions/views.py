@@ -134,6 +134,7 @@ def _manage_context(subscriber, form, **extra):
         "token": tokens.make_token(subscriber, tokens.MANAGE),
         "unsubscribe_url": tokens.unsubscribe_url(subscriber),
         "feed_url": tokens.feed_url(subscriber),
+        "feedback": subscriber.feedback.select_related("paper"),
         **extra,
     }
 
@@ -217,3 +218,44 @@ def resubscribe(request, token, subscriber):
     subscriber.resubscribe(**signup.Proof.from_request(request, wording=RESUBSCRIBE_WORDING).as_kwargs())
     context = {"subscriber": subscriber, "manage_url": tokens.manage_url(subscriber)}
     return render(request, "subscriptions/resubscribed.html", context)
+
+
+# "More/less like this" links from the digest (digest.feedback). The link is signed for one reader, one paper and one
+# direction; a GET only shows the button (mail scanners open links), a POST records it.
+FEEDBACK_QUESTIONS = {"more": "More like this", "less": "Less like this"}
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def feedback(request, token):
+    from digest import feedback as reader_feedback
+
+    try:
+        subscriber, paper_id, direction = tokens.read_feedback(token)
+    except tokens.BadToken:
+        return bad_link(request)
+    paper = Paper.objects.filter(id=paper_id).only("id", "title", "arxiv_id").first()
+    if paper is None:
+        return bad_link(request)
+    context = {
+        "subscriber": subscriber,
+        "paper": paper,
+        "direction": direction,
+        "question": FEEDBACK_QUESTIONS[direction],
+        "manage_url": tokens.manage_url(subscriber),
+    }
+    if request.method == "POST":
+        reader_feedback.record(subscriber, paper, direction)
+        return render(request, "subscriptions/feedback_done.html", context)
+    return render(request, "subscriptions/feedback.html", context)
+
+
+@require_POST
+@signed_link(tokens.MANAGE)
+def undo_feedback(request, token, subscriber):
+    from digest import feedback as reader_feedback
+
+    feedback_id = request.POST.get("feedback", "")
+    if feedback_id.isdigit():
+        reader_feedback.undo(subscriber, int(feedback_id))
+    return redirect(reverse("subscriptions:manage", args=[token]) + "?notice=feedback-undone#feedback")
