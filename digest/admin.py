@@ -15,7 +15,7 @@ from django.utils.http import urlencode
 from django.utils.text import Truncator
 
 from digest.matching import Query, build_index
-from digest.models import Delivery, DigestRun, FetchRun, Paper, Topic
+from digest.models import Delivery, DigestRun, Feedback, FetchRun, Paper, Topic
 from digest.sources import normalise_arxiv_id
 from subscriptions.models import Subscriber
 
@@ -348,4 +348,24 @@ class FetchRunAdmin(admin.ModelAdmin):
     readonly_fields = [field.name for field in FetchRun._meta.fields]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    """Readers' "more like this" and "less like this" on papers, from the links in their digests (read-only)."""
+
+    list_display = ["updated_at", "direction", "paper", "subscriber"]
+    list_filter = ["direction", "updated_at"]
+    list_select_related = ["paper", "subscriber"]
+    search_fields = ["=paper__arxiv_id"]
+    search_help_text = "A paper's arXiv id."
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    readonly_fields = ["subscriber", "paper", "direction", "created_at", "updated_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

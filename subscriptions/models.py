@@ -205,6 +205,15 @@ class Subscriber(models.Model):
                 }
                 for delivery in self.deliveries.order_by("digest_date")
             ],
+            "feedback": [
+                {
+                    "paper": feedback.paper.arxiv_id,
+                    "title": feedback.paper.title,
+                    "feedback": feedback.direction,
+                    "at": feedback.updated_at.isoformat(),
+                }
+                for feedback in self.feedback.select_related("paper").order_by("updated_at", "id")
+            ],
             "mail_events": [
                 {
                     "occurred_at": event.occurred_at.isoformat(),

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from digest.models import Delivery, DigestRun, FetchRun, Paper, Topic
+from digest.models import Delivery, DigestRun, Feedback, FetchRun, Paper, Topic
 from subscriptions.models import ErasedAddress, MailEvent, Subscriber
 
 FEW, MANY = 3, 30
@@ -40,6 +40,7 @@ PAGES = [
     ("fetch runs", "/admin/digest/fetchrun/", True),
     ("erased addresses", "/admin/subscriptions/erasedaddress/", True),
     ("mail events", "/admin/subscriptions/mailevent/", True),
+    ("feedback", "/admin/digest/feedback/", True),
     ("complaints", "/admin/subscriptions/mailevent/?event_type__exact=complained", True),
 ]
 
@@ -79,6 +80,7 @@ class Dataset:
             FetchRun.objects.create(source="hf", fetched_count=n)
             ErasedAddress.objects.create(email_hash=ErasedAddress.hash(f"gone{n}@example.com"))
             MailEvent.objects.create(subscriber=reader, esp="mailgun", event_type="complained", event_id=f"e{n}")
+            Feedback.objects.create(subscriber=reader, paper=paper, direction="more")
             if self.first is None:
                 self.first = reader
 

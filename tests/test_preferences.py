@@ -228,3 +228,14 @@ def test_a_form_without_the_quiet_day_choice_keeps_the_readers(client, reader, m
     client.post(manage_path, preferences(topics))
     reader.refresh_from_db()
     assert reader.send_when_empty is True
+
+
+def test_download_my_data_includes_feedback(client, reader, manage_path, make_paper):
+    from digest.models import Feedback
+
+    paper = make_paper("Graph transformers", arxiv_id="2611.00042")
+    Feedback.objects.create(subscriber=reader, paper=paper, direction="less")
+    data = json.loads(client.get(manage_path + "data/").content)
+    assert [(f["paper"], f["title"], f["feedback"]) for f in data["feedback"]] == [
+        ("2611.00042", "Graph transformers", "less")
+    ]
