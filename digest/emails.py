@@ -201,10 +201,11 @@ class DigestRenderer:
             self._shells[day] = (fold_long_lines(html), render_to_string("emails/digest-body.txt", context))
         return self._shells[day]
 
-    def subject(self, day, top_title, count):
-        key = (day, top_title, count)
+    def subject(self, day, top_title, count, weekly=False):
+        key = (day, top_title, count, weekly)
         if key not in self._subjects:
             context = {"date_label_short": date_labels(day)[1], "top_title": top_title, "count": count}
+            context["weekly"] = weekly
             self._subjects[key] = one_line(render_to_string("emails/digest-subject.txt", context))
         return self._subjects[key]
 
@@ -214,10 +215,15 @@ class DigestRenderer:
         top_title = picks[0].paper.title if picks else ""
         count = len(picks)
         unsubscribe = tokens.unsubscribe_url(subscriber)
+        weekly = subscriber.frequency == "weekly"
         values = {
-            "subject": self.subject(day, top_title, count),
+            "subject": self.subject(day, top_title, count, weekly),
             "preheader": f"{count} new paper{pluralize(count)}, led by {top_title}" if picks else "No new papers today",
-            "intro": f"{count} new paper{pluralize(count)} matching your topics",
+            "intro": (
+                f"The week's best: {count} paper{pluralize(count)} matching your topics"
+                if weekly
+                else f"{count} new paper{pluralize(count)} matching your topics"
+            ),
             "why": f"You subscribed at {self.host} to: {', '.join(labels) or 'no topics yet'}.",
             "email": subscriber.email,
             "manage_url": tokens.manage_url(subscriber),

@@ -57,6 +57,7 @@ class Pool:
         self.topics = {topic.id: topic for topic in topics}
         scaled = trending.scale(trending.trending_score(paper, now) for paper in self.papers)
         self.trending = dict(enumerate(scaled))
+        self._weekly_trending = None
         self._scores = {}
 
     @classmethod
@@ -81,13 +82,23 @@ class Pool:
         kind, value = key
         return self.topics[value].name if kind == "topic" else f"“{value}”"
 
-    def _ranked(self, key):
+    def _trending_for(self, weekly):
+        if not weekly:
+            return self.trending
+        if self._weekly_trending is None:
+            # The week's best: upvotes alone, without the pull of age that favours today's papers in a daily digest.
+            scaled = trending.scale(trending.trending_score(paper, self.now, gravity=0) for paper in self.papers)
+            self._weekly_trending = dict(enumerate(scaled))
+        return self._weekly_trending
+
+    def _ranked(self, key, weekly=False):
         """[(-score, doc)] for one topic or keyword, best first: its relevance blended with trending."""
-        ranked_key = ("ranked", key)
+        ranked_key = ("ranked", key, weekly)
         if ranked_key not in self._scores:
             scored = self._scored(key)
+            trend = self._trending_for(weekly)
             self._scores[ranked_key] = sorted(
-                (-trending.blend(relevance, self.trending[doc]), doc) for doc, relevance in scored.items()
+                (-trending.blend(relevance, trend[doc]), doc) for doc, relevance in scored.items()
             )
         return self._scores[ranked_key]
 
@@ -103,7 +114,7 @@ class Pool:
         labels = tuple(label for negative, label in hits if negative < 0)
         return Pick(self.papers[doc], round(score, 6), round(-hits[0][0], 6), labels)
 
-    def choose(self, preferences, *, since, exclude=frozenset(), limit=10, feedback=()):
+    def choose(self, preferences, *, since, exclude=frozenset(), limit=10, feedback=(), weekly=False):
         """The reader's best `limit` papers: merged from their topics' and keywords' rankings, computed once per run.
 
         A reader's relevance for a paper is its best relevance over their topics and keywords, and blending with
@@ -113,10 +124,10 @@ class Pool:
         keys = [("topic", topic_id) for topic_id in preferences.topic_ids if topic_id in self.topics]
         keys += [("keyword", keyword) for keyword in preferences.keywords]
         if feedback:
-            return self._choose_with_feedback(keys, feedback, since=since, exclude=exclude, limit=limit)
+            return self._choose_with_feedback(keys, feedback, since=since, exclude=exclude, limit=limit, weekly=weekly)
         picks, seen = [], set()
         # Papers are in arXiv id order, so the doc number breaks ties the same way on every database.
-        for negative_score, doc in heapq.merge(*(self._ranked(key) for key in keys)):
+        for negative_score, doc in heapq.merge(*(self._ranked(key, weekly) for key in keys)):
             if doc in seen:
                 continue
             seen.add(doc)
@@ -128,11 +139,11 @@ class Pool:
                 break
         return picks
 
-    def _choose_with_feedback(self, keys, feedback, *, since, exclude, limit):
+    def _choose_with_feedback(self, keys, feedback, *, since, exclude, limit, weekly=False):
         """Like choose, for a reader with feedback: every candidate's score is nudged (digest.feedback.factor)."""
         best = {}  # doc -> its best blended score over the reader's topics and keywords
         for key in keys:
-            for negative_score, doc in self._ranked(key):
+            for negative_score, doc in self._ranked(key, weekly):
                 if negative_score < best.get(doc, 0.0):
                     best[doc] = negative_score
         more = [self._similar(item) for item in feedback if item.direction == Feedback.Direction.MORE]
@@ -160,9 +171,11 @@ class History:
     """What past digests mean for this one: since when papers are new to each reader, which they have had, and
     their "more/less like this" feedback."""
 
-    since: dict  # subscriber id -> datetime
+    since: dict  # subscriber id -> datetime: papers first seen before are not new to them
     sent: dict  # subscriber id -> set of paper ids
     feedback: dict = field(default_factory=dict)  # subscriber id -> tuple of FeedbackPaper
+    first_digest: frozenset = frozenset()  # subscribers who have had no digest yet
+    now: object = None
 
     @classmethod
     def load(cls, subscriber_ids, now):
@@ -171,6 +184,7 @@ class History:
         done = Delivery.objects.filter(subscriber_id__in=subscriber_ids, status=Delivery.Status.SENT)
         last = dict(done.values("subscriber_id").annotate(last=Max("claimed_at")).values_list("subscriber_id", "last"))
         since = {sid: max(last.get(sid) or first_since, pool_since) for sid in subscriber_ids}
+        first_digest = frozenset(sid for sid in subscriber_ids if last.get(sid) is None)
         sent = {}
         # Older digests cannot hold pool papers: those were all first seen after pool_since.
         recent = Delivery.objects.filter(
@@ -188,15 +202,33 @@ class History:
             paper_id, title, keywords, direction = values
             item = FeedbackPaper(paper_id, title, tuple(keywords or ()), direction)
             feedback[subscriber_id] = (*feedback.get(subscriber_id, ()), item)
-        return cls(since, sent, feedback)
+        return cls(since, sent, feedback, first_digest, now)
+
+    def since_for(self, subscriber):
+        """A weekly reader's first digest looks back a week (the week's best), a daily one DIGEST_FIRST_WINDOW_HOURS."""
+        if subscriber.id in self.first_digest and is_weekly(subscriber) and self.now is not None:
+            week = self.now - timedelta(days=min(WEEK_DAYS, settings.DIGEST_MAX_WINDOW_DAYS))
+            return min(self.since[subscriber.id], week)
+        return self.since[subscriber.id]
+
+
+WEEK_DAYS = 7
+
+
+def is_weekly(subscriber):
+    return subscriber.frequency == "weekly"
 
 
 def choose_papers(pool, subscriber, topic_ids, history):
-    """The Picks for one reader's next digest, best first (empty when nothing new matches)."""
+    """The Picks for one reader's next digest, best first (empty when nothing new matches).
+
+    Weekly readers get the week's best: everything new since last week's digest, ranked by relevance blended with
+    upvotes alone, so Monday's much-discussed paper is not pushed under Sunday's by its age."""
     return pool.choose(
         Preferences.of(subscriber, topic_ids),
-        since=history.since[subscriber.id],
+        since=history.since_for(subscriber),
         exclude=history.sent.get(subscriber.id, frozenset()),
         limit=subscriber.papers_per_email,
         feedback=history.feedback.get(subscriber.id, ()),
+        weekly=is_weekly(subscriber),
     )
