@@ -220,7 +220,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     search_help_text = "A reader's whole address (exact), part of one, or a whole Message-ID."
     raw_id_fields = ["subscriber", "run"]
     readonly_fields = ["papers_sent", "claimed_at", "finished_at", "created_at"]
-    exclude = ["paper_ids"]
+    exclude = ["paper_ids", "shown"]
     show_full_result_count = False
     # No "Show counts" in the filters: counting each status and date range reads a million rows (0.34 s).
     show_facets = admin.ShowFacets.NEVER

@@ -30,7 +30,7 @@ from lxml import html as lxml_html
 from subscriptions import tokens
 
 # Values the shell is rendered with once, and that each reader's email fills in (see DigestRenderer.build).
-PER_READER = ("subject", "preheader", "intro", "why", "email", "manage_url", "unsubscribe_url")
+PER_READER = ("subject", "preheader", "intro", "why", "email", "manage_url", "unsubscribe_url", "view_url")
 PLACEHOLDERS = {name: f"%%{name.upper()}%%" for name in PER_READER}
 CARDS = "%%CARDS%%"
 CARD_POSITION = "%%POSITION%%"
@@ -209,13 +209,14 @@ class DigestRenderer:
             self._subjects[key] = one_line(render_to_string("emails/digest-subject.txt", context))
         return self._subjects[key]
 
-    def build(self, subscriber, picks, *, day, labels, metadata=None):
-        """The digest email for one reader. `labels` are the names of their topics and keywords, for the footer."""
+    def build(self, subscriber, picks, *, day, labels, metadata=None, weekly=None):
+        """The digest email for one reader. `labels` are the names of their topics and keywords, for the footer;
+        `weekly` (the week's best wording) follows the reader's frequency unless given."""
         cards = [self.card(pick, position, subscriber) for position, pick in enumerate(picks, start=1)]
         top_title = picks[0].paper.title if picks else ""
         count = len(picks)
         unsubscribe = tokens.unsubscribe_url(subscriber)
-        weekly = subscriber.frequency == "weekly"
+        weekly = subscriber.frequency == "weekly" if weekly is None else weekly
         values = {
             "subject": self.subject(day, top_title, count, weekly),
             "preheader": f"{count} new paper{pluralize(count)}, led by {top_title}" if picks else "No new papers today",
@@ -228,6 +229,7 @@ class DigestRenderer:
             "email": subscriber.email,
             "manage_url": tokens.manage_url(subscriber),
             "unsubscribe_url": unsubscribe,
+            "view_url": tokens.view_url(subscriber, day),
         }
         html_shell, text_shell = self.shell(day)
         html = _fill(html_shell, "".join(card for card, _text in cards), {k: escape(v) for k, v in values.items()})

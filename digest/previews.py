@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from digest import sending
 from digest.emails import DigestRenderer
-from digest.selection import History, Pool, choose_papers
+from digest.selection import History, Pick, Pool, choose_papers
 
 TEST_SUBJECT_PREFIX = "[Test] "
 # Headers a test copy must not carry: a mail client's unsubscribe button would unsubscribe the reader.
@@ -77,3 +77,22 @@ def make_test_copy(preview, to):
     message.tags = ["digest-test"]
     message.metadata = {}
     return message
+
+
+def build_delivered(delivery):
+    """The email a sent digest was, for "view in browser": its papers in order, with the topics and upvotes it
+    showed (kept on the Delivery as `shown`) and the reader's own links. Only a paper's text edited since, or a
+    paper deleted since, can make it differ from what was sent."""
+    shown = delivery.shown or {}
+    labels, upvotes = shown.get("labels", []), shown.get("upvotes", [])
+    position = {paper_id: index for index, paper_id in enumerate(delivery.paper_ids)}
+    picks = []
+    for paper in delivery.get_papers():
+        index = position[paper.id]
+        if index < len(upvotes):
+            paper.upvotes = upvotes[index]
+        picks.append(Pick(paper, 0.0, 0.0, tuple(labels[index]) if index < len(labels) else ()))
+    message = DigestRenderer().build(
+        delivery.subscriber, picks, day=delivery.digest_date, labels=shown.get("topics", []), weekly=shown.get("weekly")
+    )
+    return message.alternatives[0][0]

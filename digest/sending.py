@@ -245,6 +245,12 @@ def _send_claimed(deliveries, run_id, now, pool, renderer, connection, last_try,
                     )
                     delivery.status, delivery.error = Delivery.Status.SENT, ""
                     delivery.paper_ids = [pick.paper.id for pick in picks]
+                    delivery.shown = {
+                        "labels": [list(pick.labels) for pick in picks],
+                        "upvotes": [pick.paper.upvotes for pick in picks],
+                        "topics": reader_labels(subscriber, topic_ids.get(subscriber.id, set()), pool),
+                        "weekly": subscriber.frequency == Subscriber.Frequency.WEEKLY,
+                    }
                     outcome.sent += 1
             finished.append(delivery)
             if len(finished) >= FLUSH_EVERY:
@@ -266,7 +272,7 @@ def record(deliveries):
     expression per row and field, which costs more than the sending it records)."""
     if not deliveries:
         return
-    fields = ["status", "message_id", "paper_ids", "error", "finished_at", "claim_token"]
+    fields = ["status", "message_id", "paper_ids", "shown", "error", "finished_at", "claim_token"]
     columns = [Delivery._meta.get_field(name) for name in fields]
     quote = connection.ops.quote_name
     sql = "UPDATE {} SET {} WHERE {} = %s".format(

@@ -123,3 +123,33 @@ def read_feedback(value):
     if subscriber is None:
         raise BadToken("the feedback link is for a subscription that no longer exists")
     return subscriber, int(paper_id), direction
+
+
+VIEW = "view"
+
+
+def view_value(subscriber, day):
+    """The signed value of a digest's "view in browser" link: the reader and the digest's date (one per day)."""
+    return _signer(VIEW).sign(f"{subscriber.token}.{day.isoformat()}")
+
+
+def view_url(subscriber, day):
+    before, after = _url_around("subscriptions:view_digest", settings.SITE_URL)
+    return before + view_value(subscriber, day) + after
+
+
+def read_view(value):
+    """(Subscriber, date) from a "view in browser" link value, or BadToken. It never expires."""
+    from datetime import date
+
+    from subscriptions.models import Subscriber
+
+    try:
+        token, day = _signer(VIEW).unsign(value).split(".")
+        day = date.fromisoformat(day)
+    except (signing.BadSignature, ValueError):
+        raise BadToken("not a valid view link") from None
+    subscriber = Subscriber.objects.filter(token=token).first()
+    if subscriber is None:
+        raise BadToken("the view link is for a subscription that no longer exists")
+    return subscriber, day

@@ -5,6 +5,7 @@ import functools
 import json
 from datetime import timedelta
 
+from csp.decorators import csp
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -259,3 +260,31 @@ def undo_feedback(request, token, subscriber):
     if feedback_id.isdigit():
         reader_feedback.undo(subscriber, int(feedback_id))
     return redirect(reverse("subscriptions:manage", args=[token]) + "?notice=feedback-undone#feedback")
+
+
+# The email's own markup: inline styles (a CSS-inlined email), images from anywhere over HTTPS, no script at all.
+@require_GET
+@never_cache
+@csp(
+    {
+        "default-src": ["'none'"],
+        "style-src": ["'unsafe-inline'"],
+        "img-src": ["https:", "data:"],
+        "base-uri": ["'none'"],
+        "form-action": ["'none'"],
+        "frame-ancestors": ["'none'"],
+    }
+)
+def view_digest(request, token):
+    """A sent digest as a web page, identical to the email ("View in browser" in every digest)."""
+    from digest.models import Delivery
+    from digest.previews import build_delivered
+
+    try:
+        subscriber, day = tokens.read_view(token)
+    except tokens.BadToken:
+        return bad_link(request)
+    delivery = subscriber.deliveries.filter(digest_date=day, status=Delivery.Status.SENT).first()
+    if delivery is None:
+        return render(request, "subscriptions/digest_gone.html", {"day": day}, status=404)
+    return HttpResponse(build_delivered(delivery), content_type="text/html; charset=utf-8")
