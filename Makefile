@@ -1,11 +1,12 @@
 # The two quick-start commands: `make demo` and `make test`. Both build the virtualenv they need.
+# `make semantic` adds the optional semantic matching extra (requirements-semantic.txt, about 1.5 GB with torch).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Development defaults (a throwaway SECRET_KEY, SQLite under var/). Production sets its own environment.
 export DEBUG ?= true
 
-.PHONY: demo test run lint format migrate clean
+.PHONY: demo test semantic run lint format migrate clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version.split()[0]'
@@ -18,6 +19,13 @@ $(VENV)/.runtime: requirements.txt | $(BIN)/python
 
 $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+# Optional: sentence-embedding matching (README.md, "How matching works"); enable it with MATCH_SEMANTIC_WEIGHT.
+semantic: $(VENV)/.semantic
+
+$(VENV)/.semantic: requirements.txt requirements-semantic.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-semantic.txt
 	touch $@ $(VENV)/.runtime
 
 migrate: $(VENV)/.runtime

