@@ -4,9 +4,15 @@
 import os
 import sys
 
+# Commands that only read the code (models, migrations), never a database, a secret or a mail server: they run on
+# the development defaults when the environment has none, so `manage.py makemigrations --check` works anywhere.
+CODE_ONLY_COMMANDS = {"makemigrations"}
+
 
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
+    if sys.argv[1:2] and sys.argv[1] in CODE_ONLY_COMMANDS:
+        os.environ.setdefault("DEBUG", "true")
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line

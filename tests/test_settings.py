@@ -125,3 +125,15 @@ def test_production_serves_the_admins_static_files_after_collectstatic(tmp_path)
     assert re.fullmatch(r"/static/admin/css/base\.[0-9a-f]{12}\.css", url)
     assert (status, content_type) == ("200", 'text/css; charset="utf-8"')
     assert "immutable" in cache_control
+
+
+def test_makemigrations_check_needs_no_environment():
+    # It reads only the models and migrations; the production secrets are irrelevant to it.
+    result = manage("makemigrations", "--check", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "No changes detected" in result.stdout
+
+
+def test_other_commands_still_refuse_to_start_without_the_production_settings():
+    result = manage("migrate", "--check")
+    assert result.returncode == 2 and result.stderr.startswith("Configuration error: SECRET_KEY must be set")
