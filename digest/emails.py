@@ -250,6 +250,13 @@ class DigestRenderer:
         # Read by Anymail's ESP backends (tracking webhooks send them back); other backends ignore them.
         message.metadata = {key: str(value) for key, value in (metadata or {}).items()}
         message.tags = ["digest"]
+        # What this email showed beside each paper and in its footer, kept with the delivery for "view in browser".
+        message.shown = {
+            "labels": [list(pick.labels) for pick in picks],
+            "upvotes": [pick.paper.upvotes for pick in picks],
+            "topics": list(labels),
+            "weekly": weekly,
+        }
         return message
 
 

@@ -245,12 +245,7 @@ def _send_claimed(deliveries, run_id, now, pool, renderer, connection, last_try,
                     )
                     delivery.status, delivery.error = Delivery.Status.SENT, ""
                     delivery.paper_ids = [pick.paper.id for pick in picks]
-                    delivery.shown = {
-                        "labels": [list(pick.labels) for pick in picks],
-                        "upvotes": [pick.paper.upvotes for pick in picks],
-                        "topics": reader_labels(subscriber, topic_ids.get(subscriber.id, set()), pool),
-                        "weekly": subscriber.frequency == Subscriber.Frequency.WEEKLY,
-                    }
+                    delivery.shown = message.shown
                     outcome.sent += 1
             finished.append(delivery)
             if len(finished) >= FLUSH_EVERY:
