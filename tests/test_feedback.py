@@ -354,3 +354,11 @@ def test_a_run_costs_no_more_queries_per_reader_with_feedback(make_reader, gnn, 
     many = _run_queries(make_reader, gnn, papers, 6, with_feedback=with_feedback)
     print(f"\nqueries with_feedback={with_feedback}: 2 readers {few}, 6 more readers {many}")
     assert many <= few + 2
+
+
+def test_a_link_for_a_paper_deleted_since_is_refused_and_records_nothing(client, papers, reader):
+    link = tokens.feedback_url(reader, papers["traffic"].id, "more").removeprefix(SITE)
+    papers["traffic"].delete()
+    response = client.post(link)
+    assert response.status_code == 400 and b"This link does not work" in response.content
+    assert not Feedback.objects.exists()

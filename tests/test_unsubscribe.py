@@ -142,3 +142,14 @@ def test_links_in_old_emails_keep_working(client, reader):
     assert response.status_code == 200
     reader.refresh_from_db()
     assert reader.status == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_a_second_resubscribe_click_changes_nothing_more(client, reader):
+    url = path_of(tokens.unsubscribe_url(reader))
+    client.post(url)
+    client.post(url + "resubscribe/")
+    response = client.post(url + "resubscribe/")
+    assert b"Welcome back" in response.content
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+    assert [c.action for c in reader.consents.order_by("at", "id")] == ["unsubscribe", "resubscribe"]

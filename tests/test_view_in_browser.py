@@ -67,3 +67,11 @@ def test_an_erased_readers_link_shows_nothing(client, sent):
     message = next(m for m in mail.outbox if m.to == ["ada@example.com"])
     Subscriber.objects.get(email="ada@example.com").erase()
     assert client.get(view_link(message)).status_code == 400
+
+
+def test_a_paper_deleted_since_is_left_out_and_the_rest_still_shows(client, sent):
+    message = next(m for m in mail.outbox if m.to == ["ada@example.com"])
+    Paper.objects.get(title="A GNN that counts substructures").delete()
+    page = client.get(view_link(message)).content.decode()
+    assert "Graph neural networks for molecules" in page
+    assert "A GNN that counts substructures" not in page
