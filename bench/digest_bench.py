@@ -304,7 +304,9 @@ def parallel_run(args, now):
 def cache_entries(renderer, pool):
     """Entries in each per-run cache of the renderer and the pool (whatever they are called in this version)."""
     entries = {f"renderer.{name}": len(value) for name, value in vars(renderer).items() if isinstance(value, dict)}
-    entries.update({f"pool.{name}": len(value) for name, value in vars(pool).items() if name.startswith("_")})
+    entries.update(
+        {f"pool.{name}": len(value) for name, value in vars(pool).items() if name.startswith("_") and value is not None}
+    )
     return entries
 
 
