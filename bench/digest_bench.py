@@ -11,7 +11,7 @@ exist) and drops afterwards. The data (topics named after vocabulary concepts, p
 N active readers in UTC with send hour 0 and 1-5 topics each) is generated in a child process, so the peak RSS reported
 is the sending process's own, not the data generator's.
 
-The product path is timed exactly as `senddigests` runs it: fail_interrupted, start_run, plan_deliveries(now, run,
+The product path is timed exactly as `senddigests` runs it: recover, start_run, plan_deliveries(now, run,
 ignore_hour=True), one get_pool(now) and one DigestRenderer(), then send_deliveries per chunk of DIGEST_CHUNK_SIZE.
 
 Backends: `test` is Anymail's test backend (the ESP path without the network: it builds the provider's payload, as an
@@ -211,7 +211,7 @@ def product_run(args, now):
     outcome = sending.Outcome()
     with connection.execute_wrapper(queries):
         started = time.perf_counter()
-        planning.fail_interrupted(now)
+        planning.recover(now)
         run = planning.start_run(now)
         ids = planning.plan_deliveries(now, run, ignore_hour=True)
         planned = time.perf_counter()

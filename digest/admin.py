@@ -24,7 +24,7 @@ PREVIEW_WINDOW = timezone.timedelta(hours=48)
 # A whole address (something@domain.tld): searched exactly, through the unique index on Lower(email).
 WHOLE_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
-# planning.fail_interrupted's reason. Such a digest may have reached the reader, so it is never sent again.
+# The start of sending.INTERRUPTED, set by recovery. Such a digest may have reached the reader: it is never sent again.
 INTERRUPTED = "Interrupted while sending"
 
 

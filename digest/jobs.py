@@ -16,7 +16,8 @@ _process_state = {}
 
 def run_digests(now, *, day=None, ignore_hour=False, processes=1, on_progress=None):
     """Plan and send everyone due; return (run, planned ids, Outcome)."""
-    planning.fail_interrupted(now)
+    for run_id, chunk in planning.recover(now):
+        sending.send_with_retries(chunk, run_id=run_id, now=now)
     run = planning.start_run(now)
     ids = planning.plan_deliveries(now, run, day=day, ignore_hour=ignore_hour)
     chunks = planning.chunks(ids)

@@ -7,7 +7,7 @@ constraint makes planning safe to repeat: a second planner, or the same one afte
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, Min, OuterRef, Q
 
 from digest.models import Delivery, DigestRun, Paper
 from subscriptions.models import Subscriber
@@ -66,26 +66,59 @@ def plan_deliveries(now, run, *, day=None, ignore_hour=False):
     return ids
 
 
-def fail_interrupted(now):
-    """Mark digests stuck in `sending` (their worker died) as failed, and return how many.
+def recover(now):
+    """Take back what a dead worker or a lost queue left behind; return [(run id, ids to send)] for the caller to queue.
 
-    The service chooses at most once: such a digest may or may not have reached the mail server, and sending it
-    again could give the reader two. Stuck means claimed longer ago than the broker's visibility timeout, after which
-    a live worker would have finished or lost the task anyway.
+    A claim older than DIGEST_RECOVER_AFTER_SECONDS (far longer than a chunk takes) belongs to a worker that died; a
+    live worker still holding one stops at its next row, as its writes are conditional on the claim. Sending writes each outcome before handing over the next message, so of such a claim's rows still
+    `sending`, only the lowest-id one can have reached the mail server: it fails as interrupted, never sent again (at
+    most once: per dead worker process, at most one reader misses that day's digest, and nobody gets two). The claim's
+    other rows were never handed over and are sent again. Rows waiting `pending` as long (their task was lost with a
+    worker or a broker restart) are queued again, and runs left unfinished are recounted from their rows.
+
+    Every change is conditional on the row's state, so two planners recovering at once change each row once; a row
+    queued twice is claimed once.
     """
-    from digest.sending import count_outcome
+    from digest.sending import INTERRUPTED, count_outcome
 
-    timeout = timedelta(seconds=settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"])
-    stuck = Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=now - timeout)
-    per_run = dict(stuck.order_by().values_list("run_id").annotate(count=Count("id")))
-    failed = stuck.update(
-        status=Delivery.Status.FAILED,
-        error="Interrupted while sending (the worker stopped); not sent again, so nobody gets it twice.",
-        finished_at=now,
+    cutoff = now - timedelta(seconds=settings.DIGEST_RECOVER_AFTER_SECONDS)
+    stale = Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=cutoff)
+    claims = stale.order_by().values_list("claim_token", "run_id").annotate(first=Min("id"))
+    for claim, run_id, first in claims:
+        # A row with no claim token is from a version that wrote outcomes in batches: any of them may have gone out.
+        in_flight = stale.filter(claim_token=claim) if claim is None else stale.filter(id=first, claim_token=claim)
+        failed = in_flight.update(status=Delivery.Status.FAILED, error=INTERRUPTED, finished_at=now, claim_token=None)
+        count_outcome(run_id, failed=failed)
+        stale.filter(claim_token=claim).update(status=Delivery.Status.PENDING, claim_token=None)
+
+    waiting = Delivery.objects.filter(status=Delivery.Status.PENDING, claim_token=None).filter(
+        Q(claimed_at__lt=cutoff) | Q(claimed_at=None, created_at__lt=cutoff)
     )
-    for run_id, count in per_run.items():
-        count_outcome(run_id, failed=count)
-    return failed
+    resend = {}
+    for delivery_id, run_id in waiting.order_by("id").values_list("id", "run_id"):
+        resend.setdefault(run_id, []).append(delivery_id)
+    for ids in resend.values():
+        # Marked as queued now, so the next recovery waits as long again before queueing them once more.
+        for part in chunks(ids, BULK_SIZE):
+            Delivery.objects.filter(id__in=part, status=Delivery.Status.PENDING).update(claimed_at=now)
+    reconcile_runs(cutoff, now)
+    return [(run_id, chunk) for run_id, ids in resend.items() for chunk in chunks(ids)]
+
+
+def reconcile_runs(cutoff, now):
+    """Recount runs started before `cutoff` and still open from their rows, and close those with nothing left to do.
+
+    A run's counters are added to as chunks finish; a chunk whose count was lost to a dropped connection would
+    otherwise leave its run open for ever."""
+    for run in DigestRun.objects.filter(finished_at=None, started_at__lt=cutoff):
+        statuses = dict(run.deliveries.order_by().values_list("status").annotate(count=Count("id")))
+        counts = {
+            "sent_count": statuses.get(Delivery.Status.SENT, 0),
+            "failed_count": statuses.get(Delivery.Status.FAILED, 0),
+            "skipped_count": statuses.get(Delivery.Status.SKIPPED, 0),
+        }
+        unfinished = statuses.get(Delivery.Status.PENDING, 0) + statuses.get(Delivery.Status.SENDING, 0)
+        DigestRun.objects.filter(pk=run.pk, finished_at=None).update(**counts, finished_at=None if unfinished else now)
 
 
 def chunks(ids, size=None):

@@ -6,17 +6,19 @@ between planning and sending wins. Every claimed row ends sent (with the message
 reason), or goes back to pending for a retry when the failure was transient.
 """
 
+import contextlib
 import logging
 import smtplib
 import time
 import uuid
 from dataclasses import dataclass, field
 
+import tenacity
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
 
@@ -27,10 +29,6 @@ from subscriptions.models import Subscriber
 
 logger = logging.getLogger(__name__)
 
-# How many finished rows to write at once. A crash loses the record of at most this many sends (they end failed as
-# "interrupted", never sent twice); a smaller number costs more queries.
-FLUSH_EVERY = 50
-RETRY_FACTOR_SECONDS = 30
 RETRY_MAX_SECONDS = 30 * 60
 
 
@@ -145,32 +143,62 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
     """Claim, build and send the given pending deliveries; return what became of them.
 
     Rows that failed transiently go back to pending and are listed in `retry_ids`, unless `last_try`, when they fail.
+
+    Each outcome is written as soon as the backend answers, before the next message is handed over, so at any moment
+    at most one claimed row is "handed over but not recorded". It is always the claim's lowest-id row still
+    `sending`: that is how `planning.recover` tells it from the rows never handed over when a worker dies.
     """
     now = now or timezone.now()
     claim = uuid.uuid4()
-    Delivery.objects.filter(id__in=delivery_ids, status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.SENDING, claim_token=claim, claimed_at=now, attempts=F("attempts") + 1
-    )
-    deliveries = list(
-        Delivery.objects.filter(claim_token=claim, status=Delivery.Status.SENDING)
-        .select_related("subscriber")
-        .order_by("id")
-    )
-    if not deliveries:
-        return Outcome()
-    handed = set()  # ids given to the mail backend in this call, whatever came of it
+    progress = Progress()
     try:
-        return _send_claimed(deliveries, run_id, now, pool, renderer, connection, last_try, handed)
-    except BaseException:
-        # Something broke before every outcome was recorded. Rows never handed to the backend go back to pending;
-        # rows that were stay `sending` (they may have gone out) until fail_interrupted, so nobody gets two.
-        Delivery.objects.filter(claim_token=claim, status=Delivery.Status.SENDING).exclude(id__in=handed).update(
-            status=Delivery.Status.PENDING, claim_token=None
+        on_database(_claim, delivery_ids, claim, now)
+        deliveries = list(
+            Delivery.objects.filter(claim_token=claim, status=Delivery.Status.SENDING)
+            .select_related("subscriber")
+            .order_by("id")
         )
+        if not deliveries:
+            return Outcome()
+        return _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, last_try, progress)
+    except BaseException:
+        # Something broke before every outcome was written. Write what is known, then let the rows never handed
+        # to the backend wait for a retry; a row interrupted in the backend's hands may have gone out, so it fails.
+        on_database(_release, claim, progress, now, run_id)
         raise
 
 
-def _send_claimed(deliveries, run_id, now, pool, renderer, connection, last_try, handed):
+class Progress:
+    """What this attempt knows that the database may not yet: the row in the backend's hands, an unwritten outcome."""
+
+    def __init__(self):
+        self.in_flight = None
+        self.unwritten = None
+
+
+def _claim(delivery_ids, claim, now):
+    Delivery.objects.filter(id__in=delivery_ids, status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.SENDING, claim_token=claim, claimed_at=now, attempts=F("attempts") + 1
+    )
+
+
+def _release(claim, progress, now, run_id):
+    if progress.unwritten is not None:
+        record(progress.unwritten, claim)
+        progress.unwritten = None
+    if progress.in_flight is not None:
+        interrupted = Delivery.objects.filter(id=progress.in_flight, claim_token=claim, status=Delivery.Status.SENDING)
+        if interrupted.update(status=Delivery.Status.FAILED, error=INTERRUPTED, finished_at=now, claim_token=None):
+            count_outcome(run_id, failed=1)
+    Delivery.objects.filter(claim_token=claim, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.PENDING, claim_token=None
+    )
+
+
+INTERRUPTED = "Interrupted while sending; it may have reached the mail server, so it is not sent again."
+
+
+def _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, last_try, progress):
     outcome = Outcome()
     pool = pool or get_pool(now)
     renderer = renderer or DigestRenderer()
@@ -178,109 +206,186 @@ def _send_claimed(deliveries, run_id, now, pool, renderer, connection, last_try,
     history = History.load(subscriber_ids, now)
     topic_ids = topics_of(subscriber_ids)
     connection = connection or get_connection()
-    finished, refused_readers = [], {}
+    refused_readers = {}
 
-    def flush():
-        record(finished)
-        finished.clear()
-
-    chosen = {}
+    chosen, skipped = [], []
     for delivery in deliveries:
-        chosen[delivery.id] = choose(
+        picks, reason = choose(
             delivery.subscriber, topic_ids=topic_ids.get(delivery.subscriber_id, set()), pool=pool, history=history
         )
-    renderer.prepare_cards(
-        {pick.paper.id: pick.paper for picks, _ in chosen.values() if picks for pick in picks}.values()
-    )
+        if picks is None:
+            delivery.status, delivery.error, delivery.finished_at = Delivery.Status.SKIPPED, reason, now
+            skipped.append(delivery)
+        else:
+            chosen.append((delivery, picks))
+    # Rows with nothing to send are written first, together: they never reach the backend.
+    on_database(record_many, skipped, claim)
+    outcome.skipped = len(skipped)
+    if not chosen:
+        on_database(_count, run_id, outcome, now)
+        return outcome
+    renderer.prepare_cards({pick.paper.id: pick.paper for _, picks in chosen for pick in picks}.values())
 
     try:
         connection.open()
     except Exception as error:  # noqa: BLE001 - whatever stopped the connection, these digests wait for a retry
         problem = classify(error)
-        logger.warning("Mail connection failed for %d digests: %s", len(deliveries), problem)
-        return _give_back(deliveries, outcome, problem, last_try, now, run_id)
+        logger.warning("Mail connection failed for %d digests: %s", len(chosen), problem)
+        return _give_back([delivery for delivery, _ in chosen], outcome, problem, last_try, now, run_id)
 
     try:
-        for delivery in deliveries:
-            subscriber = delivery.subscriber
-            picks, reason = chosen[delivery.id]
-            message = None
-            if picks is not None:
-                message = compose(
-                    subscriber,
-                    picks,
-                    delivery.digest_date,
-                    topic_ids=topic_ids.get(subscriber.id, set()),
-                    pool=pool,
-                    renderer=renderer,
-                    metadata={"delivery_id": delivery.id, "digest_date": delivery.digest_date.isoformat()},
-                )
-            delivery.finished_at, delivery.claim_token = now, None
-            if message is None:
-                delivery.status, delivery.error = Delivery.Status.SKIPPED, reason
-                outcome.skipped += 1
-            else:
-                handed.add(delivery.id)
-                try:
-                    connection.send_messages([message])
-                except Exception as error:  # noqa: BLE001 - classified below; nothing may leave a row unrecorded
-                    problem = classify(error)
-                    if isinstance(problem, Transient) and not last_try:
-                        delivery.status, delivery.error = Delivery.Status.PENDING, str(problem)
-                        outcome.retry_ids.append(delivery.id)
-                        outcome.retry_reason = str(problem)
-                        # A broken SMTP session stays broken; the next send opens a fresh one.
-                        connection.close()
-                    else:
-                        delivery.status, delivery.error = Delivery.Status.FAILED, str(problem)
-                        outcome.failed += 1
-                        if isinstance(problem, Permanent) and problem.flag_reader:
-                            refused_readers[subscriber.id] = str(problem)
-                else:
-                    # Anymail backends give the provider's id (which may be 0); others leave our Message-ID.
-                    status = getattr(message, "anymail_status", None)
-                    provider_id = status.message_id if status is not None else None
-                    delivery.message_id = (
-                        message.extra_headers["Message-ID"] if provider_id is None else str(provider_id)
-                    )
-                    delivery.status, delivery.error = Delivery.Status.SENT, ""
-                    delivery.paper_ids = [pick.paper.id for pick in picks]
-                    delivery.shown = message.shown
-                    outcome.sent += 1
-            finished.append(delivery)
-            if len(finished) >= FLUSH_EVERY:
-                flush()
+        for delivery, picks in chosen:
+            delivery.finished_at = now
+            message = _build(delivery, picks, topic_ids, pool, renderer, outcome)
+            if message is not None:
+                progress.in_flight = delivery.id
+                _hand_over(connection, message, delivery, picks, outcome, refused_readers, last_try)
+            progress.in_flight, progress.unwritten = None, delivery
+            written = on_database(record, delivery, claim)
+            progress.unwritten = None
+            if not written:
+                # Recovery took this claim back (it judged the worker dead): what is left is no longer ours.
+                logger.warning("Claim %s was taken back while sending; stopping this attempt.", claim)
+                _undo(outcome, delivery)
+                break
     finally:
-        flush()
         connection.close()
 
     for subscriber_id, reason in refused_readers.items():
         Subscriber.objects.filter(id=subscriber_id, status=Subscriber.Status.ACTIVE).update(
             status=Subscriber.Status.SUPPRESSED, status_reason=reason[:255]
         )
-    _count(run_id, outcome, now)
+    on_database(_count, run_id, outcome, now)
     return outcome
 
 
-def record(deliveries):
-    """Write the outcome of finished deliveries: one statement, run for each row (Django's bulk_update builds a CASE
-    expression per row and field, which costs more than the sending it records)."""
+def _build(delivery, picks, topic_ids, pool, renderer, outcome):
+    """The delivery's email, or None (the row failed) when it could not be built: one reader's broken email must not
+    hold back the others."""
+    try:
+        return compose(
+            delivery.subscriber,
+            picks,
+            delivery.digest_date,
+            topic_ids=topic_ids.get(delivery.subscriber_id, set()),
+            pool=pool,
+            renderer=renderer,
+            metadata={"delivery_id": delivery.id, "digest_date": delivery.digest_date.isoformat()},
+        )
+    except DATABASE_ERRORS:
+        raise
+    except Exception as error:  # noqa: BLE001 - recorded as the row's reason
+        logger.exception("Could not build the digest of delivery %s", delivery.id)
+        delivery.status, delivery.error = Delivery.Status.FAILED, f"Could not build the email: {error!r}"
+        outcome.failed += 1
+        return None
+
+
+def _hand_over(connection, message, delivery, picks, outcome, refused_readers, last_try):
+    """Send one message and set the row's outcome from the backend's answer."""
+    try:
+        connection.send_messages([message])
+    except Exception as error:  # noqa: BLE001 - classified below; nothing may leave a row unrecorded
+        problem = classify(error)
+        if isinstance(problem, Transient) and not last_try:
+            delivery.status, delivery.error = Delivery.Status.PENDING, str(problem)
+            outcome.retry_ids.append(delivery.id)
+            outcome.retry_reason = str(problem)
+            # A broken SMTP session stays broken; the next send opens a fresh one.
+            connection.close()
+        else:
+            delivery.status, delivery.error = Delivery.Status.FAILED, str(problem)
+            outcome.failed += 1
+            if isinstance(problem, Permanent) and problem.flag_reader:
+                refused_readers[delivery.subscriber_id] = str(problem)
+        return
+    # Anymail backends give the provider's id (which may be 0); others leave our Message-ID.
+    status = getattr(message, "anymail_status", None)
+    provider_id = status.message_id if status is not None else None
+    delivery.message_id = message.extra_headers["Message-ID"] if provider_id is None else str(provider_id)
+    delivery.status, delivery.error = Delivery.Status.SENT, ""
+    delivery.paper_ids = [pick.paper.id for pick in picks]
+    delivery.shown = message.shown
+    outcome.sent += 1
+
+
+def _undo(outcome, delivery):
+    """Leave out of this attempt's counts a row whose outcome it could not write (recovery counted it)."""
+    if delivery.status == Delivery.Status.SENT:
+        outcome.sent -= 1
+    elif delivery.status == Delivery.Status.FAILED:
+        outcome.failed -= 1
+    elif delivery.id in outcome.retry_ids:
+        outcome.retry_ids.remove(delivery.id)
+
+
+RECORDED_FIELDS = ["status", "message_id", "paper_ids", "shown", "error", "finished_at", "claim_token"]
+
+
+def _record_statement():
+    quote = connection.ops.quote_name
+    table, pk = Delivery._meta.db_table, Delivery._meta.pk.column
+    columns = [Delivery._meta.get_field(name).column for name in RECORDED_FIELDS]
+    return "UPDATE {} SET {} WHERE {} = %s AND {} = %s".format(
+        quote(table),
+        ", ".join(f"{quote(column)} = %s" for column in columns),
+        quote(pk),
+        quote(Delivery._meta.get_field("claim_token").column),
+    )
+
+
+def _record_values(delivery, claim):
+    fields = [Delivery._meta.get_field(name) for name in RECORDED_FIELDS]
+    token = Delivery._meta.get_field("claim_token").get_db_prep_value(claim, connection)
+    values = [field.get_db_prep_save(getattr(delivery, field.attname), connection) for field in fields]
+    return [*values, delivery.pk, token]
+
+
+def record(delivery, claim):
+    """Write one finished delivery, if `claim` still holds it; return whether it did. One plain UPDATE, committed
+    at once (the ORM's save would reload and validate what this attempt already knows)."""
+    delivery.claim_token = None
+    with connection.cursor() as cursor:
+        cursor.execute(_record_statement(), _record_values(delivery, claim))
+        return cursor.rowcount == 1
+
+
+def record_many(deliveries, claim):
+    """Write several finished deliveries in one transaction (Django's bulk_update builds a CASE per row and field)."""
     if not deliveries:
         return
-    fields = ["status", "message_id", "paper_ids", "shown", "error", "finished_at", "claim_token"]
-    columns = [Delivery._meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    sql = "UPDATE {} SET {} WHERE {} = %s".format(
-        quote(Delivery._meta.db_table),
-        ", ".join(f"{quote(column.column)} = %s" for column in columns),
-        quote(Delivery._meta.pk.column),
-    )
-    rows = [
-        [column.get_db_prep_save(getattr(delivery, column.attname), connection) for column in columns] + [delivery.pk]
-        for delivery in deliveries
-    ]
+    for delivery in deliveries:
+        delivery.claim_token = None
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        cursor.executemany(_record_statement(), [_record_values(delivery, claim) for delivery in deliveries])
+
+
+def _reconnect(retry_state):
+    logger.warning("Database connection failed (%s); reconnecting.", retry_state.outcome.exception())
+    # It is broken already, so closing may fail too; the next query opens a new one either way.
+    with contextlib.suppress(DATABASE_ERRORS):
+        connection.close()
+
+
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+# A dropped database connection (a restart, a failover, an idle connection closed by a proxy) costs a reconnect, not
+# a lost outcome: the write is tried again on a new connection for up to a minute.
+_database_retry = tenacity.Retrying(
+    retry=tenacity.retry_if_exception_type(DATABASE_ERRORS),
+    wait=tenacity.wait_exponential(multiplier=0.2, max=5),
+    stop=tenacity.stop_after_delay(60),
+    before_sleep=_reconnect,
+    reraise=True,
+)
+
+
+def on_database(function, *args):
+    """Call `function(*args)` (database work that is safe to repeat), reconnecting and retrying while the database
+    connection fails. Inside a transaction there is nothing to reconnect: errors go straight to the caller."""
+    if connection.in_atomic_block:
+        return function(*args)
+    return _database_retry(function, *args)
 
 
 def _give_back(deliveries, outcome, problem, last_try, now, run_id):
@@ -305,6 +410,11 @@ def count_outcome(run_id, *, sent=0, failed=0, skipped=0):
     """Add finished digests to their run, and close the run when every planned digest is accounted for."""
     if run_id is None:
         return
+    with transaction.atomic():
+        _add_to_run(run_id, sent, failed, skipped)
+
+
+def _add_to_run(run_id, sent, failed, skipped):
     runs = DigestRun.objects.filter(pk=run_id)
     runs.update(
         sent_count=F("sent_count") + sent,
@@ -319,7 +429,8 @@ def count_outcome(run_id, *, sent=0, failed=0, skipped=0):
 
 def retry_delay(retries):
     """Seconds before retry number `retries` + 1: exponential, capped, with full jitter so workers do not stampede."""
-    return get_exponential_backoff_interval(RETRY_FACTOR_SECONDS, retries, RETRY_MAX_SECONDS, full_jitter=True)
+    base = settings.DIGEST_RETRY_BASE_SECONDS
+    return get_exponential_backoff_interval(base, retries, RETRY_MAX_SECONDS, full_jitter=True)
 
 
 def send_with_retries(delivery_ids, *, max_retries=None, sleep=None, **kwargs):

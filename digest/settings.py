@@ -236,6 +236,11 @@ DIGEST_TRENDING_WEIGHT = env_float("DIGEST_TRENDING_WEIGHT", 0.4, minimum=0.0)
 DIGEST_SEND_WHEN_EMPTY = env_bool("DIGEST_SEND_WHEN_EMPTY", False)
 DIGEST_CHUNK_SIZE = env_int("DIGEST_CHUNK_SIZE", 250, minimum=1, maximum=5000)
 DIGEST_MAX_RETRIES = env_int("DIGEST_MAX_RETRIES", 5, minimum=0, maximum=20)
+# The first retry waits up to this long; each later one up to twice the one before, at most 30 minutes.
+DIGEST_RETRY_BASE_SECONDS = env_int("DIGEST_RETRY_BASE_SECONDS", 30, minimum=1, maximum=3600)
+# A digest claimed (`sending`) or waiting (`pending`) this long without progress is recovered by the next planner run:
+# its worker died or its queued task was lost. Keep it above the longest retry wait (30 minutes).
+DIGEST_RECOVER_AFTER_SECONDS = env_int("DIGEST_RECOVER_AFTER_SECONDS", 3600, minimum=1)
 # Bounces and complaints (subscriptions/tracking.py): this many soft bounces within this many days suppress a reader.
 DIGEST_SOFT_BOUNCE_LIMIT = env_int("DIGEST_SOFT_BOUNCE_LIMIT", 3, minimum=1, maximum=100)
 DIGEST_SOFT_BOUNCE_DAYS = env_int("DIGEST_SOFT_BOUNCE_DAYS", 30, minimum=1, maximum=365)

@@ -11,7 +11,8 @@ from digest import fetching, planning, sending
 def plan_digests():
     """Beat runs this every 15 minutes: plan everyone due and queue their digests in chunks."""
     now = timezone.now()
-    planning.fail_interrupted(now)
+    for run_id, chunk in planning.recover(now):
+        send_deliveries.delay(chunk, run_id)
     run = planning.start_run(now)
     ids = planning.plan_deliveries(now, run)
     for chunk in planning.chunks(ids):
@@ -26,7 +27,12 @@ def send_deliveries(self, delivery_ids, run_id=None):
         outcome = sending.send_with_retries(delivery_ids, run_id=run_id)
     else:
         last_try = self.request.retries >= settings.DIGEST_MAX_RETRIES
-        outcome = sending.send_deliveries(delivery_ids, run_id=run_id, last_try=last_try)
+        try:
+            outcome = sending.send_deliveries(delivery_ids, run_id=run_id, last_try=last_try)
+        except sending.DATABASE_ERRORS as error:
+            # The database stayed out of reach past sending's own reconnects. What was known is written or will be
+            # recovered; the rows never handed over are pending again, and this task claims them when it retries.
+            raise self.retry(exc=error, countdown=sending.retry_delay(self.request.retries)) from error
         if outcome.retry_ids:
             raise self.retry(args=[outcome.retry_ids, run_id], countdown=sending.retry_delay(self.request.retries))
     return {"sent": outcome.sent, "failed": outcome.failed, "skipped": outcome.skipped}

@@ -280,7 +280,7 @@ def failed_run(settings, inline_tasks, make_paper, make_reader, gnn, monkeypatch
         claimed_at=timezone.now() - timezone.timedelta(days=1),
         attempts=1,
     )
-    planning.fail_interrupted(timezone.now())
+    planning.recover(timezone.now())
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     mail.outbox.clear()
     return {

@@ -1,3 +1,4 @@
+import uuid
 from datetime import UTC, date, datetime
 
 import time_machine
@@ -70,17 +71,93 @@ def test_planning_twice_creates_one_delivery_per_reader_and_day(make_reader):
     assert Delivery.objects.filter(subscriber__in=readers, digest_date=date(2026, 11, 25)).count() == 3
 
 
-def test_a_digest_stuck_in_sending_past_the_visibility_timeout_fails_without_resending(make_reader):
-    reader = make_reader()
+HOURS_AGO = timezone.timedelta(hours=2)  # past DIGEST_RECOVER_AFTER_SECONDS (1 hour by default)
+
+
+def claimed_rows(readers, run, *, claim, claimed_at):
+    return [
+        Delivery.objects.create(
+            subscriber=reader, digest_date=claimed_at.date(), status=Delivery.Status.SENDING, run=run,
+            claim_token=claim, claimed_at=claimed_at, attempts=1,
+        )
+        for reader in readers
+    ]  # fmt: skip
+
+
+def test_a_dead_workers_claim_fails_only_the_digest_it_may_have_handed_over_and_resends_the_rest(make_reader):
     now = timezone.now()
-    run = DigestRun.objects.create(planned_count=1)
-    stuck = Delivery.objects.create(
-        subscriber=reader, digest_date=now.date(), status=Delivery.Status.SENDING, run=run,
-        claimed_at=now - timezone.timedelta(hours=4),
-    )  # fmt: skip
-    assert planning.fail_interrupted(now) == 1
-    stuck.refresh_from_db()
-    assert stuck.status == Delivery.Status.FAILED
-    assert "not sent again" in stuck.error
+    run = DigestRun.objects.create(planned_count=3, started_at=now - HOURS_AGO)
+    in_flight, never_sent, also_never_sent = claimed_rows(
+        [make_reader() for _ in range(3)], run, claim=uuid.uuid4(), claimed_at=now - HOURS_AGO
+    )
+
+    resend = planning.recover(now)
+
+    assert resend == [(run.id, [never_sent.id, also_never_sent.id])]
+    for row in (in_flight, never_sent, also_never_sent):
+        row.refresh_from_db()
+    assert in_flight.status == Delivery.Status.FAILED
+    assert in_flight.error == "Interrupted while sending; it may have reached the mail server, so it is not sent again."
+    assert (never_sent.status, never_sent.claim_token) == (Delivery.Status.PENDING, None)
+    assert (also_never_sent.status, also_never_sent.claim_token) == (Delivery.Status.PENDING, None)
     run.refresh_from_db()
-    assert run.failed_count == 1 and run.finished_at is not None
+    assert (run.failed_count, run.finished_at) == (1, None)
+    # Queued once: a second planner right after finds nothing more to do.
+    assert planning.recover(now) == []
+
+
+def test_a_claim_younger_than_the_recovery_delay_is_left_to_its_worker(make_reader, settings):
+    settings.DIGEST_RECOVER_AFTER_SECONDS = 600
+    now = timezone.now()
+    rows = claimed_rows([make_reader(), make_reader()], None, claim=uuid.uuid4(), claimed_at=now - HOURS_AGO / 20)
+
+    assert planning.recover(now) == []
+    assert {row.status for row in Delivery.objects.filter(id__in=[row.id for row in rows])} == {"sending"}
+
+
+def test_each_dead_claim_loses_at_most_one_digest(make_reader):
+    now = timezone.now()
+    run = DigestRun.objects.create(planned_count=4, started_at=now)
+    first = claimed_rows([make_reader(), make_reader()], run, claim=uuid.uuid4(), claimed_at=now - HOURS_AGO)
+    second = claimed_rows([make_reader(), make_reader()], run, claim=uuid.uuid4(), claimed_at=now - HOURS_AGO)
+
+    [(run_id, ids)] = planning.recover(now)
+
+    assert (run_id, ids) == (run.id, [first[1].id, second[1].id])
+    failed = Delivery.objects.filter(status=Delivery.Status.FAILED).order_by("id")
+    assert list(failed.values_list("id", flat=True)) == [first[0].id, second[0].id]
+
+
+def test_rows_claimed_before_outcomes_were_written_one_by_one_all_fail(make_reader):
+    # Rows with no claim token were claimed by a version that wrote outcomes in batches: any may have gone out.
+    now = timezone.now()
+    rows = claimed_rows([make_reader(), make_reader()], None, claim=None, claimed_at=now - HOURS_AGO)
+
+    assert planning.recover(now) == []
+    assert set(Delivery.objects.filter(id__in=[row.id for row in rows]).values_list("status", flat=True)) == {"failed"}
+
+
+def test_digests_whose_queued_task_was_lost_are_queued_again_once(make_reader, settings):
+    settings.DIGEST_CHUNK_SIZE = 2
+    now = timezone.now()
+    run = DigestRun.objects.create(planned_count=3, started_at=now - HOURS_AGO)
+    with time_machine.travel(now - HOURS_AGO, tick=False):
+        lost = [Delivery.objects.create(subscriber=make_reader(), digest_date=now.date(), run=run) for _ in range(3)]
+    fresh = Delivery.objects.create(subscriber=make_reader(), digest_date=now.date(), run=run)
+
+    assert planning.recover(now) == [(run.id, [lost[0].id, lost[1].id]), (run.id, [lost[2].id])]
+    assert planning.recover(now) == []
+    assert Delivery.objects.get(pk=fresh.pk).claimed_at is None
+
+
+def test_an_open_run_is_recounted_from_its_rows_and_closed_when_nothing_is_left(make_reader):
+    now = timezone.now()
+    run = DigestRun.objects.create(planned_count=3, sent_count=1, started_at=now - HOURS_AGO)
+    for status in ("sent", "sent", "skipped"):
+        Delivery.objects.create(subscriber=make_reader(), digest_date=now.date(), run=run, status=status)
+
+    planning.recover(now)
+
+    run.refresh_from_db()
+    assert (run.sent_count, run.failed_count, run.skipped_count) == (2, 0, 1)
+    assert run.finished_at == now

@@ -2,6 +2,7 @@ import threading
 
 import pytest
 from django.core import mail
+from django.core.mail.backends import locmem as locmem_backend
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
@@ -134,30 +135,78 @@ def test_pending_readers_never_get_digests(locmem, gnn, make_reader):
     assert mail.outbox == [] and not Delivery.objects.exists()
 
 
-def test_a_crash_while_building_leaves_unsent_digests_pending_and_sent_ones_recorded(
-    locmem, gnn, make_reader, monkeypatch
-):
+def test_an_email_that_cannot_be_built_fails_that_digest_alone(locmem, gnn, make_reader, monkeypatch):
     readers = [make_reader(topics=[gnn]) for _ in range(4)]
     now = timezone.now()
     ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
-    real_compose, built = sending.compose, []
+    real_compose = sending.compose
 
-    def compose_then_break(*args, **kwargs):
-        if len(built) == 2:
+    def compose_but_not_for_the_third(subscriber, *args, **kwargs):
+        if subscriber == readers[2]:
             raise RuntimeError("a bug in rendering")
-        built.append(1)
-        return real_compose(*args, **kwargs)
+        return real_compose(subscriber, *args, **kwargs)
 
-    monkeypatch.setattr(sending, "compose", compose_then_break)
-    with pytest.raises(RuntimeError):
+    monkeypatch.setattr(sending, "compose", compose_but_not_for_the_third)
+    outcome = sending.send_deliveries(ids)
+
+    assert (outcome.sent, outcome.failed) == (3, 1)
+    broken = Delivery.objects.get(subscriber=readers[2])
+    assert (broken.status, broken.error) == ("failed", "Could not build the email: RuntimeError('a bug in rendering')")
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(r.email for r in readers if r != readers[2])
+
+
+class StopsOnTheThird(locmem_backend.EmailBackend):
+    """A mail backend whose process is stopped (SIGTERM's SystemExit, say) while it holds the third message."""
+
+    def send_messages(self, messages):
+        if len(mail.outbox) == 2:
+            raise SystemExit("stopped")
+        return super().send_messages(messages)
+
+
+def test_a_stop_while_the_backend_holds_a_message_fails_it_and_leaves_the_rest_pending(settings, gnn, make_reader):
+    settings.EMAIL_BACKEND = "tests.test_senddigests.StopsOnTheThird"
+    readers = [make_reader(topics=[gnn]) for _ in range(5)]
+    now = timezone.now()
+    ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
+
+    with pytest.raises(SystemExit):
         sending.send_deliveries(ids)
 
-    statuses = dict(Delivery.objects.values_list("subscriber_id", "status"))
-    assert sorted(statuses.values()) == ["pending", "pending", "sent", "sent"]
-    assert len(mail.outbox) == 2
-    monkeypatch.setattr(sending, "compose", real_compose)
+    statuses = [Delivery.objects.get(subscriber=reader).status for reader in readers]
+    # It may have reached the server: failed, never resent. The two after it were never handed over: pending.
+    assert statuses == ["sent", "sent", "failed", "pending", "pending"]
+    assert Delivery.objects.get(subscriber=readers[2]).error.startswith("Interrupted while sending")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert sending.send_deliveries(ids).sent == 2
-    assert sorted(m.to[0] for m in mail.outbox) == sorted(r.email for r in readers)
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(r.email for i, r in enumerate(readers) if i != 2)
+
+
+class RecoveredMeanwhile(locmem_backend.EmailBackend):
+    """A backend so slow with the second message that a planner judged the worker dead and recovered its claim."""
+
+    def send_messages(self, messages):
+        sent = super().send_messages(messages)
+        if len(mail.outbox) == 2:
+            planning.recover(timezone.now() + timezone.timedelta(hours=2))
+        return sent
+
+
+def test_a_worker_whose_claim_was_recovered_stops_and_nobody_gets_two(settings, gnn, make_reader):
+    settings.EMAIL_BACKEND = "tests.test_senddigests.RecoveredMeanwhile"
+    readers = [make_reader(topics=[gnn]) for _ in range(4)]
+    now = timezone.now()
+    ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
+
+    outcome = sending.send_deliveries(ids, now=now)
+
+    assert outcome.sent == 1 and len(mail.outbox) == 2
+    statuses = [Delivery.objects.get(subscriber=reader).status for reader in readers]
+    # The second went out, but recovery, not knowing, failed it as interrupted: it is not sent again.
+    assert statuses == ["sent", "failed", "pending", "pending"]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert sending.send_deliveries(ids).sent == 2
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(reader.email for reader in readers)
 
 
 @pytest.mark.django_db(transaction=True)
