@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from digest import admin_views
+from subscriptions.tracking import webhook_urls
 
 # Admin pages that belong to no changelist; admin_view lets only logged-in staff in.
 preview_prefix = "admin/subscriptions/subscriber/<int:subscriber_id>/preview/"
@@ -13,7 +14,7 @@ urlpatterns = [
     path(preview_prefix + "send/", admin.site.admin_view(admin_views.preview_send), name="digest_preview_send"),
     path("admin/", admin.site.urls),
     # Anymail's tracking webhooks (bounces, complaints): anymail/<esp>/tracking/, behind ANYMAIL_WEBHOOK_SECRET.
-    path("anymail/", include("anymail.urls")),
+    path("anymail/", include((webhook_urls(), "anymail"))),
     path("", include("digest.web_urls")),
     path("", include("subscriptions.urls")),
 ]

@@ -18,11 +18,12 @@ status. Without ANYMAIL_WEBHOOK_SECRET every call is refused: Anymail alone woul
 most providers (Amazon SES notifications carry no checked signature), and anyone could then suppress any reader.
 """
 
+import functools
 import logging
 import re
 from datetime import timedelta
 
-from anymail.exceptions import AnymailWebhookValidationFailure
+from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidationFailure
 from anymail.signals import EventType, RejectReason, tracking
 from anymail.utils import get_anymail_setting
 from django.conf import settings
@@ -30,6 +31,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.dispatch import receiver
+from django.http import HttpResponseBadRequest
 from django.utils import timezone
 
 from subscriptions.forms import normalise_email
@@ -81,6 +83,34 @@ def require_webhook_secret():
             "Refused a mail provider's webhook call: ANYMAIL_WEBHOOK_SECRET is not set (see README.md, "
             '"Bounces and complaints").'
         )
+
+
+def refuse_unconfigured(view):
+    """A provider's webhook view that answers 400, not 500, when that provider is not set up here (Anymail then
+    raises AnymailConfigurationError, e.g. for a missing signing key): anyone can call the URL of any provider."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except AnymailConfigurationError as error:
+            logger.warning("Refused a webhook call to %s: that provider is not set up: %s", request.path, error)
+            return HttpResponseBadRequest()
+
+    return wrapped
+
+
+def webhook_urls():
+    """Anymail's tracking webhook URLs, anymail/<esp>/tracking/ (and Mandrill's combined one), each behind
+    refuse_unconfigured. Its inbound-mail URLs are left out: this site receives no mail."""
+    from anymail.urls import urlpatterns
+    from django.urls import URLPattern
+
+    return [
+        URLPattern(pattern.pattern, refuse_unconfigured(pattern.callback), pattern.default_args, pattern.name)
+        for pattern in urlpatterns
+        if pattern.name.endswith("tracking_webhook") or pattern.name == "mandrill_webhook"
+    ]
 
 
 def is_soft_bounce(event, esp):
