@@ -62,7 +62,8 @@ def plan_deliveries(now, run, *, day=None, ignore_hour=False):
     ids = list(
         Delivery.objects.filter(run=run, status=Delivery.Status.PENDING).order_by("id").values_list("id", flat=True)
     )
-    DigestRun.objects.filter(pk=run.pk).update(planned_count=len(ids))
+    # A run with nobody to send to is over as soon as it is planned.
+    DigestRun.objects.filter(pk=run.pk).update(planned_count=len(ids), finished_at=None if ids else now)
     return ids
 
 

@@ -347,7 +347,16 @@ def record(delivery, claim):
     delivery.claim_token = None
     with connection.cursor() as cursor:
         cursor.execute(_record_statement(), _record_values(delivery, claim))
-        return cursor.rowcount == 1
+        if cursor.rowcount == 1:
+            return True
+    # Not ours any more, or ours already: a write repeated after a dropped connection finds the first one committed.
+    return Delivery.objects.filter(
+        pk=delivery.pk,
+        claim_token=None,
+        status=delivery.status,
+        finished_at=delivery.finished_at,
+        message_id=delivery.message_id,
+    ).exists()
 
 
 def record_many(deliveries, claim):

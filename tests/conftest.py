@@ -84,3 +84,21 @@ def inline_tasks():
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = saved
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `postgresql` are left out on SQLite, with a line saying so; CI runs them in its PostgreSQL pass."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+        return
+    needs_postgresql = [item for item in items if item.get_closest_marker("postgresql")]
+    if needs_postgresql:
+        items[:] = [item for item in items if item not in needs_postgresql]
+        config.hook.pytest_deselected(items=needs_postgresql)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter:
+            reporter.write_line(
+                f"{len(needs_postgresql)} tests need PostgreSQL and are left out on SQLite "
+                "(set DATABASE_URL=postgres://… to run them)"
+            )

@@ -45,9 +45,11 @@ class MailServer:
     """
 
     def __init__(self):
-        self.received = []  # (recipient, parsed message), in arrival order
+        self.received = []  # (recipient, raw message), in arrival order
         self.rcpt_attempts = Counter()
         self.reply_to_rcpt = lambda address, attempt: None
+        # An async callable given the recipients, awaited before a message is accepted: a slow server.
+        self.before_accepting = None
         self._lock = threading.Lock()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -61,9 +63,11 @@ class MailServer:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.content, policy=policy.default)
+        if self.before_accepting is not None:
+            await self.before_accepting(envelope.rcpt_tos)
+        # Counted as accepted from here, whether or not the client is still there to read the reply.
         with self._lock:
-            self.received.extend((recipient, message) for recipient in envelope.rcpt_tos)
+            self.received.extend((recipient, envelope.content) for recipient in envelope.rcpt_tos)
         return "250 Message accepted for delivery"
 
     def count_by_recipient(self):
@@ -71,8 +75,10 @@ class MailServer:
             return Counter(recipient for recipient, _message in self.received)
 
     def messages_to(self, address):
+        """The messages `address` received, parsed as a mail client would."""
         with self._lock:
-            return [message for recipient, message in self.received if recipient == address]
+            raw = [content for recipient, content in self.received if recipient == address]
+        return [email.message_from_bytes(content, policy=policy.default) for content in raw]
 
 
 def free_port():

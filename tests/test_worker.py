@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from celery import Celery
 from django.conf import settings
 from django.db import connection
 
@@ -53,15 +54,19 @@ def worker_database_url():
 
 
 @contextlib.contextmanager
-def running_worker(log_path, mail_port, **env_extra):
-    """A real `celery worker` (two prefork processes) on a queue of its own, sending mail to the SMTP server on
-    `mail_port`. Yields the queue name; tasks sent to it, and tasks those tasks queue, go to this worker only."""
-    queue = f"test-digest-{uuid.uuid4().hex[:12]}"
-    nodename = f"{queue}@localhost"
+def running_worker(log_path, mail_port, *, queue=None, concurrency=2, broker_url=None, **env_extra):
+    """A real `celery worker` (`concurrency` prefork processes) sending mail to the SMTP server on `mail_port`, taking
+    tasks from `queue` (a new one by default) on the Redis at `broker_url` (REDIS_URL by default). Yields the queue
+    name and the worker's process; tasks sent to the queue, and tasks those tasks queue, go to its workers only.
+
+    The worker leads a process group of its own, so `kill_worker` can stop it and its pool processes at once."""
+    broker_url = broker_url or settings.REDIS_URL
+    queue = queue or f"test-digest-{uuid.uuid4().hex[:12]}"
+    nodename = f"{uuid.uuid4().hex[:8]}.{queue}@localhost"
     env = {
         **os.environ,
         "DATABASE_URL": worker_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
+        "REDIS_URL": broker_url,
         "DEBUG": "true",
         "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
         "EMAIL_HOST": "127.0.0.1",
@@ -70,26 +75,43 @@ def running_worker(log_path, mail_port, **env_extra):
     }
     # Tasks queued by tasks (plan_digests -> send_deliveries) follow the worker's default queue, set after "--".
     command = [
-        sys.executable, "-m", "celery", "-A", "digest", "worker", "--loglevel=INFO", "--concurrency=2",
+        sys.executable, "-m", "celery", "-A", "digest", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
         "--pool=prefork", "-Q", queue, "-n", nodename, "--without-gossip", "--without-mingle",
         "--", f"task.default_queue={queue}",
     ]  # fmt: skip
+    client = broker_client(broker_url)
     with log_path.open("w") as log:
-        worker = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
-        wait_for(lambda: is_alive(worker) and app.control.ping([nodename], timeout=0.5), WAIT_SECONDS, "the worker")
+        wait_for(lambda: is_alive(worker) and client.control.ping([nodename], timeout=0.5), WAIT_SECONDS, "the worker")
         yield queue, worker
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-        with redis.Redis.from_url(settings.REDIS_URL) as broker:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                kill_worker(worker)
+        with contextlib.suppress(redis.RedisError), redis.Redis.from_url(broker_url) as broker:
             broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
         # Shown by pytest only when the test fails.
         print(log_path.read_text())
+
+
+def kill_worker(worker):
+    """SIGKILL the worker and its pool processes, as the kernel's OOM killer or a lost machine would."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+
+
+def broker_client(broker_url):
+    """A Celery app for sending tasks and pings through the Redis at `broker_url`."""
+    if broker_url == settings.REDIS_URL:
+        return app
+    return Celery("client", broker=broker_url, set_as_current=False)
 
 
 # Committed rows, so the worker process sees them.

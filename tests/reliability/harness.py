@@ -1,0 +1,200 @@
+"""What the process-level reliability tests share: a Redis of their own, thousands of readers, waiting for a run to
+settle, and a summary of what each fault did, written to VAR_DIR/test-artifacts/reliability/ for the operator."""
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import redis
+from django.conf import settings
+from django.db.models import Count
+from django.utils import timezone
+
+from digest.models import Delivery, DigestRun
+from subscriptions.models import Subscriber
+from tests.test_smtp_delivery import seed_papers, seed_topic
+from tests.test_worker import wait_for
+
+SETTLE_SECONDS = 3.0
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server on a free loopback port, keeping nothing on disk (as the machine's own is run): a restart loses
+    every queued task, the worst case for the broker."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self):
+        command = [
+            shutil.which("redis-server") or "/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
+            "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+        ]  # fmt: skip
+        log = (self.directory / "redis.log").open("a")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self.answers, 15, "redis-server to answer")
+
+    def answers(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"redis-server exited with code {self.process.returncode}")
+        try:
+            with redis.Redis(port=self.port, socket_timeout=0.5) as client:
+                return client.ping()
+        except redis.ConnectionError:
+            return False
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+
+def seed_many_readers(count, *, prefix="reader"):
+    """`count` active readers of one topic, due now, and three papers for them; returns their addresses."""
+    seed_papers()
+    topic = seed_topic()
+    now = timezone.now()
+    readers = Subscriber.objects.bulk_create(
+        [
+            Subscriber(
+                email=f"{prefix}{number:05d}@example.com", status=Subscriber.Status.ACTIVE, confirmed_at=now,
+                send_hour=0, time_zone="UTC",
+            )
+            for number in range(count)
+        ],
+        batch_size=1000,
+    )  # fmt: skip
+    Through = Subscriber.topics.through
+    ids = Subscriber.objects.filter(email__startswith=prefix).values_list("id", flat=True)
+    Through.objects.bulk_create([Through(subscriber_id=reader_id, topic_id=topic.id) for reader_id in ids])
+    return sorted(reader.email for reader in readers)
+
+
+def statuses():
+    return dict(Delivery.objects.order_by().values_list("status").annotate(count=Count("id")))
+
+
+def wait_until_settled(mail_server, timeout, what, *, still=SETTLE_SECONDS):
+    """Wait until neither the rows nor the mail server have changed for `still` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while True:
+        now = time.monotonic()
+        snapshot = (tuple(sorted(statuses().items())), len(mail_server.received))
+        if snapshot != last:
+            last, since = snapshot, now
+        elif now - since >= still:
+            return
+        if now > deadline:
+            raise AssertionError(f"gave up after {timeout} s waiting for {what} to settle; last seen {last}")
+        time.sleep(0.25)
+
+
+def all_final(expected):
+    counts = statuses()
+    final = sum(counts.get(status, 0) for status in Delivery.FINAL_STATUSES)
+    return sum(counts.values()) == expected and final == expected
+
+
+def outcome(mail_server, addresses):
+    """What every reader received and what every row says, as the summary and the assertions read them."""
+    received = mail_server.count_by_recipient()
+    rows = {
+        email: (status, error)
+        for email, status, error in Delivery.objects.values_list("subscriber__email", "status", "error")
+    }
+    return {
+        "readers": len(addresses),
+        "emails_received": sum(received.values()),
+        "readers_with_one": sum(1 for address in addresses if received[address] == 1),
+        "readers_with_none": sum(1 for address in addresses if received[address] == 0),
+        "readers_with_two_or_more": sum(1 for address in addresses if received[address] >= 2),
+        "rows": dict(Counter(status for status, _error in rows.values())),
+        "rows_without_reason": sum(
+            1 for status, error in rows.values() if status in ("failed", "skipped") and not error.strip()
+        ),
+        "runs": [
+            {
+                "planned": run.planned_count, "sent": run.sent_count, "failed": run.failed_count,
+                "skipped": run.skipped_count, "finished": run.finished_at is not None,
+            }
+            for run in DigestRun.objects.order_by("id")
+        ],
+    }  # fmt: skip
+
+
+def write_summary(name, summary):
+    """Keep the figures for the operator (and the release notes): VAR_DIR/test-artifacts/reliability/NAME.json."""
+    folder = settings.VAR_DIR / "test-artifacts" / "reliability"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(f"{name}: {json.dumps(summary, default=str)}")
+
+
+class FakePostmark:
+    """Postmark's send API (`POST /email`) on loopback, answering as Postmark does, with bursts of 503 Service
+    Unavailable: `unavailable(n)` says whether request number n (from 0) gets one. Counts what it accepted."""
+
+    def __init__(self, unavailable):
+        self.unavailable = unavailable
+        self.accepted = Counter()
+        self.requests = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with fake._lock:
+                    number, fake.requests = fake.requests, fake.requests + 1
+                    if fake.unavailable(number):
+                        fake.refused += 1
+                        self.answer(503, b"<html><body><h1>503 Service Unavailable</h1></body></html>", "text/html")
+                        return
+                    fake.accepted[payload["To"]] += 1
+                body = {
+                    "To": payload["To"], "SubmittedAt": "2026-12-01T09:00:00.0000000-05:00",
+                    "MessageID": str(uuid.uuid4()), "ErrorCode": 0, "Message": "OK",
+                }  # fmt: skip
+                self.answer(200, json.dumps(body).encode(), "application/json")
+
+            def answer(self, status, body, content_type):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,195 @@
+"""A worker killed mid-run, and two planners at once: real Celery workers on a Redis of the test's own and on
+PostgreSQL, sending to a real SMTP server that counts what each address received.
+
+The promise is one digest per reader and day, never two. The window between "the mail server accepted the message"
+and "the row says sent" is handled at most once (README, "At most once"): a worker killed inside it costs that reader
+the day's digest rather than risk sending it twice, and because each outcome is written before the next message is
+handed over, a killed worker has at most one such reader per pool process.
+"""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from django.conf import settings
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from digest.models import Delivery
+from digest.sending import INTERRUPTED
+from subscriptions.models import Subscriber
+from tests.reliability.harness import (
+    RedisServer,
+    all_final,
+    outcome,
+    seed_many_readers,
+    wait_until_settled,
+    write_summary,
+)
+from tests.test_smtp_delivery import running_mail_server
+from tests.test_worker import broker_client, kill_worker, running_worker, wait_for, worker_database_url
+
+pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
+
+CONCURRENCY = 2
+WAIT_SECONDS = 240
+
+
+@pytest.fixture
+def broker(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def worker_settings(**extra):
+    # Chunks small enough that each pool process holds a claim most of the time; recovery quick enough for a test
+    # (the default is an hour); retries a second apart instead of thirty.
+    return {
+        "DIGEST_CHUNK_SIZE": "20",
+        "DIGEST_RECOVER_AFTER_SECONDS": "3",
+        "DIGEST_RETRY_BASE_SECONDS": "1",
+        **extra,
+    }
+
+
+async def a_busy_server(recipients):
+    # A few milliseconds per message: most of a worker's time is spent with a message in the server's hands, where a
+    # kill is most likely to land in the window this test is about.
+    await asyncio.sleep(0.004)
+
+
+def test_a_worker_killed_mid_run_costs_at_most_one_digest_per_process_and_nobody_gets_two(tmp_path, broker):
+    readers = 2000
+    addresses = seed_many_readers(readers)
+    client = broker_client(broker.url)
+    with running_mail_server() as (mail_server, port):
+        mail_server.before_accepting = a_busy_server
+        common = {"queue": f"kill-{broker.port}", "concurrency": CONCURRENCY, "broker_url": broker.url}
+        with (
+            running_worker(tmp_path / "doomed.log", port, **common, **worker_settings()) as (queue, doomed),
+            running_worker(tmp_path / "survivor.log", port, **common, **worker_settings()) as (_, survivor),
+        ):
+            client.send_task("digest.tasks.plan_digests", queue=queue)
+            wait_for(lambda: len(mail_server.received) >= readers // 3, WAIT_SECONDS, "a third of the digests")
+            kill_worker(doomed)
+            received_at_kill = len(mail_server.received)
+            held_at_kill = Delivery.objects.filter(status=Delivery.Status.SENDING).count()
+
+            # The survivor finishes what it can; the dead worker's claims and its reserved tasks stay behind.
+            wait_until_settled(mail_server, WAIT_SECONDS, "the surviving worker")
+            left_behind = Delivery.objects.exclude(status__in=Delivery.FINAL_STATUSES).count()
+            # What beat does every 15 minutes: plan again, which first recovers.
+            client.send_task("digest.tasks.plan_digests", queue=queue)
+            wait_for(lambda: all_final(readers), WAIT_SECONDS, "every digest to reach a final state")
+            wait_until_settled(mail_server, WAIT_SECONDS, "the recovered digests")
+
+    received = mail_server.count_by_recipient()
+    summary = outcome(mail_server, addresses)
+    interrupted = list(Delivery.objects.filter(status=Delivery.Status.FAILED).values_list("subscriber__email", "error"))
+    summary.update(
+        fault="SIGKILL of one of two workers (2 pool processes each) a third of the way through",
+        received_at_kill=received_at_kill,
+        rows_sending_at_kill=held_at_kill,
+        rows_left_behind_before_recovery=left_behind,
+        interrupted=len(interrupted),
+        interrupted_that_reached_the_server=sum(1 for address, _error in interrupted if received[address] == 1),
+    )
+    write_summary("worker_killed", summary)
+
+    assert summary["readers_with_two_or_more"] == 0
+    assert all(error == INTERRUPTED for _address, error in interrupted)
+    # The bound: one claim per pool process of the killed worker, one unrecorded message per claim.
+    assert len(interrupted) <= CONCURRENCY
+    for delivery in Delivery.objects.exclude(status=Delivery.Status.FAILED).select_related("subscriber"):
+        assert delivery.status == Delivery.Status.SENT
+        assert received[delivery.subscriber.email] == 1
+        assert delivery.message_id
+    assert summary["readers_with_one"] >= readers - len(interrupted)
+    assert left_behind > 0, "the kill should have left work behind for recovery; it came too late to test anything"
+    run = summary["runs"][0]
+    assert (run["planned"], run["sent"], run["failed"], run["finished"]) == (
+        readers, readers - len(interrupted), len(interrupted), True
+    )  # fmt: skip
+
+
+def test_two_beat_schedulers_planning_at_once_send_each_reader_one_digest(tmp_path, broker):
+    readers = 300
+    addresses = seed_many_readers(readers)
+    queue = f"beat-{broker.port}"
+    # Both schedulers read this entry and both fire it every second, as two beats left running by mistake would.
+    PeriodicTask.objects.all().delete()
+    every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(
+        name="Plan and send digests", task="digest.tasks.plan_digests", interval=every_second, queue=queue
+    )
+    with running_mail_server() as (mail_server, port):
+        env = {
+            **worker_settings(),
+            "DATABASE_URL": worker_database_url(),
+            "REDIS_URL": broker.url,
+            "DEBUG": "true",
+        }
+        with running_worker(tmp_path / "worker.log", port, queue=queue, broker_url=broker.url, **worker_settings()):
+            beats = [start_beat(tmp_path / f"beat{number}.log", env) for number in (1, 2)]
+            try:
+                wait_for(lambda: all_final(readers), WAIT_SECONDS, "every digest to reach a final state")
+                # Let both go on planning for a while after everyone has had their digest.
+                time.sleep(5)
+                wait_until_settled(mail_server, WAIT_SECONDS, "the worker")
+            finally:
+                for beat in beats:
+                    beat.terminate()
+                    beat.wait(timeout=15)
+    plans = sum(1 for beat in (1, 2) for line in (tmp_path / f"beat{beat}.log").read_text().splitlines()
+                if "Sending due task" in line)  # fmt: skip
+    summary = outcome(mail_server, addresses)
+    summary.update(fault="two celery beat processes firing plan_digests every second", plans_sent=plans)
+    write_summary("two_schedulers", summary)
+
+    assert plans >= 10, "both schedulers should have fired many times"
+    assert mail_server.count_by_recipient() == dict.fromkeys(addresses, 1)
+    assert Delivery.objects.count() == readers
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+    # Every run after the first found nobody due: planned 0, finished at once or left open with nothing to do.
+    assert sum(run["planned"] for run in summary["runs"]) == readers
+    assert sum(run["sent"] for run in summary["runs"]) == readers
+
+
+def start_beat(log_path, env):
+    command = [
+        sys.executable, "-m", "celery", "-A", "digest", "beat", "--loglevel=INFO", "--max-interval=1",
+        "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
+    ]  # fmt: skip
+    with log_path.open("w") as log:
+        return subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_the_job_started_twice_at_once_sends_each_reader_one_digest(tmp_path):
+    readers = 400
+    addresses = seed_many_readers(readers)
+    with running_mail_server() as (mail_server, port):
+        env = {
+            "DATABASE_URL": worker_database_url(), "DEBUG": "true", "REDIS_URL": "",
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend", "EMAIL_HOST": "127.0.0.1",
+            "EMAIL_PORT": str(port), "DIGEST_CHUNK_SIZE": "20",
+        }  # fmt: skip
+        command = [sys.executable, "manage.py", "senddigests", "--now", "--no-progress"]
+        jobs = [
+            subprocess.Popen(command, cwd=settings.BASE_DIR, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+            for _ in range(2)
+        ]  # fmt: skip
+        outputs = [job.communicate(timeout=WAIT_SECONDS)[0] for job in jobs]
+    summary = outcome(mail_server, addresses)
+    summary.update(fault="`senddigests --now` started twice at the same moment", outputs=outputs)
+    write_summary("job_started_twice", summary)
+
+    assert [job.returncode for job in jobs] == [0, 0], outputs
+    assert mail_server.count_by_recipient() == dict.fromkeys(addresses, 1)
+    assert Delivery.objects.count() == readers
+    assert sum(run["sent"] for run in summary["runs"]) == readers
+    assert Subscriber.objects.filter(status=Subscriber.Status.ACTIVE).count() == readers
