@@ -75,7 +75,8 @@ def admin_state():
 
 
 @pytest.mark.parametrize("name", FORM_NAMES)
-def test_a_form_posted_without_its_csrf_token_is_refused_and_changes_nothing(world, django_user_model, name):  # noqa: F811
+def test_a_form_posted_without_its_csrf_token_is_refused_and_changes_nothing(world, django_user_model, settings, name):  # noqa: F811
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     operator = django_user_model.objects.create_superuser("operator", "operator@example.org", "a-long-passphrase-1")
     ada = world["ada"]
     if name == "resubscribe":
