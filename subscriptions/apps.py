@@ -6,5 +6,12 @@ class SubscriptionsConfig(AppConfig):
     verbose_name = "Readers"
 
     def ready(self):
+        from django.db.models.signals import post_delete, post_save
+
         # Connects the receiver of Anymail's tracking webhooks (bounces, complaints, unsubscribes at the provider).
         from subscriptions import tracking  # noqa: F401
+        from subscriptions.forms import forget_offered_topics
+
+        # The sign-up form's topics are cached: a topic saved or deleted (in the admin, by loadsample) shows at once.
+        post_save.connect(forget_offered_topics, sender="digest.Topic", dispatch_uid="forget_offered_topics")
+        post_delete.connect(forget_offered_topics, sender="digest.Topic", dispatch_uid="forget_offered_topics")

@@ -7,7 +7,11 @@ import zoneinfo
 
 from django import forms
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 
 from digest.models import Topic
 from subscriptions.models import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, MAX_PAPERS_PER_EMAIL, Subscriber
@@ -17,6 +21,10 @@ FORM_VERSION = "signup-2026-11"
 HOURS = [(hour, f"{hour:02d}:00") for hour in range(24)]
 _KEYWORD_SEPARATORS = re.compile(r"[\n,;]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The blank sign-up form's fields as HTML, by what they show (see SubscribeForm.render_fields); one entry per process.
+_blank_fields = {}
+TOPICS_CACHE_KEY = "signup-topics"
+TOPICS_CACHE_SECONDS = 300
 
 
 def consent_wording():
@@ -24,6 +32,24 @@ def consent_wording():
         f"Email me {settings.DIGEST_SITE_NAME}, a digest of new research papers on the topics I chose, at the time "
         "I chose. Every email has a one-click unsubscribe, and I can change or delete my data at any time."
     )
+
+
+def offered_topics():
+    """[(id, name, description)] of the topics the sign-up form offers, in its order. Kept in the cache until a topic
+    changes (forget_offered_topics), so the most visited page does not ask the database on every visit."""
+    rows = cache.get(TOPICS_CACHE_KEY)
+    if rows is None:
+        topics = Topic.objects.filter(is_active=True).order_by("display_order", "name")
+        rows = [tuple(row) for row in topics.values_list("id", "name", "description")]
+        cache.set(TOPICS_CACHE_KEY, rows, TOPICS_CACHE_SECONDS)
+    return rows
+
+
+def forget_offered_topics(**kwargs):
+    """Receiver of Topic's post_save and post_delete (subscriptions.apps). Forgotten again after the commit: a page
+    that read the topics meanwhile may have cached them as they were."""
+    cache.delete(TOPICS_CACHE_KEY)
+    transaction.on_commit(lambda: cache.delete(TOPICS_CACHE_KEY))
 
 
 @functools.cache
@@ -171,6 +197,24 @@ class SubscribeForm(PreferencesForm):
         super().__init__(*args, **kwargs)
         self.fields["email"].widget.attrs.update({"autocomplete": "email", "spellcheck": "false"})
         self.fields["website"].widget.attrs["tabindex"] = "-1"
+
+    def render_fields(self):
+        """The form's fields as HTML (subscriptions/_signup_fields.html). The blank form, on the most visited page,
+        is the same for every visitor until a topic or DIGEST_SEND_WHEN_EMPTY changes, and its time zone list alone
+        takes tens of milliseconds to render: it is rendered once per process for each version of what it shows, and
+        a visit costs no query."""
+        if self.is_bound or self.initial:
+            return self._render_fields()
+        key = (self.prefix, self.auto_id, tuple(offered_topics()), self.fields["send_when_empty"].initial)
+        html = _blank_fields.get(key)
+        if html is None:
+            html = self._render_fields()
+            _blank_fields.clear()
+            _blank_fields[key] = html
+        return html
+
+    def _render_fields(self):
+        return mark_safe(render_to_string("subscriptions/_signup_fields.html", {"form": self}))
 
     @property
     def is_bot(self):

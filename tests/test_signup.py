@@ -60,6 +60,21 @@ def test_the_landing_page_shows_the_form_and_todays_papers(client, topics, make_
     assert '<option value="Europe/Berlin">' in page
 
 
+def test_the_landing_page_shows_topic_changes_on_the_next_visit(client, topics, make_topic):
+    assert "Computer vision" in client.get("/").content.decode()
+    topics[0].name = "Vision and video"
+    topics[0].save()
+    topics[1].is_active = False
+    topics[1].save()
+    make_topic("Robotics", description="Robots that learn from demonstrations.")
+    page = client.get("/").content.decode()
+    assert "Vision and video" in page and "Robots that learn from demonstrations." in page
+    assert "Computer vision" not in page and "Language models" not in page
+    topics[0].delete()
+    page = client.get("/").content.decode()
+    assert "Vision and video" not in page and "Robotics" in page
+
+
 def test_a_new_address_is_pending_with_its_preferences_and_gets_a_confirmation(client, topics):
     response = client.post("/", form_data(topics[:1]), REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="Firefox/140")
     assert response.status_code == 302 and response["Location"] == "/subscribe/sent/"
