@@ -94,6 +94,16 @@ def env_list(name, default=()):
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def shown(value):
+    """A URL as an error message may show it: without the password it may carry (user:password@host)."""
+    userinfo, at, host = value.rpartition("@")
+    if not at:
+        return value
+    start = userinfo.find("//") + 2 if "//" in userinfo else 0
+    user, colon, _password = userinfo[start:].partition(":")
+    return userinfo[:start] + user + (":***" if colon else "") + at + host
+
+
 def env_url(name, default=None, *, schemes=("http", "https"), required=False):
     from urllib.parse import urlsplit
 
@@ -103,7 +113,7 @@ def env_url(name, default=None, *, schemes=("http", "https"), required=False):
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.netloc:
         raise ImproperlyConfigured(
-            f"{name}={value!r} is not a URL starting with {' or '.join(s + '://' for s in schemes)}."
+            f"{name}={shown(value)!r} is not a URL starting with {' or '.join(s + '://' for s in schemes)}."
         )
     return value.rstrip("/")
 
@@ -115,5 +125,5 @@ def env_database(name, default):
     except (ValueError, KeyError) as exc:
         raise ImproperlyConfigured(f"{name} is not a database URL this project understands: {exc}") from None
     if not config.get("NAME"):
-        raise ImproperlyConfigured(f"{name}={value!r} names no database.")
+        raise ImproperlyConfigured(f"{name}={shown(value)!r} names no database.")
     return config

@@ -23,6 +23,9 @@ if SECRET_KEY is None:
             "SECRET_KEY must be set in the environment (only DEBUG=true has a development default)."
         )
     SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
+# After SECRET_KEY is changed, links signed with an old key (the unsubscribe links in emails already sent) keep working
+# while that key is listed here; new links are signed with SECRET_KEY alone.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
 
 SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000" if DEBUG else None, required=not DEBUG)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [SITE_URL.split("://", 1)[1].split("/", 1)[0].split(":")[0]])
@@ -267,7 +270,10 @@ if MATCH_SEMANTIC_WEIGHT > 0 and not all(
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # Cuts signed link values (which act for a reader) out of every line: Django logs the paths of 4xx answers.
+    "formatters": {
+        "plain": {"()": "digest.logs.RedactingFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

@@ -212,3 +212,12 @@ def test_one_readers_links_show_and_download_only_their_own_data(client, world):
         assert tokens.make_token(bob, tokens.MANAGE) not in content, name
         assert tokens.make_token(bob, tokens.UNSUBSCRIBE) not in content, name
     assert "ada@example.com" in pages["download my data"].content.decode()
+
+
+def test_retired_keys_are_read_from_the_environment():
+    from tests.test_security import settings_in_a_fresh_process
+    from tests.test_settings import PRODUCTION
+
+    found = settings_in_a_fresh_process(["SECRET_KEY_FALLBACKS"], **PRODUCTION, SECRET_KEY_FALLBACKS="old-1, old-2")
+
+    assert found == {"SECRET_KEY_FALLBACKS": ["old-1", "old-2"]}
