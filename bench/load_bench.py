@@ -370,6 +370,29 @@ def measure(args, name, script, url, env, warmup_env=None):
 # ---------------------------------------------------------------------------------------------------------------------
 # What the requests did
 
+ACCESS_LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/[0-9.]+" (\d{3}) ')
+
+
+def settle(access_log, quiet=1.0, limit=30.0):
+    """Wait until gunicorn has answered the requests still in flight when wrk stopped (its access log is quiet)."""
+    deadline = time.monotonic() + limit
+    size = -1
+    while size != access_log.stat().st_size and time.monotonic() < deadline:
+        size = access_log.stat().st_size
+        time.sleep(quiet)
+
+
+def answered(access_log, method, is_path):
+    """{status: count} and the distinct paths of the `method` requests whose path `is_path`, from gunicorn's access
+    log: what the server answered, including the requests wrk did not wait for."""
+    statuses, paths = {}, set()
+    for line in access_log.read_text(errors="replace").splitlines():
+        match = ACCESS_LINE.search(line)
+        if match and match[1] == method and is_path(match[2]):
+            statuses[match[3]] = statuses.get(match[3], 0) + 1
+            paths.add(match[2])
+    return dict(sorted(statuses.items())), paths
+
 
 def signup_check():
     """The pending readers and consent records the sign-up POSTs made, and the confirmation emails queued."""
@@ -460,13 +483,19 @@ def main():
             )
             signup_env = wrk_env | {"LOAD_CSRF_COOKIE": cookie, "LOAD_CSRF_TOKEN": token, "LOAD_TOPICS": topics}
             endpoints["signup"] = measure(args, "signup", "signup.lua", site_url + "/", signup_env)
-            checks["signup"] = signup_check() | {"confirmation_emails_queued": queued_tasks(args.redis_url)}
+            settle(var_dir / "access.log")
+            statuses, _paths = answered(var_dir / "access.log", "POST", lambda path: path == "/")
+            checks["signup"] = {"server_answered": statuses} | signup_check()
+            checks["signup"]["confirmation_emails_queued"] = queued_tasks(args.redis_url)
         if "unsubscribe" in args.only:
             log(f"unsubscribe: warm-up on {len(warmup_ids)} readers, measured runs on {len(measured_ids)} others")
             warm_env = wrk_env | {"LOAD_TOKENS_FILE": str(var_dir / "unsubscribe-warmup.txt")}
             measured_env = wrk_env | {"LOAD_TOKENS_FILE": str(var_dir / "unsubscribe.txt")}
             endpoints["unsubscribe"] = measure(args, "unsubscribe", "unsubscribe.lua", site_url, measured_env, warm_env)
-            checks["unsubscribe"] = unsubscribe_check(warmup_ids, measured_ids)
+            settle(var_dir / "access.log")
+            statuses, paths = answered(var_dir / "access.log", "POST", lambda path: path.startswith("/unsubscribe/"))
+            checks["unsubscribe"] = {"server_answered": statuses, "distinct_links_posted": len(paths)}
+            checks["unsubscribe"] |= unsubscribe_check(warmup_ids, measured_ids)
         checks["readers_before"] = readers_before
         checks["readers_after"] = Subscriber.objects.count()
     finally:
