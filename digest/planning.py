@@ -7,6 +7,7 @@ constraint makes planning safe to repeat: a second planner, or the same one afte
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Exists, Min, OuterRef, Q
 
 from digest.models import Delivery, DigestRun, Paper
@@ -71,11 +72,12 @@ def recover(now):
     """Take back what a dead worker or a lost queue left behind; return [(run id, ids to send)] for the caller to queue.
 
     A claim older than DIGEST_RECOVER_AFTER_SECONDS (far longer than a chunk takes) belongs to a worker that died; a
-    live worker still holding one stops at its next row, as its writes are conditional on the claim. Sending writes each outcome before handing over the next message, so of such a claim's rows still
-    `sending`, only the lowest-id one can have reached the mail server: it fails as interrupted, never sent again (at
-    most once: per dead worker process, at most one reader misses that day's digest, and nobody gets two). The claim's
-    other rows were never handed over and are sent again. Rows waiting `pending` as long (their task was lost with a
-    worker or a broker restart) are queued again, and runs left unfinished are recounted from their rows.
+    live worker still holding one stops at its next row, as its writes are conditional on the claim. Sending writes
+    each outcome before handing over the next message, so of such a claim's rows still `sending`, only the lowest-id
+    one can have reached the mail server: it fails as interrupted, never sent again (at most once: per dead worker
+    process, at most one reader misses that day's digest, and nobody gets two). The claim's other rows were never
+    handed over and are sent again. Rows waiting `pending` as long (their task was lost with a worker or a broker
+    restart) are queued again, and runs left unfinished are recounted from their rows.
 
     Every change is conditional on the row's state, so two planners recovering at once change each row once; a row
     queued twice is claimed once.
@@ -84,10 +86,13 @@ def recover(now):
 
     cutoff = now - timedelta(seconds=settings.DIGEST_RECOVER_AFTER_SECONDS)
     stale = Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=cutoff)
-    claims = stale.order_by().values_list("claim_token", "run_id").annotate(first=Min("id"))
-    for claim, run_id, first in claims:
-        # A row with no claim token is from a version that wrote outcomes in batches: any of them may have gone out.
-        in_flight = stale.filter(claim_token=claim) if claim is None else stale.filter(id=first, claim_token=claim)
+    claims = stale.order_by().values_list("claim_token", "run_id").annotate(first=Min("id"), since=Min("claimed_at"))
+    restarted = database_started_at()
+    for claim, run_id, first, since in claims:
+        # Any row may have gone out when the claim has no token (a version that wrote outcomes in batches) or
+        # predates a restart of the database server (which may have lost the last outcomes written).
+        doubtful = claim is None or (restarted is not None and since < restarted)
+        in_flight = stale.filter(claim_token=claim) if doubtful else stale.filter(id=first, claim_token=claim)
         failed = in_flight.update(status=Delivery.Status.FAILED, error=INTERRUPTED, finished_at=now, claim_token=None)
         count_outcome(run_id, failed=failed)
         stale.filter(claim_token=claim).update(status=Delivery.Status.PENDING, claim_token=None)
@@ -104,6 +109,15 @@ def recover(now):
             Delivery.objects.filter(id__in=part, status=Delivery.Status.PENDING).update(claimed_at=now)
     reconcile_runs(cutoff, now)
     return [(run_id, chunk) for run_id, ids in resend.items() for chunk in chunks(ids)]
+
+
+def database_started_at():
+    """When the PostgreSQL server last started (None on SQLite, whose commits survive the process)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_postmaster_start_time()")
+        return cursor.fetchone()[0]
 
 
 def reconcile_runs(cutoff, now):

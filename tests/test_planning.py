@@ -1,6 +1,7 @@
 import uuid
 from datetime import UTC, date, datetime
 
+import pytest
 import time_machine
 from django.utils import timezone
 
@@ -72,6 +73,13 @@ def test_planning_twice_creates_one_delivery_per_reader_and_day(make_reader):
 
 
 HOURS_AGO = timezone.timedelta(hours=2)  # past DIGEST_RECOVER_AFTER_SECONDS (1 hour by default)
+database_started_at = planning.database_started_at
+
+
+@pytest.fixture(autouse=True)
+def database_up_for_days(monkeypatch):
+    """Claims made "two hours ago" came after the database server's start, unless a test says otherwise."""
+    monkeypatch.setattr(planning, "database_started_at", lambda: timezone.now() - timezone.timedelta(days=3))
 
 
 def claimed_rows(readers, run, *, claim, claimed_at):
@@ -104,6 +112,26 @@ def test_a_dead_workers_claim_fails_only_the_digest_it_may_have_handed_over_and_
     assert (run.failed_count, run.finished_at) == (1, None)
     # Queued once: a second planner right after finds nothing more to do.
     assert planning.recover(now) == []
+
+
+def test_claims_older_than_a_database_restart_fail_every_row_still_sending(make_reader, monkeypatch):
+    # The server may have lost the last outcomes written before it stopped: any of these rows may have gone out.
+    now = timezone.now()
+    rows = claimed_rows([make_reader(), make_reader()], None, claim=uuid.uuid4(), claimed_at=now - HOURS_AGO)
+    monkeypatch.setattr(planning, "database_started_at", lambda: now - HOURS_AGO / 2)
+
+    assert planning.recover(now) == []
+    assert set(Delivery.objects.filter(id__in=[row.id for row in rows]).values_list("status", flat=True)) == {"failed"}
+
+
+def test_the_database_start_time_is_read_from_postgresql_and_absent_on_sqlite(db):
+    from django.db import connection
+
+    started = database_started_at()
+    if connection.vendor == "postgresql":
+        assert started < timezone.now()
+    else:
+        assert started is None
 
 
 def test_a_claim_younger_than_the_recovery_delay_is_left_to_its_worker(make_reader, settings):
