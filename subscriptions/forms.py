@@ -79,6 +79,10 @@ class EmailAddressField(forms.EmailField):
         # a header, never part of an address.
         if value and _CONTROL.search(value.strip()):
             raise ValidationError("An email address cannot contain line breaks or control characters.", code="invalid")
+        # An RFC 2047 encoded word ("=?utf-8?q?…?=") is never part of a real address, and some mail software decodes
+        # it anywhere in a header, line breaks included.
+        if value and "=?" in value:
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
         value = super().to_python(value)
         return normalise_email(value) if value else value
 
