@@ -8,6 +8,8 @@ failure, and at DEBUG the template context of a page. The formatter cuts every s
 import logging
 import re
 
+from gunicorn import glogging
+
 # A signed value: the signed text (a reader's token, maybe with a paper and direction or a date), an optional
 # timestamp, and a SHA-256 signature in URL-safe base64 (43 characters).
 SIGNED_VALUE = re.compile(r"[A-Za-z0-9_.-]+(?::[A-Za-z0-9_-]+)?:[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
@@ -23,3 +25,12 @@ class RedactingFormatter(logging.Formatter):
 
     def format(self, record):
         return redact(super().format(record))
+
+
+class GunicornLogger(glogging.Logger):
+    """gunicorn's logger (the Procfile's --logger-class): its access log shows each request line and Referer, which
+    carry signed links too."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {key: redact(value) if isinstance(value, str) else value for key, value in atoms.items()}

@@ -202,3 +202,45 @@ def test_a_settings_error_names_the_variable_but_not_the_password_in_it(name, va
     assert result.returncode == 2
     assert result.stderr.startswith(f"Configuration error: {name}")
     assert "pa55word" not in result.stderr and PRODUCTION["SECRET_KEY"] not in result.stderr
+
+
+def test_the_web_servers_access_log_shows_no_signed_link(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    [web] = [line.split(":", 1)[1] for line in (root / "Procfile").read_text().splitlines() if line.startswith("web:")]
+    port = free_port()
+    env = {
+        **os.environ,
+        "DEBUG": "true",
+        "VAR_DIR": str(tmp_path),
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    # A link shaped like a manage link; the page refuses it without reading the database.
+    link = f"/manage/{'A' * 32}:{'b' * 43}/"
+    server = subprocess.Popen(["bash", "-c", f"exec {web}"], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{link}", headers={"Referer": f"http://x{link}"})
+        for _attempt in range(100):
+            try:
+                urllib.request.urlopen(request, timeout=5)
+            except urllib.error.HTTPError as answer:
+                status = answer.code
+                break
+            except OSError:
+                time.sleep(0.1)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+
+    assert status == 400
+    assert '"GET /manage/[signed link]/ HTTP/1.1" 400' in output and '"http://x/manage/[signed link]/"' in output
+    assert "b" * 43 not in output
