@@ -15,8 +15,10 @@ import time
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from digest import planning
 from digest.models import Delivery
 from digest.sending import INTERRUPTED
 from subscriptions.models import Subscriber
@@ -193,3 +195,33 @@ def test_the_job_started_twice_at_once_sends_each_reader_one_digest(tmp_path):
     assert Delivery.objects.count() == readers
     assert sum(run["sent"] for run in summary["runs"]) == readers
     assert Subscriber.objects.filter(status=Subscriber.Status.ACTIVE).count() == readers
+
+
+def test_every_task_delivered_twice_to_two_workers_sends_each_digest_once(tmp_path, broker):
+    # What a broker's redelivery does (a visibility timeout passing while the first copy still runs): the same chunk
+    # in two workers' hands at once. The conditional claim gives each row to one of them.
+    readers = 400
+    addresses = seed_many_readers(readers)
+    now = timezone.now()
+    run = planning.start_run(now)
+    ids = planning.plan_deliveries(now, run)
+    client = broker_client(broker.url)
+    with running_mail_server() as (mail_server, port):
+        common = {"queue": f"twice-{broker.port}", "broker_url": broker.url, **worker_settings()}
+        with (
+            running_worker(tmp_path / "a.log", port, **common) as (queue, _),
+            running_worker(tmp_path / "b.log", port, **common),
+        ):
+            for chunk in planning.chunks(ids, 20):
+                for _copy in range(2):
+                    client.send_task("digest.tasks.send_deliveries", args=[chunk, run.id], queue=queue)
+            wait_for(lambda: all_final(readers), WAIT_SECONDS, "every digest to reach a final state")
+            wait_until_settled(mail_server, WAIT_SECONDS, "the workers")
+
+    summary = outcome(mail_server, addresses)
+    summary.update(fault="every send_deliveries task queued twice, taken by two workers (4 processes)")
+    write_summary("tasks_delivered_twice", summary)
+
+    assert mail_server.count_by_recipient() == dict.fromkeys(addresses, 1)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+    assert summary["runs"][0] == {"planned": readers, "sent": readers, "failed": 0, "skipped": 0, "finished": True}
