@@ -23,7 +23,7 @@ import logging
 import re
 from datetime import timedelta
 
-from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidationFailure
+from anymail.exceptions import AnymailAPIError, AnymailConfigurationError, AnymailWebhookValidationFailure
 from anymail.signals import EventType, RejectReason, tracking
 from anymail.utils import get_anymail_setting
 from django.conf import settings
@@ -85,9 +85,25 @@ def require_webhook_secret():
         )
 
 
+# What Anymail raises on a body it cannot read: not JSON, not UTF-8, or JSON of another shape than the provider's.
+MALFORMED = (AnymailAPIError, ValueError, TypeError, AttributeError, KeyError, IndexError)
+
+
+def raised_in_record_event(error):
+    traceback = error.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_code is record_event.__code__:
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
 def refuse_unconfigured(view):
     """A provider's webhook view that answers 400, not 500, when that provider is not set up here (Anymail then
-    raises AnymailConfigurationError, e.g. for a missing signing key): anyone can call the URL of any provider."""
+    raises AnymailConfigurationError, e.g. for a missing signing key): anyone can call the URL of any provider.
+
+    A body Anymail cannot read gets 400 too: Amazon SES's view parses the body before it checks the secret, so
+    without this anyone could make it answer 500. An error in record_event itself stays an error."""
 
     @functools.wraps(view)
     def wrapped(request, *args, **kwargs):
@@ -95,6 +111,13 @@ def refuse_unconfigured(view):
             return view(request, *args, **kwargs)
         except AnymailConfigurationError as error:
             logger.warning("Refused a webhook call to %s: that provider is not set up: %s", request.path, error)
+            return HttpResponseBadRequest()
+        except MALFORMED as error:
+            if raised_in_record_event(error):
+                raise
+            logger.warning(
+                "Refused a webhook call to %s: its body is malformed (%s)", request.path, type(error).__name__
+            )
             return HttpResponseBadRequest()
 
     return wrapped
