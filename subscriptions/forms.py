@@ -39,7 +39,7 @@ def offered_topics():
     changes (forget_offered_topics), so the most visited page does not ask the database on every visit."""
     rows = cache.get(TOPICS_CACHE_KEY)
     if rows is None:
-        topics = Topic.objects.filter(is_active=True).order_by("display_order", "name")
+        topics = PreferencesForm.base_fields["topics"].queryset
         rows = [tuple(row) for row in topics.values_list("id", "name", "description")]
         cache.set(TOPICS_CACHE_KEY, rows, TOPICS_CACHE_SECONDS)
     return rows
@@ -128,7 +128,7 @@ class PreferencesForm(forms.Form):
     """What a reader chooses: on the sign-up form and in the preference center. `subscriber` fills it in."""
 
     topics = forms.ModelMultipleChoiceField(
-        queryset=Topic.objects.none(),
+        queryset=Topic.objects.filter(is_active=True).order_by("display_order", "name"),
         widget=forms.CheckboxSelectMultiple,
         required=False,
         help_text="Choose as many as you like.",
@@ -165,7 +165,6 @@ class PreferencesForm(forms.Form):
             kwargs["initial"] = {**subscriber.get_preferences(), "topics": list(subscriber.topics.all())}
         kwargs.setdefault("label_suffix", "")
         super().__init__(data, **kwargs)
-        self.fields["topics"].queryset = Topic.objects.filter(is_active=True).order_by("display_order", "name")
         self.fields["send_when_empty"].initial = settings.DIGEST_SEND_WHEN_EMPTY
         if self.is_bound or subscriber is not None:
             # The page's script pre-selects the browser's time zone only on a fresh form, never over a choice.
