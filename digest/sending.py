@@ -169,11 +169,14 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
 
 
 class Progress:
-    """What this attempt knows that the database may not yet: the row in the backend's hands, an unwritten outcome."""
+    """What this attempt knows that the database may not yet: the row in the backend's hands, an unwritten outcome,
+    and the outcomes written but not yet added to the run's counts."""
 
     def __init__(self):
         self.in_flight = None
         self.unwritten = None
+        self.outcome = Outcome()
+        self.counted = False
 
 
 def _claim(delivery_ids, claim, now):
@@ -193,13 +196,16 @@ def _release(claim, progress, now, run_id):
     Delivery.objects.filter(claim_token=claim, status=Delivery.Status.SENDING).update(
         status=Delivery.Status.PENDING, claim_token=None
     )
+    if not progress.counted:
+        _count(run_id, progress.outcome, now)
+        progress.counted = True
 
 
 INTERRUPTED = "Interrupted while sending; it may have reached the mail server, so it is not sent again."
 
 
 def _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, last_try, progress):
-    outcome = Outcome()
+    outcome = progress.outcome
     pool = pool or get_pool(now)
     renderer = renderer or DigestRenderer()
     subscriber_ids = [delivery.subscriber_id for delivery in deliveries]
@@ -223,6 +229,7 @@ def _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, la
     outcome.skipped = len(skipped)
     if not chosen:
         on_database(_count, run_id, outcome, now)
+        progress.counted = True
         return outcome
     renderer.prepare_cards({pick.paper.id: pick.paper for _, picks in chosen for pick in picks}.values())
 
@@ -231,7 +238,9 @@ def _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, la
     except Exception as error:  # noqa: BLE001 - whatever stopped the connection, these digests wait for a retry
         problem = classify(error)
         logger.warning("Mail connection failed for %d digests: %s", len(chosen), problem)
-        return _give_back([delivery for delivery, _ in chosen], outcome, problem, last_try, now, run_id)
+        _give_back([delivery for delivery, _ in chosen], outcome, problem, last_try, now, run_id)
+        progress.counted = True
+        return outcome
 
     try:
         for delivery, picks in chosen:
@@ -256,6 +265,7 @@ def _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, la
             status=Subscriber.Status.SUPPRESSED, status_reason=reason[:255]
         )
     on_database(_count, run_id, outcome, now)
+    progress.counted = True
     return outcome
 
 

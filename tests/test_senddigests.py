@@ -171,15 +171,19 @@ def test_a_stop_while_the_backend_holds_a_message_fails_it_and_leaves_the_rest_p
     ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
 
     with pytest.raises(SystemExit):
-        sending.send_deliveries(ids)
+        sending.send_deliveries(ids, run_id=DigestRun.objects.get().id)
 
     statuses = [Delivery.objects.get(subscriber=reader).status for reader in readers]
     # It may have reached the server: failed, never resent. The two after it were never handed over: pending.
     assert statuses == ["sent", "sent", "failed", "pending", "pending"]
     assert Delivery.objects.get(subscriber=readers[2]).error.startswith("Interrupted while sending")
+    run = DigestRun.objects.get()
+    assert (run.sent_count, run.failed_count, run.finished_at) == (2, 1, None)
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    assert sending.send_deliveries(ids).sent == 2
+    assert sending.send_deliveries(ids, run_id=run.id).sent == 2
     assert sorted(m.to[0] for m in mail.outbox) == sorted(r.email for i, r in enumerate(readers) if i != 2)
+    run.refresh_from_db()
+    assert (run.sent_count, run.failed_count, run.finished_at is not None) == (4, 1, True)
 
 
 class RecoveredMeanwhile(locmem_backend.EmailBackend):
