@@ -12,6 +12,6 @@ class SubscriptionsConfig(AppConfig):
         from subscriptions import tracking  # noqa: F401
         from subscriptions.forms import forget_offered_topics
 
-        # The sign-up form's topics are cached: a topic saved or deleted (in the admin, by loadsample) shows at once.
+        # The sign-up form keeps its topics in each process for seconds; a topic saved or deleted here shows at once.
         post_save.connect(forget_offered_topics, sender="digest.Topic", dispatch_uid="forget_offered_topics")
         post_delete.connect(forget_offered_topics, sender="digest.Topic", dispatch_uid="forget_offered_topics")

@@ -7,7 +7,7 @@ import zoneinfo
 
 from django import forms
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -24,7 +24,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # The blank sign-up form's fields as HTML, by what they show (see SubscribeForm.render_fields); one entry per process.
 _blank_fields = {}
 TOPICS_CACHE_KEY = "signup-topics"
-TOPICS_CACHE_SECONDS = 300
+TOPICS_CACHE_SECONDS = 10
 
 
 def consent_wording():
@@ -35,8 +35,11 @@ def consent_wording():
 
 
 def offered_topics():
-    """[(id, name, description)] of the topics the sign-up form offers, in its order. Kept in the cache until a topic
-    changes (forget_offered_topics), so the most visited page does not ask the database on every visit."""
+    """[(id, name, description)] of the topics the sign-up form offers, in its order, so the most visited page need
+    not ask the database or Redis on every visit. Each process keeps them (the "local" cache) for TOPICS_CACHE_SECONDS
+    and forgets them at once when it saves or deletes a topic itself (forget_offered_topics): a change made in the
+    admin shows in the other web processes within seconds."""
+    cache = caches["local"]
     rows = cache.get(TOPICS_CACHE_KEY)
     if rows is None:
         topics = PreferencesForm.base_fields["topics"].queryset
@@ -47,9 +50,9 @@ def offered_topics():
 
 def forget_offered_topics(**kwargs):
     """Receiver of Topic's post_save and post_delete (subscriptions.apps). Forgotten again after the commit: a page
-    that read the topics meanwhile may have cached them as they were."""
-    cache.delete(TOPICS_CACHE_KEY)
-    transaction.on_commit(lambda: cache.delete(TOPICS_CACHE_KEY))
+    that read the topics meanwhile may have kept them as they were."""
+    caches["local"].delete(TOPICS_CACHE_KEY)
+    transaction.on_commit(lambda: caches["local"].delete(TOPICS_CACHE_KEY))
 
 
 @functools.cache
