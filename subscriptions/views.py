@@ -74,7 +74,8 @@ def sample_papers():
 @ratelimit(key="ip", rate=lambda group, request: settings.SUBSCRIBE_RATE_PER_IP, method="POST", block=True)
 @require_http_methods(["GET", "POST"])
 def subscribe(request):
-    form = SubscribeForm(request.POST or None)
+    # An empty POST is a sign-up with every field missing, not a fresh form.
+    form = SubscribeForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         if not form.is_bot:
             email = form.cleaned_data["email"]
