@@ -139,7 +139,7 @@ def calls(draw):
     return url, body, content_type, credentials, credentials == SECRET
 
 
-@settings(settings.get_profile("fuzz"), max_examples=2500)
+@settings(settings.get_profile("fuzz"), max_examples=3200)
 @given(call=calls())
 def test_a_webhook_call_never_fails_and_only_a_genuine_one_changes_anything(client, world, fresh_example, call):
     url, body, content_type, credentials, authenticated = call
