@@ -2,8 +2,9 @@
 """Web load: gunicorn on loopback under wrk, for the sign-up page, the sign-up POST and the one-click unsubscribe.
 
     python bench/load_bench.py [--database-url postgres://root@127.0.0.1:5432/digest_load_bench]
-        [--redis-url redis://127.0.0.1:6379/13] [--workers N] [--threads 2] [--connections 16] [--duration 15]
-        [--warmup 3] [--runs 1] [--subscribers 10000] [--papers 300] [--only get,signup,unsubscribe] [--keep-db]
+        [--redis-url redis://127.0.0.1:6379/13] [--workers N] [--web-threads N] [--threads 2] [--connections 16]
+        [--duration 15] [--warmup 3] [--runs 1] [--subscribers 10000] [--papers 300]
+        [--only get,signup,unsubscribe,static] [--keep-db]
 
 Needs wrk (`apt-get install wrk`), PostgreSQL and Redis. Prints one JSON object on stdout; progress and wrk's own
 report go to stderr. Not part of the test run.
@@ -18,8 +19,8 @@ gunicorn is started with the Procfile's `web` line, bound to 127.0.0.1 instead o
 DEBUG off, a random SECRET_KEY, SITE_URL http://127.0.0.1:PORT, REDIS_URL for the cache, rate limits and the Celery
 broker (sign-up emails are queued there, as in production; no worker takes them), mail to Django's dummy backend,
 and SUBSCRIBE_RATE_PER_IP / SUBSCRIBE_RATE_PER_ADDRESS raised so one client address can sign up thousands of times.
-The workers are the Procfile's default (WEB_CONCURRENCY, 3) unless --workers or WEB_CONCURRENCY says otherwise;
-GUNICORN_CMD_ARGS in the environment reaches gunicorn as usual.
+Workers and threads are the Procfile's defaults (WEB_CONCURRENCY 3, WEB_THREADS 4) unless --workers / --web-threads or
+those variables say otherwise; GUNICORN_CMD_ARGS in the environment reaches gunicorn as usual.
 
 For each endpoint, wrk (the scripts in bench/load/) runs --warmup seconds, then --runs measured runs of --duration
 seconds with --latency:
@@ -78,6 +79,7 @@ def parse_args(argv=None):
     parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="a Redis database for the bench alone (emptied)")
     parser.add_argument("--port", type=int, default=0, help="gunicorn's port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: the Procfile's WEB_CONCURRENCY)")
+    parser.add_argument("--web-threads", type=int, help="threads per worker (default: the Procfile's WEB_THREADS)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections, open at once")
     parser.add_argument("--duration", type=int, default=15, help="seconds of each measured run")
@@ -115,9 +117,10 @@ def procfile_line(name):
     raise SystemExit(f"Procfile has no {name!r} line")
 
 
-def default_workers():
-    match = re.search(r"\$\{WEB_CONCURRENCY:-(\d+)\}", procfile_line("web"))
-    return int(os.environ.get("WEB_CONCURRENCY") or (match and match[1]) or 1)
+def procfile_default(name):
+    """The value of ${name:-N} in the Procfile's web line: the environment's, else N."""
+    match = re.search(rf"\$\{{{name}:-(\d+)\}}", procfile_line("web"))
+    return int(os.environ.get(name) or (match and match[1]) or 1)
 
 
 def production_env(args, var_dir):
@@ -142,6 +145,7 @@ def production_env(args, var_dir):
         "STATIC_ROOT": str(var_dir / "static"),
         "PORT": str(args.port),
         "WEB_CONCURRENCY": str(args.workers),
+        "WEB_THREADS": str(args.web_threads),
     }
     env.pop("ALLOWED_HOSTS", None)
     return env
@@ -269,7 +273,7 @@ def write_unsubscribe_paths(ids, path):
 
 def start_gunicorn(env, var_dir):
     command = procfile_line("web").replace("0.0.0.0", "127.0.0.1")
-    log(f"starting: {command} (WEB_CONCURRENCY={env['WEB_CONCURRENCY']})")
+    log(f"starting: {command} (WEB_CONCURRENCY={env['WEB_CONCURRENCY']}, WEB_THREADS={env['WEB_THREADS']})")
     process = subprocess.Popen(
         ["sh", "-c", f"exec {command}"],
         cwd=ROOT,
@@ -441,7 +445,8 @@ def queued_tasks(redis_url):
 def main():
     args = parse_args()
     args.port = args.port or free_port()
-    args.workers = args.workers or default_workers()
+    args.workers = args.workers or procfile_default("WEB_CONCURRENCY")
+    args.web_threads = args.web_threads or procfile_default("WEB_THREADS")
     sys.path.insert(0, str(ROOT))
     from bench.throwaway_db import create_database, drop_database
 
@@ -509,6 +514,7 @@ def main():
     result = {
         "cores": os.cpu_count(),
         "gunicorn_workers": args.workers,
+        "gunicorn_threads": args.web_threads,
         "gunicorn_command": procfile_line("web").replace("0.0.0.0", "127.0.0.1"),
         "gunicorn_cmd_args": os.environ.get("GUNICORN_CMD_ARGS", ""),
         "wrk": {"threads": args.threads, "connections": args.connections, "duration_s": args.duration},
