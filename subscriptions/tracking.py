@@ -71,9 +71,14 @@ def esp_key(esp_name):
     return esp_name.lower().replace(" ", "_")
 
 
+def without_nul(value):
+    # PostgreSQL refuses NUL in text; a provider's (or a forger's) payload may carry one anywhere.
+    return str(value or "").replace("\x00", "")
+
+
 def redact(text):
     """A provider's free text, on one line, with any address in it replaced: bounce replies often quote it."""
-    text = " ".join(str(text or "").split())
+    text = " ".join(without_nul(text).split())
     return ADDRESS.sub("<address>", re.sub(r"^smtp;\s*", "", text, flags=re.IGNORECASE))
 
 
@@ -148,7 +153,7 @@ def find_subscriber(recipient):
     """The reader with this address, locked for the rest of the transaction; None for an address unknown here.
 
     Stored addresses are lower case with internationalised domains in Unicode; providers report punycode."""
-    address = (recipient or "").strip()
+    address = without_nul(recipient).strip()
     if not address:
         return None
     try:
@@ -223,7 +228,7 @@ def record_event(sender, event, esp_name, **kwargs):
     if event.event_type not in KEPT and event.event_type != EventType.DELIVERED:
         return
     esp = esp_key(esp_name)
-    message_id = str(event.message_id or "")[:255]
+    message_id = without_nul(event.message_id)[:255]
     with transaction.atomic():
         subscriber = find_subscriber(event.recipient)
         if event.event_type == EventType.DELIVERED:
@@ -233,7 +238,7 @@ def record_event(sender, event, esp_name, **kwargs):
                 )
             return
 
-        event_id = str(event.event_id or "")[:200]
+        event_id = without_nul(event.event_id)[:200]
         if event_id and MailEvent.objects.filter(esp=esp, event_id=event_id, subscriber=subscriber).exists():
             logger.info("Already recorded %s event %s; the provider sent it again", esp, event_id)
             return
@@ -268,7 +273,7 @@ def record_event(sender, event, esp_name, **kwargs):
             if unsubscribed:
                 subscriber.record(
                     Consent.Action.UNSUBSCRIBE,
-                    user_agent=event.user_agent or "",
+                    user_agent=without_nul(event.user_agent),
                     wording=f"Unsubscribed through {esp_name}",
                     details={"esp": esp, "event_id": event_id, "message_id": message_id},
                 )
