@@ -374,7 +374,7 @@ def measure(args, name, script, url, env, warmup_env=None):
 # ---------------------------------------------------------------------------------------------------------------------
 # What the requests did
 
-ACCESS_LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/[0-9.]+" (\d{3}) ')
+ACCESS_LINE = re.compile(r'"([A-Z]+) (.+?) HTTP/[0-9.]+" (\d{3}) ')  # a path may show "[signed link]"
 
 
 def settle(access_log, quiet=1.0, limit=30.0):
