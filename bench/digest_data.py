@@ -120,6 +120,28 @@ def paper_text(rng, main, extra, domain):
     return title, " ".join(sentences)
 
 
+def synthetic_paper(rng, number, title, abstract, seen, *, with_code=True):
+    """An unsaved Paper first seen at `seen`: authors, dates, a long-tailed upvote count and, for some, a code link."""
+    from digest.models import Paper
+
+    paper = Paper(
+        arxiv_id=f"2601.{number:05d}",
+        title=title,
+        raw_title=title,
+        abstract=abstract,
+        authors=_authors(rng),
+        published_at=seen - timedelta(hours=rng.uniform(0, 72)),
+        featured_at=seen if rng.random() < 0.6 else None,
+        first_seen_at=seen,
+        upvotes=int(rng.paretovariate(1.2)) - 1 if rng.random() < 0.9 else 0,
+        source=Paper.Source.HUGGINGFACE,
+    )
+    if with_code:
+        paper.github_url = f"https://github.com/example/repo{number}" if rng.random() < 0.4 else ""
+    paper.refresh_search_text()  # bulk_create skips save(), which would do this
+    return paper
+
+
 def generate(*, papers, topics, subscribers, per_email, seed, topic_skew=0.0, log=print):
     """Create the topics, papers and subscribers; return a dict of what was made."""
     from django.conf import settings
@@ -151,21 +173,7 @@ def generate(*, papers, topics, subscribers, per_email, seed, topic_skew=0.0, lo
         domain = rng.choice(DOMAINS)
         title, abstract = paper_text(rng, main, extra, domain)
         seen = now - timedelta(seconds=rng.uniform(60, 24 * 3600 - 60))
-        paper = Paper(
-            arxiv_id=f"2601.{number:05d}",
-            title=title,
-            raw_title=title,
-            abstract=abstract,
-            authors=_authors(rng),
-            published_at=seen - timedelta(hours=rng.uniform(0, 72)),
-            featured_at=seen if rng.random() < 0.6 else None,
-            first_seen_at=seen,
-            upvotes=int(rng.paretovariate(1.2)) - 1 if rng.random() < 0.9 else 0,
-            github_url=f"https://github.com/example/repo{number}" if rng.random() < 0.4 else "",
-            source=Paper.Source.HUGGINGFACE,
-        )
-        paper.refresh_search_text()  # bulk_create skips save(), which would do this
-        batch.append(paper)
+        batch.append(synthetic_paper(rng, number, title, abstract, seen))
     Paper.objects.bulk_create(batch, batch_size=500)
     log(f"{papers} papers")
 

@@ -181,7 +181,7 @@ def seed(args):
     from django.core.management import call_command
     from django.utils import timezone
 
-    from bench.digest_data import DOMAINS, TOPIC_CONCEPTS, _authors, paper_text
+    from bench.digest_data import DOMAINS, TOPIC_CONCEPTS, paper_text, synthetic_paper
     from digest.models import Paper, Topic
     from subscriptions.models import Consent, Subscriber
 
@@ -194,20 +194,7 @@ def seed(args):
         main, *extra = rng.sample(TOPIC_CONCEPTS, 3)
         title, abstract = paper_text(rng, main, extra[: rng.randint(1, 2)], rng.choice(DOMAINS))
         seen = now - timedelta(seconds=rng.uniform(60, 3 * 24 * 3600))
-        paper = Paper(
-            arxiv_id=f"2601.{number:05d}",
-            title=title,
-            raw_title=title,
-            abstract=abstract,
-            authors=_authors(rng),
-            published_at=seen - timedelta(hours=rng.uniform(0, 72)),
-            featured_at=seen if rng.random() < 0.6 else None,
-            first_seen_at=seen,
-            upvotes=int(rng.paretovariate(1.2)) - 1 if rng.random() < 0.9 else 0,
-            source=Paper.Source.HUGGINGFACE,
-        )
-        paper.refresh_search_text()
-        papers.append(paper)
+        papers.append(synthetic_paper(rng, number, title, abstract, seen, with_code=False))
     Paper.objects.bulk_create(papers, batch_size=500)
 
     topic_ids = list(Topic.objects.filter(is_active=True).values_list("id", flat=True))

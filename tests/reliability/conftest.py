@@ -120,3 +120,14 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(
             f"generated cases: the fuzz suites ran {total:,} cases, fewer than the {MIN_CASES:,} required", red=True
         )
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A Redis server of the test's own (tests.reliability.harness.RedisServer), stopped afterwards."""
+    from tests.reliability.harness import RedisServer
+
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -198,3 +198,14 @@ class FakePostmark:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+def run_to_the_end(client, queue, mail_server, readers, timeout):
+    """After a fault: let the workers settle, plan again as beat would (recovering first), and wait for every row to
+    be final. Returns how many rows the fault had left unfinished."""
+    wait_until_settled(mail_server, timeout, "the workers")
+    left_behind = Delivery.objects.exclude(status__in=Delivery.FINAL_STATUSES).count()
+    client.send_task("digest.tasks.plan_digests", queue=queue)
+    wait_for(lambda: all_final(readers), timeout, "every digest to reach a final state")
+    wait_until_settled(mail_server, timeout, "the last digests")
+    return left_behind

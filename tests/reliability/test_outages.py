@@ -12,9 +12,9 @@ from digest.models import Delivery
 from subscriptions.models import Subscriber
 from tests.reliability.harness import (
     FakePostmark,
-    RedisServer,
     all_final,
     outcome,
+    run_to_the_end,
     seed_many_readers,
     wait_until_settled,
     write_summary,
@@ -24,24 +24,6 @@ from tests.test_smtp_delivery import running_mail_server
 from tests.test_worker import broker_client, running_worker, wait_for
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def broker(tmp_path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-def run_to_the_end(client, queue, mail_server, readers):
-    """After the fault: let the workers settle, plan again as beat would (recovering first), and wait for every row."""
-    wait_until_settled(mail_server, WAIT_SECONDS, "the workers")
-    left_behind = Delivery.objects.exclude(status__in=Delivery.FINAL_STATUSES).count()
-    client.send_task("digest.tasks.plan_digests", queue=queue)
-    wait_for(lambda: all_final(readers), WAIT_SECONDS, "every digest to reach a final state")
-    wait_until_settled(mail_server, WAIT_SECONDS, "the last digests")
-    return left_behind
 
 
 def assert_one_each(summary, received, addresses):
@@ -72,7 +54,7 @@ def test_a_redis_restart_mid_run_loses_no_digest_and_sends_none_twice(tmp_path, 
             # Killed and started again with nothing kept: every queued task is gone.
             broker.restart()
             received_at_restart = len(mail_server.received)
-            left_behind = run_to_the_end(client, queue, mail_server, readers)
+            left_behind = run_to_the_end(client, queue, mail_server, readers, WAIT_SECONDS)
 
     summary = outcome(mail_server, addresses)
     summary.update(
@@ -100,7 +82,7 @@ def test_cutting_the_database_connections_mid_run_loses_no_digest_and_sends_none
             for share in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
                 wait_for(lambda s=share: len(mail_server.received) >= readers * s, WAIT_SECONDS, f"{share:.0%} sent")
                 cuts.append(cut_other_connections())
-            left_behind = run_to_the_end(client, queue, mail_server, readers)
+            left_behind = run_to_the_end(client, queue, mail_server, readers, WAIT_SECONDS)
 
     summary = outcome(mail_server, addresses)
     logs = "".join((tmp_path / name).read_text() for name in ("a.log", "b.log"))

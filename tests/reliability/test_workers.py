@@ -23,9 +23,9 @@ from digest.models import Delivery
 from digest.sending import INTERRUPTED
 from subscriptions.models import Subscriber
 from tests.reliability.harness import (
-    RedisServer,
     all_final,
     outcome,
+    run_to_the_end,
     seed_many_readers,
     wait_until_settled,
     write_summary,
@@ -37,14 +37,6 @@ pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
 
 CONCURRENCY = 2
 WAIT_SECONDS = 240
-
-
-@pytest.fixture
-def broker(tmp_path):
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def worker_settings(**extra):
@@ -81,13 +73,9 @@ def test_a_worker_killed_mid_run_costs_at_most_one_digest_per_process_and_nobody
             received_at_kill = len(mail_server.received)
             held_at_kill = Delivery.objects.filter(status=Delivery.Status.SENDING).count()
 
-            # The survivor finishes what it can; the dead worker's claims and its reserved tasks stay behind.
-            wait_until_settled(mail_server, WAIT_SECONDS, "the surviving worker")
-            left_behind = Delivery.objects.exclude(status__in=Delivery.FINAL_STATUSES).count()
-            # What beat does every 15 minutes: plan again, which first recovers.
-            client.send_task("digest.tasks.plan_digests", queue=queue)
-            wait_for(lambda: all_final(readers), WAIT_SECONDS, "every digest to reach a final state")
-            wait_until_settled(mail_server, WAIT_SECONDS, "the recovered digests")
+            # The survivor finishes what it can; the dead worker's claims and its reserved tasks stay behind until
+            # the next planner run (beat's, every 15 minutes) recovers them.
+            left_behind = run_to_the_end(client, queue, mail_server, readers, WAIT_SECONDS)
 
     received = mail_server.count_by_recipient()
     summary = outcome(mail_server, addresses)
