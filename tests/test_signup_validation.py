@@ -88,3 +88,22 @@ def test_a_hidden_field_the_form_does_not_have_cannot_set_anything(client, topic
 def test_the_form_keeps_what_was_typed_after_an_error(client, topic):
     page = client.post("/", form_data(topic, email="bad", keywords="graph neural networks")).content.decode()
     assert 'value="bad"' in page and "graph neural networks</textarea>" in page
+
+
+@pytest.mark.parametrize("value", [None, "", "UTC", "America/Port_of_Spain", "Nowhere/Else", ["Europe/Paris"]])
+def test_the_time_zone_list_is_the_html_django_would_write(value):
+    from django import forms
+
+    from subscriptions.forms import LongSelect, time_zone_choices
+
+    attrs = {"id": "id_time_zone", "required": True, "data-bound": "true", "aria-describedby": 'help "tz"'}
+    expected = forms.Select(choices=time_zone_choices).render("time_zone", value, attrs=attrs)
+    assert LongSelect(choices=time_zone_choices).render("time_zone", value, attrs=attrs) == expected
+
+
+def test_a_refused_sign_up_keeps_the_chosen_time_zone_selected(client, topic):
+    response = client.post("/", form_data(topic, email="not an address", time_zone="America/Port_of_Spain"))
+    assert response.status_code == 400
+    selected = re.findall(r'<option value="([^"]+)" selected>', response.content.decode())
+    assert "America/Port_of_Spain" in selected
+    assert 'value="UTC" selected' not in response.content.decode()
