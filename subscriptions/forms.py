@@ -11,6 +11,7 @@ from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.template.loader import render_to_string
+from django.utils.choices import BaseChoiceIterator
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
@@ -54,6 +55,20 @@ def forget_offered_topics(**kwargs):
     that read the topics meanwhile may have kept them as they were."""
     caches["local"].delete(TOPICS_CACHE_KEY)
     transaction.on_commit(lambda: caches["local"].delete(TOPICS_CACHE_KEY))
+
+
+class FixedChoices(BaseChoiceIterator):
+    """Choices a function computes once, for a long list: given the function itself, Django would normalise all of
+    them each time a form iterates them, and given the list, copy them for every form."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __iter__(self):
+        yield from self.function()
+
+    def __deepcopy__(self, memo):
+        return self
 
 
 @functools.cache
@@ -177,7 +192,9 @@ class PreferencesForm(forms.Form):
         help_text=f"Optional: your own interests, one per line, up to {MAX_KEYWORDS} "
         f"of up to {MAX_KEYWORD_LENGTH} characters each (for example: protein folding).",
     )
-    time_zone = forms.ChoiceField(label="Time zone", choices=time_zone_choices, initial="UTC", widget=LongSelect)
+    time_zone = forms.ChoiceField(
+        label="Time zone", choices=FixedChoices(time_zone_choices), initial="UTC", widget=LongSelect
+    )
     send_hour = forms.TypedChoiceField(
         label="Send hour", choices=HOURS, coerce=int, initial=8, help_text="In your time zone."
     )
