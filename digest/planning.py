@@ -92,10 +92,11 @@ def recover(now):
         # Any row may have gone out when the claim has no token (a version that wrote outcomes in batches) or
         # predates a restart of the database server (which may have lost the last outcomes written).
         doubtful = claim is None or (restarted is not None and since < restarted)
-        in_flight = stale.filter(claim_token=claim) if doubtful else stale.filter(id=first, claim_token=claim)
+        held = stale.filter(claim_token=claim, run_id=run_id)
+        in_flight = held if doubtful else held.filter(id=first)
         failed = in_flight.update(status=Delivery.Status.FAILED, error=INTERRUPTED, finished_at=now, claim_token=None)
         count_outcome(run_id, failed=failed)
-        stale.filter(claim_token=claim).update(status=Delivery.Status.PENDING, claim_token=None)
+        held.update(status=Delivery.Status.PENDING, claim_token=None)
 
     waiting = Delivery.objects.filter(status=Delivery.Status.PENDING, claim_token=None).filter(
         Q(claimed_at__lt=cutoff) | Q(claimed_at=None, created_at__lt=cutoff)
@@ -124,16 +125,27 @@ def reconcile_runs(cutoff, now):
     """Recount runs started before `cutoff` and still open from their rows, and close those with nothing left to do.
 
     A run's counters are added to as chunks finish; a chunk whose count was lost to a dropped connection would
-    otherwise leave its run open for ever."""
-    for run in DigestRun.objects.filter(finished_at=None, started_at__lt=cutoff):
-        statuses = dict(run.deliveries.order_by().values_list("status").annotate(count=Count("id")))
-        counts = {
-            "sent_count": statuses.get(Delivery.Status.SENT, 0),
-            "failed_count": statuses.get(Delivery.Status.FAILED, 0),
-            "skipped_count": statuses.get(Delivery.Status.SKIPPED, 0),
-        }
-        unfinished = statuses.get(Delivery.Status.PENDING, 0) + statuses.get(Delivery.Status.SENDING, 0)
-        DigestRun.objects.filter(pk=run.pk, finished_at=None).update(**counts, finished_at=None if unfinished else now)
+    otherwise leave its run open for ever. (So did every run that planned nobody, before such runs were closed at
+    once: the first recovery closes them all.)"""
+    open_runs = list(DigestRun.objects.filter(finished_at=None, started_at__lt=cutoff).values_list("id", flat=True))
+    statuses = {}
+    for part in chunks(open_runs, BULK_SIZE):
+        rows = Delivery.objects.filter(run_id__in=part).order_by().values_list("run_id", "status")
+        for run_id, status, count in rows.annotate(count=Count("id")):
+            statuses.setdefault(run_id, {})[status] = count
+    empty = [run_id for run_id in open_runs if run_id not in statuses]
+    for part in chunks(empty, BULK_SIZE):
+        DigestRun.objects.filter(id__in=part, finished_at=None).update(
+            sent_count=0, failed_count=0, skipped_count=0, finished_at=now
+        )
+    for run_id, counts in statuses.items():
+        unfinished = counts.get(Delivery.Status.PENDING, 0) + counts.get(Delivery.Status.SENDING, 0)
+        DigestRun.objects.filter(pk=run_id, finished_at=None).update(
+            sent_count=counts.get(Delivery.Status.SENT, 0),
+            failed_count=counts.get(Delivery.Status.FAILED, 0),
+            skipped_count=counts.get(Delivery.Status.SKIPPED, 0),
+            finished_at=None if unfinished else now,
+        )
 
 
 def chunks(ids, size=None):

@@ -199,6 +199,7 @@ def _release(claim, progress, now, run_id):
     if not progress.counted:
         _count(run_id, progress.outcome, now)
         progress.counted = True
+        progress.counted = True
 
 
 INTERRUPTED = "Interrupted while sending; it may have reached the mail server, so it is not sent again."

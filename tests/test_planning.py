@@ -165,6 +165,19 @@ def test_rows_claimed_before_outcomes_were_written_one_by_one_all_fail(make_read
     assert set(Delivery.objects.filter(id__in=[row.id for row in rows]).values_list("status", flat=True)) == {"failed"}
 
 
+def test_old_unclaimed_rows_of_two_runs_are_counted_in_their_own_runs(make_reader):
+    now = timezone.now()
+    first, second = (DigestRun.objects.create(planned_count=1, started_at=now) for _ in range(2))
+    claimed_rows([make_reader()], first, claim=None, claimed_at=now - HOURS_AGO)
+    claimed_rows([make_reader(), make_reader()], second, claim=None, claimed_at=now - HOURS_AGO)
+
+    planning.recover(now)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.failed_count, second.failed_count) == (1, 2)
+
+
 def test_digests_whose_queued_task_was_lost_are_queued_again_once(make_reader, settings):
     settings.DIGEST_CHUNK_SIZE = 2
     now = timezone.now()
@@ -189,3 +202,23 @@ def test_an_open_run_is_recounted_from_its_rows_and_closed_when_nothing_is_left(
     run.refresh_from_db()
     assert (run.sent_count, run.failed_count, run.skipped_count) == (2, 0, 1)
     assert run.finished_at == now
+
+
+def test_runs_that_planned_nobody_are_closed_and_a_run_still_sending_stays_open(make_reader):
+    now = timezone.now()
+    empty = [DigestRun.objects.create(started_at=now - HOURS_AGO) for _ in range(3)]
+    busy = DigestRun.objects.create(planned_count=2, started_at=now - HOURS_AGO)
+    Delivery.objects.create(subscriber=make_reader(), digest_date=now.date(), run=busy, status="sent")
+    Delivery.objects.create(
+        subscriber=make_reader(), digest_date=now.date(), run=busy, status="sending", claim_token=uuid.uuid4(),
+        claimed_at=now,
+    )  # fmt: skip
+    recent = DigestRun.objects.create(started_at=now)
+
+    planning.recover(now)
+
+    assert all(DigestRun.objects.get(pk=run.pk).finished_at == now for run in empty)
+    busy.refresh_from_db()
+    assert (busy.sent_count, busy.finished_at) == (1, None)
+    # Too young to judge: a planner may still be filling it.
+    assert DigestRun.objects.get(pk=recent.pk).finished_at is None
