@@ -54,3 +54,62 @@ def test_a_transient_failure_is_retried_by_the_task(eager, readers, settings, mo
     assert len(mail.outbox) == 3
     assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
     assert sorted(Delivery.objects.values_list("attempts", flat=True)) == [1, 1, 2]
+
+
+def test_a_worker_that_loses_the_database_retries_the_chunk_and_sends_each_digest_once(eager, readers, monkeypatch):
+    # As a worker runs it (not eagerly): the database stays out of reach past sending's own reconnects, so the task
+    # asks Celery to retry it; the retry (run inline here) sends what the first attempt could not.
+    from celery.exceptions import Retry
+    from django.db import OperationalError
+    from django.utils import timezone
+
+    from digest import planning
+    from digest.tasks import send_deliveries
+
+    now = timezone.now()
+    run = planning.start_run(now)
+    ids = planning.plan_deliveries(now, run)
+    real, calls = sending.send_deliveries, []
+
+    def database_gone_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OperationalError("terminating connection due to administrator command")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sending, "send_deliveries", database_gone_once)
+    send_deliveries.push_request(
+        args=[ids, run.id], kwargs={}, retries=0, id="first-attempt", is_eager=False, called_directly=False
+    )
+    try:
+        with pytest.raises(Retry):
+            send_deliveries.run(ids, run.id)
+    finally:
+        send_deliveries.pop_request()
+
+    assert sorted(message.to[0] for message in mail.outbox) == sorted(reader.email for reader in readers)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
+    run.refresh_from_db()
+    assert (run.sent_count, run.finished_at is not None) == (3, True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dropped_database_connection_costs_a_reconnect_not_the_write(monkeypatch, caplog):
+    from django.db import OperationalError, connection
+
+    monkeypatch.setattr(sending._database_retry, "sleep", lambda seconds: None)
+    attempts = []
+
+    def write():
+        attempts.append(connection.connection)
+        if len(attempts) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone()[0]
+
+    connection.ensure_connection()
+    assert sending.on_database(write) == 1
+    assert len(attempts) == 2
+    assert attempts[1] is None, "the broken connection was closed; the retry opened a new one"
+    assert "Database connection failed (server closed the connection unexpectedly); reconnecting." in caplog.text
