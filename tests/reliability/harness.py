@@ -1,6 +1,7 @@
 """What the process-level reliability tests share: a Redis of their own, thousands of readers, waiting for a run to
 settle, and a summary of what each fault did, written to VAR_DIR/test-artifacts/reliability/ for the operator."""
 
+import contextlib
 import json
 import shutil
 import socket
@@ -19,9 +20,34 @@ from django.utils import timezone
 from digest.models import Delivery, DigestRun
 from subscriptions.models import Subscriber
 from tests.test_smtp_delivery import seed_papers, seed_topic
-from tests.test_worker import wait_for
+from tests.test_worker import running_worker, wait_for
 
 SETTLE_SECONDS = 3.0
+WAIT_SECONDS = 240
+
+
+def worker_settings(**extra):
+    # Chunks small enough that each pool process holds a claim most of the time; recovery quick enough for a test
+    # (the default is an hour); retries a second apart instead of thirty.
+    return {
+        "DIGEST_CHUNK_SIZE": "20",
+        "DIGEST_RECOVER_AFTER_SECONDS": "3",
+        "DIGEST_RETRY_BASE_SECONDS": "1",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def workers(tmp_path, mail_port, broker, queue, *, count=2, concurrency=2, **extra):
+    """`count` real Celery workers (`concurrency` pool processes each) sharing `queue` on `broker`, run with
+    worker_settings(**extra) and logging to tmp_path/worker<n>.log. Yields the worker processes."""
+    common = {"queue": queue, "broker_url": broker.url, "concurrency": concurrency, **worker_settings(**extra)}
+    with contextlib.ExitStack() as stack:
+        started = [
+            stack.enter_context(running_worker(tmp_path / f"worker{number}.log", mail_port, **common))
+            for number in range(1, count + 1)
+        ]
+        yield [process for _queue, process in started]
 
 
 def free_port():

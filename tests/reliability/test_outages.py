@@ -11,17 +11,18 @@ from django.db import connection
 from digest.models import Delivery
 from subscriptions.models import Subscriber
 from tests.reliability.harness import (
+    WAIT_SECONDS,
     FakePostmark,
     all_final,
     outcome,
     run_to_the_end,
     seed_many_readers,
     wait_until_settled,
+    workers,
     write_summary,
 )
-from tests.reliability.test_workers import WAIT_SECONDS, worker_settings
 from tests.test_smtp_delivery import running_mail_server
-from tests.test_worker import broker_client, running_worker, wait_for
+from tests.test_worker import broker_client, wait_for
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
 
@@ -44,11 +45,8 @@ def test_a_redis_restart_mid_run_loses_no_digest_and_sends_none_twice(tmp_path, 
     addresses = seed_many_readers(readers)
     client = broker_client(broker.url)
     with running_mail_server() as (mail_server, port):
-        common = {"queue": f"redis-{broker.port}", "broker_url": broker.url, **worker_settings()}
-        with (
-            running_worker(tmp_path / "a.log", port, **common) as (queue, _),
-            running_worker(tmp_path / "b.log", port, **common),
-        ):
+        queue = f"redis-{broker.port}"
+        with workers(tmp_path, port, broker, queue):
             client.send_task("digest.tasks.plan_digests", queue=queue)
             wait_for(lambda: len(mail_server.received) >= readers // 4, WAIT_SECONDS, "a quarter of the digests")
             # Killed and started again with nothing kept: every queued task is gone.
@@ -73,11 +71,8 @@ def test_cutting_the_database_connections_mid_run_loses_no_digest_and_sends_none
     client = broker_client(broker.url)
     cuts = []
     with running_mail_server() as (mail_server, port):
-        common = {"queue": f"pg-{broker.port}", "broker_url": broker.url, **worker_settings()}
-        with (
-            running_worker(tmp_path / "a.log", port, **common) as (queue, _),
-            running_worker(tmp_path / "b.log", port, **common),
-        ):
+        queue = f"pg-{broker.port}"
+        with workers(tmp_path, port, broker, queue):
             client.send_task("digest.tasks.plan_digests", queue=queue)
             for share in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
                 wait_for(lambda s=share: len(mail_server.received) >= readers * s, WAIT_SECONDS, f"{share:.0%} sent")
@@ -85,7 +80,7 @@ def test_cutting_the_database_connections_mid_run_loses_no_digest_and_sends_none
             left_behind = run_to_the_end(client, queue, mail_server, readers, WAIT_SECONDS)
 
     summary = outcome(mail_server, addresses)
-    logs = "".join((tmp_path / name).read_text() for name in ("a.log", "b.log"))
+    logs = "".join((tmp_path / name).read_text() for name in ("worker1.log", "worker2.log"))
     summary.update(
         fault="every worker's PostgreSQL connection terminated (pg_terminate_backend) six times during the run",
         connections_cut=cuts,
@@ -125,8 +120,8 @@ def test_a_busy_mail_server_is_retried_until_it_recovers_and_refused_addresses_f
     client = broker_client(broker.url)
     with running_mail_server() as (mail_server, port):
         mail_server.reply_to_rcpt = reply
-        common = {"queue": f"smtp-{broker.port}", "broker_url": broker.url, **worker_settings()}
-        with running_worker(tmp_path / "a.log", port, **common) as (queue, _):
+        queue = f"smtp-{broker.port}"
+        with workers(tmp_path, port, broker, queue, count=1):
             client.send_task("digest.tasks.plan_digests", queue=queue)
             wait_for(lambda: all_final(readers), WAIT_SECONDS, "every digest to reach a final state")
             wait_until_settled(mail_server, WAIT_SECONDS, "the worker")
@@ -165,9 +160,8 @@ def test_an_email_provider_answering_503_in_bursts_is_retried_and_sends_each_dig
             "ANYMAIL_POSTMARK_SERVER_TOKEN": "server-token",
             "ANYMAIL_POSTMARK_API_URL": esp.url,
         }
-        with running_worker(
-            tmp_path / "a.log", 25, queue=f"esp-{broker.port}", broker_url=broker.url, **worker_settings(**provider)
-        ) as (queue, _):
+        queue = f"esp-{broker.port}"
+        with workers(tmp_path, 25, broker, queue, count=1, **provider):
             client.send_task("digest.tasks.plan_digests", queue=queue)
             wait_for(lambda: all_final(readers), WAIT_SECONDS, "every digest to reach a final state")
 

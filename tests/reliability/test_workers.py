@@ -23,31 +23,22 @@ from digest.models import Delivery
 from digest.sending import INTERRUPTED
 from subscriptions.models import Subscriber
 from tests.reliability.harness import (
+    WAIT_SECONDS,
     all_final,
     outcome,
     run_to_the_end,
     seed_many_readers,
     wait_until_settled,
+    worker_settings,
+    workers,
     write_summary,
 )
 from tests.test_smtp_delivery import running_mail_server
-from tests.test_worker import broker_client, kill_worker, running_worker, wait_for, worker_database_url
+from tests.test_worker import broker_client, kill_worker, wait_for, worker_database_url
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
 
 CONCURRENCY = 2
-WAIT_SECONDS = 240
-
-
-def worker_settings(**extra):
-    # Chunks small enough that each pool process holds a claim most of the time; recovery quick enough for a test
-    # (the default is an hour); retries a second apart instead of thirty.
-    return {
-        "DIGEST_CHUNK_SIZE": "20",
-        "DIGEST_RECOVER_AFTER_SECONDS": "3",
-        "DIGEST_RETRY_BASE_SECONDS": "1",
-        **extra,
-    }
 
 
 async def a_busy_server(recipients):
@@ -62,11 +53,8 @@ def test_a_worker_killed_mid_run_costs_at_most_one_digest_per_process_and_nobody
     client = broker_client(broker.url)
     with running_mail_server() as (mail_server, port):
         mail_server.before_accepting = a_busy_server
-        common = {"queue": f"kill-{broker.port}", "concurrency": CONCURRENCY, "broker_url": broker.url}
-        with (
-            running_worker(tmp_path / "doomed.log", port, **common, **worker_settings()) as (queue, doomed),
-            running_worker(tmp_path / "survivor.log", port, **common, **worker_settings()) as (_, survivor),
-        ):
+        queue = f"kill-{broker.port}"
+        with workers(tmp_path, port, broker, queue, concurrency=CONCURRENCY) as (doomed, _survivor):
             client.send_task("digest.tasks.plan_digests", queue=queue)
             wait_for(lambda: len(mail_server.received) >= readers // 3, WAIT_SECONDS, "a third of the digests")
             kill_worker(doomed)
@@ -123,7 +111,7 @@ def test_two_beat_schedulers_planning_at_once_send_each_reader_one_digest(tmp_pa
             "REDIS_URL": broker.url,
             "DEBUG": "true",
         }
-        with running_worker(tmp_path / "worker.log", port, queue=queue, broker_url=broker.url, **worker_settings()):
+        with workers(tmp_path, port, broker, queue, count=1):
             beats = [start_beat(tmp_path / f"beat{number}.log", env) for number in (1, 2)]
             try:
                 wait_for(lambda: all_final(readers), WAIT_SECONDS, "every digest to reach a final state")
@@ -195,11 +183,8 @@ def test_every_task_delivered_twice_to_two_workers_sends_each_digest_once(tmp_pa
     ids = planning.plan_deliveries(now, run)
     client = broker_client(broker.url)
     with running_mail_server() as (mail_server, port):
-        common = {"queue": f"twice-{broker.port}", "broker_url": broker.url, **worker_settings()}
-        with (
-            running_worker(tmp_path / "a.log", port, **common) as (queue, _),
-            running_worker(tmp_path / "b.log", port, **common),
-        ):
+        queue = f"twice-{broker.port}"
+        with workers(tmp_path, port, broker, queue):
             for chunk in planning.chunks(ids, 20):
                 for _copy in range(2):
                     client.send_task("digest.tasks.send_deliveries", args=[chunk, run.id], queue=queue)
