@@ -279,7 +279,7 @@ def parallel_run(args, now):
     from digest.emails import DigestRenderer
 
     started = time.perf_counter()
-    run, ids, outcome = jobs.run_digests(now, ignore_hour=True, processes=args.processes)
+    run, ids, outcome, _recovered = jobs.run_digests(now, ignore_hour=True, processes=args.processes)
     total = time.perf_counter() - started
     log(f"sent {len(ids)} in {total:.1f} s ({len(ids) / total:.0f}/s) with {args.processes} processes")
     result = {

@@ -15,20 +15,23 @@ _process_state = {}
 
 
 def run_digests(now, *, day=None, ignore_hour=False, processes=1, on_progress=None):
-    """Plan and send everyone due; return (run, planned ids, Outcome)."""
+    """Send again what earlier runs left behind (planning.recover), then plan and send everyone due.
+
+    Returns (run, planned ids, Outcome of the run, Outcome of what was sent again for earlier runs)."""
+    pool, renderer = sending.get_pool(now), DigestRenderer()
+    recovered = sending.Outcome()
     for run_id, chunk in planning.recover(now):
-        sending.send_with_retries(chunk, run_id=run_id, now=now)
+        recovered.add(sending.send_with_retries(chunk, run_id=run_id, now=now, pool=pool, renderer=renderer))
     run = planning.start_run(now)
     ids = planning.plan_deliveries(now, run, day=day, ignore_hour=ignore_hour)
     chunks = planning.chunks(ids)
     total = sending.Outcome()
     progress = on_progress or (lambda count: None)
     if processes <= 1 or len(chunks) <= 1:
-        pool, renderer = sending.get_pool(now), DigestRenderer()
         for chunk in chunks:
             total.add(sending.send_with_retries(chunk, run_id=run.id, now=now, pool=pool, renderer=renderer))
             progress(len(chunk))
-        return run, ids, total
+        return run, ids, total, recovered
     # A forked process must not reuse its parent's database connection: close them so each opens its own.
     connections.close_all()
     context = multiprocessing.get_context("fork")
@@ -36,7 +39,7 @@ def run_digests(now, *, day=None, ignore_hour=False, processes=1, on_progress=No
         for size, outcome in workers.imap_unordered(_send_chunk, [(chunk, run.id, now) for chunk in chunks]):
             total.add(outcome)
             progress(size)
-    return run, ids, total
+    return run, ids, total, recovered
 
 
 def _start_process(now):

@@ -1,4 +1,5 @@
 import threading
+import uuid
 
 import pytest
 from django.core import mail
@@ -255,3 +256,27 @@ def test_readers_chose_before_the_preference_existed_keep_the_sites_rule(setting
     migration.keep_the_sites_rule(apps, None)
     reader.refresh_from_db()
     assert reader.send_when_empty is True
+
+
+def test_the_job_sends_again_what_a_stopped_run_left_and_says_so(locmem, gnn, make_reader, capsys, monkeypatch):
+    # An earlier run stopped with three digests claimed: the first may have gone out, the other two never did. (The
+    # database server has been up all along.)
+    monkeypatch.setattr(planning, "database_started_at", lambda: timezone.now() - timezone.timedelta(days=3))
+    readers = [make_reader(topics=[gnn]) for _ in range(3)]
+    earlier = timezone.now() - timezone.timedelta(hours=2)
+    run = DigestRun.objects.create(planned_count=3, started_at=earlier)
+    claim = uuid.uuid4()
+    for reader in readers:
+        Delivery.objects.create(
+            subscriber=reader, digest_date=timezone.now().date(), run=run, status="sending", claim_token=claim,
+            claimed_at=earlier, attempts=1,
+        )  # fmt: skip
+
+    call_command("senddigests", "--now", "--no-progress")
+
+    out = capsys.readouterr().out
+    assert 'Sent again what earlier runs left behind (README, "At most once"): 2 sent, 0 failed, 0 skipped.' in out
+    assert "0 planned" in out
+    assert sorted(message.to[0] for message in mail.outbox) == sorted(reader.email for reader in readers[1:])
+    run.refresh_from_db()
+    assert (run.sent_count, run.failed_count, run.finished_at is not None) == (2, 1, True)

@@ -50,8 +50,13 @@ class Command(BaseCommand):
 
     def send(self, moment, day, ignore_hour, show, processes):
         with tqdm(unit="digest", file=sys.stderr, disable=not show) as bar:
-            run, ids, total = jobs.run_digests(
+            run, ids, total, recovered = jobs.run_digests(
                 moment, day=day, ignore_hour=ignore_hour, processes=processes, on_progress=bar.update
+            )
+        if recovered.sent or recovered.failed or recovered.skipped:
+            self.stdout.write(
+                'Sent again what earlier runs left behind (README, "At most once"): '
+                f"{recovered.sent} sent, {recovered.failed} failed, {recovered.skipped} skipped."
             )
         if not ids:
             self.stdout.write("Nobody is due a digest now.")
