@@ -197,9 +197,8 @@ def _release(claim, progress, now, run_id):
         status=Delivery.Status.PENDING, claim_token=None
     )
     if not progress.counted:
+        progress.counted = True
         _count(run_id, progress.outcome, now)
-        progress.counted = True
-        progress.counted = True
 
 
 INTERRUPTED = "Interrupted while sending; it may have reached the mail server, so it is not sent again."
@@ -229,8 +228,7 @@ def _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, la
     on_database(record_many, skipped, claim)
     outcome.skipped = len(skipped)
     if not chosen:
-        on_database(_count, run_id, outcome, now)
-        progress.counted = True
+        _count_once(run_id, progress, now)
         return outcome
     renderer.prepare_cards({pick.paper.id: pick.paper for _, picks in chosen for pick in picks}.values())
 
@@ -239,8 +237,8 @@ def _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, la
     except Exception as error:  # noqa: BLE001 - whatever stopped the connection, these digests wait for a retry
         problem = classify(error)
         logger.warning("Mail connection failed for %d digests: %s", len(chosen), problem)
-        _give_back([delivery for delivery, _ in chosen], outcome, problem, last_try, now, run_id)
-        progress.counted = True
+        _give_back([delivery for delivery, _ in chosen], outcome, problem, last_try, now)
+        _count_once(run_id, progress, now)
         return outcome
 
     try:
@@ -265,8 +263,7 @@ def _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, la
         Subscriber.objects.filter(id=subscriber_id, status=Subscriber.Status.ACTIVE).update(
             status=Subscriber.Status.SUPPRESSED, status_reason=reason[:255]
         )
-    on_database(_count, run_id, outcome, now)
-    progress.counted = True
+    _count_once(run_id, progress, now)
     return outcome
 
 
@@ -418,7 +415,7 @@ def on_database(function, *args):
     return _database_retry(function, *args)
 
 
-def _give_back(deliveries, outcome, problem, last_try, now, run_id):
+def _give_back(deliveries, outcome, problem, last_try, now):
     ids = [delivery.id for delivery in deliveries]
     if last_try or isinstance(problem, Permanent):
         Delivery.objects.filter(id__in=ids).update(
@@ -428,8 +425,15 @@ def _give_back(deliveries, outcome, problem, last_try, now, run_id):
     else:
         Delivery.objects.filter(id__in=ids).update(status=Delivery.Status.PENDING, error=str(problem), claim_token=None)
         outcome.retry_ids, outcome.retry_reason = ids, str(problem)
-    _count(run_id, outcome, now)
     return outcome
+
+
+def _count_once(run_id, progress, now):
+    """Add this attempt's outcomes to its run, once. Marked before it is written, so an interruption can lose the
+    count (recovery recounts runs left open) but never add it twice."""
+    if not progress.counted:
+        progress.counted = True
+        on_database(_count, run_id, progress.outcome, now)
 
 
 def _count(run_id, outcome, now):

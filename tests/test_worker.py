@@ -89,7 +89,8 @@ def running_worker(log_path, mail_port, *, queue=None, concurrency=2, broker_url
         yield queue, worker
     finally:
         if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
+            # A warm shutdown, as a deploy asks for: the worker lets its running tasks finish.
+            worker.send_signal(signal.SIGTERM)
             try:
                 worker.wait(timeout=15)
             except subprocess.TimeoutExpired:
