@@ -48,8 +48,8 @@ test: $(VENV)/.dev
 run: migrate
 	@if [ -n "$$REDIS_URL" ]; then \
 		trap 'kill 0' EXIT; \
-		$(BIN)/celery -A digest worker --loglevel=info & \
-		$(BIN)/celery -A digest beat --loglevel=info --scheduler django_celery_beat.schedulers:DatabaseScheduler & \
+		$(BIN)/celery -A config worker --loglevel=info & \
+		$(BIN)/celery -A config beat --loglevel=info --scheduler django_celery_beat.schedulers:DatabaseScheduler & \
 		$(BIN)/python manage.py runserver 127.0.0.1:8000; \
 	else \
 		$(BIN)/python manage.py runserver 127.0.0.1:8000; \

@@ -10,7 +10,7 @@ CODE_ONLY_COMMANDS = {"makemigrations"}
 
 
 def main():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     if sys.argv[1:2] and sys.argv[1] in CODE_ONLY_COMMANDS:
         os.environ.setdefault("DEBUG", "true")
     from django.conf import settings

@@ -78,7 +78,7 @@ def drop_database(url):
 
 def setup_django(database_url):
     sys.path.insert(0, str(ROOT))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "digest.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ["DEBUG"] = "true"  # the development SECRET_KEY, SITE_URL, ... (switched off below)
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -104,7 +104,8 @@ def seed(args, cursor):
     import random
 
     from bench.digest_data import topic_specs
-    from digest.models import Delivery, DigestRun, Paper, Topic
+    from digest.models import Delivery, DigestRun
+    from papers.models import Paper, Topic
     from subscriptions.models import Consent, Subscriber
 
     started = time.perf_counter()
@@ -292,7 +293,8 @@ def vacuum_analyze():
 
 
 def row_counts():
-    from digest.models import Delivery, DigestRun, Paper, Topic
+    from digest.models import Delivery, DigestRun
+    from papers.models import Paper, Topic
     from subscriptions.models import Consent, Subscriber
 
     models = {
@@ -329,7 +331,8 @@ def pages(args):
     """[(name, url)] of every changelist and its common filtered, searched and paged variants."""
     from django.utils import timezone
 
-    from digest.models import Delivery, DigestRun, Topic
+    from digest.models import Delivery, DigestRun
+    from papers.models import Topic
     from subscriptions.models import Subscriber
 
     today = timezone.now().date()
@@ -368,12 +371,12 @@ def pages(args):
         ("delivery_page_50", f"{deliveries}?p={page}"),
         ("delivery_change", f"{deliveries}{delivery.pk}/change/"),
         ("digestrun", "/admin/digest/digestrun/"),
-        ("topic", "/admin/digest/topic/"),
-        ("topic_change", f"/admin/digest/topic/{topic}/change/"),
-        ("paper", "/admin/digest/paper/"),
-        ("paper_search_id", "/admin/digest/paper/?q=2601.04242"),
-        ("paper_search_title", "/admin/digest/paper/?q=number 4242 for"),
-        ("fetchrun", "/admin/digest/fetchrun/"),
+        ("topic", "/admin/papers/topic/"),
+        ("topic_change", f"/admin/papers/topic/{topic}/change/"),
+        ("paper", "/admin/papers/paper/"),
+        ("paper_search_id", "/admin/papers/paper/?q=2601.04242"),
+        ("paper_search_title", "/admin/papers/paper/?q=number 4242 for"),
+        ("fetchrun", "/admin/papers/fetchrun/"),
         ("erasedaddress", "/admin/subscriptions/erasedaddress/"),
     ]
 

@@ -130,7 +130,7 @@ def drop_postgres(url):
 
 def setup_django(database_url, email_env, *, keep_debug=True):
     sys.path.insert(0, str(ROOT))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "digest.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ["DEBUG"] = "true"
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -203,7 +203,7 @@ def product_run(args, now):
     from django.db import connection
 
     from digest import planning, sending
-    from digest.emails import DigestRenderer
+    from digest.rendering import DigestRenderer
 
     if args.processes > 1:
         return parallel_run(args, now)
@@ -276,7 +276,7 @@ def parallel_run(args, now):
     from django.conf import settings
 
     from digest import jobs, sending
-    from digest.emails import DigestRenderer
+    from digest.rendering import DigestRenderer
 
     started = time.perf_counter()
     run, ids, outcome, _recovered = jobs.run_digests(now, ignore_hour=True, processes=args.processes)
@@ -449,7 +449,7 @@ def naive_baseline(readers, topic_ids, history, pool, now, sink):
 def raw_baseline(readers, topic_ids, history, pool, now, sink):
     from django.core.mail import get_connection
 
-    from digest.emails import DigestRenderer
+    from digest.rendering import DigestRenderer
 
     renderer = DigestRenderer()
     built = time.perf_counter()
@@ -625,7 +625,7 @@ def main():
             }  # fmt: skip
             log(f"aiosmtpd listening on 127.0.0.1:{controller.port} ({args.smtp_server})")
 
-        env = dict(os.environ, DATABASE_URL=database_url, DEBUG="true", DJANGO_SETTINGS_MODULE="digest.settings")
+        env = dict(os.environ, DATABASE_URL=database_url, DEBUG="true", DJANGO_SETTINGS_MODULE="config.settings")
         env.setdefault("LOG_LEVEL", "WARNING")
         env["VAR_DIR"] = str(temp_dir / "var")
         os.environ["VAR_DIR"] = env["VAR_DIR"]

@@ -1,6 +1,6 @@
 """Synthetic topics, papers and subscribers for bench/digest_bench.py. Needs Django set up; deterministic per seed.
 
-Topics are named after concepts of digest.vocabulary (the spelled-out phrase as name, the abbreviation and another form
+Topics are named after concepts of papers.vocabulary (the spelled-out phrase as name, the abbreviation and another form
 as aliases), qualified by an application domain once the concepts run out. Papers are built from the same vocabulary:
 each has one main concept in its title and one or two more in its abstract, so every topic matches some tens of papers
 of a 1,000-paper pool through the product's own matcher.
@@ -52,7 +52,7 @@ LAST_NAMES = ["Silva", "Zhang", "Kim", "Müller", "Patel", "García", "Tanaka", 
 
 
 def _concept_forms(key):
-    from digest.vocabulary import CONCEPTS
+    from papers.vocabulary import CONCEPTS
 
     forms, _broader = CONCEPTS[key]
     return forms
@@ -122,7 +122,7 @@ def paper_text(rng, main, extra, domain):
 
 def synthetic_paper(rng, number, title, abstract, seen, *, with_code=True):
     """An unsaved Paper first seen at `seen`: authors, dates, a long-tailed upvote count and, for some, a code link."""
-    from digest.models import Paper
+    from papers.models import Paper
 
     paper = Paper(
         arxiv_id=f"2601.{number:05d}",
@@ -147,7 +147,7 @@ def generate(*, papers, topics, subscribers, per_email, seed, topic_skew=0.0, lo
     from django.conf import settings
     from django.utils import timezone
 
-    from digest.models import Paper, Topic
+    from papers.models import Paper, Topic
     from subscriptions.models import Subscriber
 
     rng = random.Random(seed)
@@ -216,7 +216,7 @@ def generate(*, papers, topics, subscribers, per_email, seed, topic_skew=0.0, lo
     log(f"{subscribers} subscribers, {links} topic choices, in {time.perf_counter() - started:.1f} s")
 
     # How many pool papers each topic matches, through the product's own matcher and threshold.
-    from digest.selection import Pool
+    from papers.ranking import Pool
 
     pool = Pool.load(timezone.now())
     counts = sorted(len(pool._scored(("topic", topic_id))) for topic_id in pool.topics)

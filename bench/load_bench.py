@@ -129,7 +129,7 @@ def production_env(args, var_dir):
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "DJANGO_SETTINGS_MODULE": "digest.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "SITE_URL": site_url,
@@ -182,7 +182,7 @@ def seed(args):
     from django.utils import timezone
 
     from bench.digest_data import DOMAINS, TOPIC_CONCEPTS, paper_text, synthetic_paper
-    from digest.models import Paper, Topic
+    from papers.models import Paper, Topic
     from subscriptions.models import Consent, Subscriber
 
     started = time.perf_counter()
@@ -446,7 +446,7 @@ def main():
         release(env)
         setup_django(env)
         active = seed(args)
-        from digest.models import Topic
+        from papers.models import Topic
         from subscriptions.models import Subscriber
 
         random.Random(7).shuffle(active)

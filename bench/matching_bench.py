@@ -22,14 +22,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PAPERS = [ROOT / "digest/sample_data/papers.json", ROOT / "bench/matching/papers.json"]
+DEFAULT_PAPERS = [ROOT / "papers/sample_data/papers.json", ROOT / "bench/matching/papers.json"]
 DEFAULT_INTERESTS = ROOT / "bench/matching/interests.json"
 HELDOUT_INTERESTS = ROOT / "bench/matching/interests_heldout.json"
 
 
 def setup_django():
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DEBUG", "true")
     import django
 
@@ -38,9 +38,9 @@ def setup_django():
 
 def load_papers(paths):
     """Unsaved Paper objects built through the import path, so the bench measures what the product stores."""
-    from digest.models import Paper
-    from digest.sources import InvalidItem
-    from digest.sources.files import read_items
+    from papers.models import Paper
+    from papers.sources import InvalidItem
+    from papers.sources.files import read_items
 
     papers = {}
     for path in paths:
@@ -56,7 +56,7 @@ def load_papers(paths):
 
 
 def evaluate(papers, interests, min_score, semantic_weight=None):
-    from digest.matching import Index, Query
+    from papers.matching import Index, Query
 
     index = Index(papers, semantic_weight=semantic_weight)
     known = {paper.arxiv_id for paper in papers}

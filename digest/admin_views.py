@@ -1,6 +1,6 @@
 """Admin pages that are not a model's changelist: the health dashboard, the exact digest preview and its test send.
 
-digest/urls.py puts them under the subscriber's admin URL, inside `admin.site.admin_view`, so only logged-in staff
+config/urls.py puts them under the subscriber's admin URL, inside `admin.site.admin_view`, so only logged-in staff
 reach them; each also checks the subscriber permission it needs.
 """
 
@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from digest import previews
 from digest.dashboard import get_dashboard
-from digest.sending import classify
+from subscriptions.mailerrors import classify
 from subscriptions.models import Subscriber
 
 

@@ -3,4 +3,4 @@ from django.apps import AppConfig
 
 class DigestConfig(AppConfig):
     name = "digest"
-    verbose_name = "Papers and digests"
+    verbose_name = "Digests"

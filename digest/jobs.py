@@ -9,7 +9,7 @@ import multiprocessing
 from django.db import connections
 
 from digest import planning, sending
-from digest.emails import DigestRenderer
+from digest.rendering import DigestRenderer
 
 _process_state = {}
 

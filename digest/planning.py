@@ -10,7 +10,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Exists, Min, OuterRef, Q
 
-from digest.models import Delivery, DigestRun, Paper
+from digest.models import Delivery, DigestRun
+from papers.models import Paper
 from subscriptions.models import Subscriber
 
 BULK_SIZE = 1000

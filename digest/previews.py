@@ -11,8 +11,9 @@ from email.utils import parseaddr
 from django.utils import timezone
 
 from digest import sending
-from digest.emails import DigestRenderer
-from digest.selection import History, Pick, Pool, choose_papers
+from digest.rendering import DigestRenderer
+from digest.selection import History, choose_papers
+from papers.ranking import Pick, Pool
 
 TEST_SUBJECT_PREFIX = "[Test] "
 # Headers a test copy must not carry: a mail client's unsubscribe button would unsubscribe the reader.

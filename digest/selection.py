@@ -1,4 +1,4 @@
-"""Choosing each reader's papers.
+"""Choosing each reader's papers from the run's pool (papers.ranking.Pool).
 
 A run works on one pool: the papers first seen in the last DIGEST_MAX_WINDOW_DAYS, indexed once. Every topic and every
 keyword is scored over the pool once and ranked once (relevance blended with trending). Per reader only this remains:
@@ -10,152 +10,14 @@ candidates are scored, nudged by their similarity to the papers they gave feedba
 paper is scored over the pool once per run, like a topic. Readers without feedback take the merge above unchanged.
 """
 
-import heapq
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Max
 
-from digest import feedback as feedback_nudge
-from digest import trending
-from digest.matching import Index, Query
-from digest.models import Delivery, Feedback, Paper, Topic
-
-POOL_FIELDS = [
-    "id", "arxiv_id", "title", "abstract", "authors", "upvotes", "github_url", "published_at", "featured_at",
-    "first_seen_at", "search_title", "search_abstract",
-]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Preferences:
-    """What decides a reader's ranking: their topics and keywords."""
-
-    topic_ids: tuple
-    keywords: tuple
-
-    @classmethod
-    def of(cls, subscriber, topic_ids):
-        keywords = tuple(sorted({keyword.strip().lower() for keyword in subscriber.keywords if keyword.strip()}))
-        return cls(tuple(sorted(topic_ids)), keywords)
-
-
-@dataclass(frozen=True)
-class Pick:
-    paper: Paper
-    score: float  # relevance blended with trending: the order in the email
-    relevance: float
-    labels: tuple  # the reader's topics and keywords it matched, best first
-
-
-class Pool:
-    def __init__(self, papers, topics, now):
-        self.now = now
-        self.papers = list(papers)
-        self.index = Index(self.papers)
-        self.topics = {topic.id: topic for topic in topics}
-        scaled = trending.scale(trending.trending_score(paper, now) for paper in self.papers)
-        self.trending = dict(enumerate(scaled))
-        self._weekly_trending = None
-        self._scores = {}
-
-    @classmethod
-    def load(cls, now):
-        since = now - timedelta(days=settings.DIGEST_MAX_WINDOW_DAYS)
-        papers = Paper.objects.filter(first_seen_at__gte=since).only(*POOL_FIELDS).order_by("arxiv_id")
-        return cls(papers, Topic.objects.all(), now)
-
-    def __len__(self):
-        return len(self.papers)
-
-    def _scored(self, key):
-        if key not in self._scores:
-            kind, value = key
-            query = Query.from_topic(self.topics[value]) if kind == "topic" else Query.from_interest(value)
-            self._scores[key] = {
-                doc: score for doc, score in self.index.score(query).items() if score >= settings.MATCH_MIN_SCORE
-            }
-        return self._scores[key]
-
-    def _label(self, key):
-        kind, value = key
-        return self.topics[value].name if kind == "topic" else f"“{value}”"
-
-    def _trending_for(self, weekly):
-        if not weekly:
-            return self.trending
-        if self._weekly_trending is None:
-            # The week's best: upvotes alone, without the pull of age that favours today's papers in a daily digest.
-            scaled = trending.scale(trending.trending_score(paper, self.now, gravity=0) for paper in self.papers)
-            self._weekly_trending = dict(enumerate(scaled))
-        return self._weekly_trending
-
-    def _ranked(self, key, weekly=False):
-        """[(-score, doc)] for one topic or keyword, best first: its relevance blended with trending."""
-        ranked_key = ("ranked", key, weekly)
-        if ranked_key not in self._scores:
-            scored = self._scored(key)
-            trend = self._trending_for(weekly)
-            self._scores[ranked_key] = sorted(
-                (-trending.blend(relevance, trend[doc]), doc) for doc, relevance in scored.items()
-            )
-        return self._scores[ranked_key]
-
-    def _similar(self, liked):
-        """{doc: similarity} of the pool's papers to one feedback paper (a FeedbackPaper), once per run."""
-        key = ("feedback", liked.paper_id)
-        if key not in self._scores:
-            self._scores[key] = self.index.score(feedback_nudge.similarity_query(liked.title, liked.keywords))
-        return self._scores[key]
-
-    def _pick(self, doc, score, keys):
-        hits = sorted((-self._scored(key).get(doc, 0.0), self._label(key)) for key in keys)
-        labels = tuple(label for negative, label in hits if negative < 0)
-        return Pick(self.papers[doc], round(score, 6), round(-hits[0][0], 6), labels)
-
-    def choose(self, preferences, *, since, exclude=frozenset(), limit=10, feedback=(), weekly=False):
-        """The reader's best `limit` papers: merged from their topics' and keywords' rankings, computed once per run.
-
-        A reader's relevance for a paper is its best relevance over their topics and keywords, and blending with
-        trending keeps that order, so merging the per-topic rankings gives the reader's ranking without building it:
-        the work per reader is about `limit` steps, however many readers share or do not share their mix.
-        """
-        keys = [("topic", topic_id) for topic_id in preferences.topic_ids if topic_id in self.topics]
-        keys += [("keyword", keyword) for keyword in preferences.keywords]
-        if feedback:
-            return self._choose_with_feedback(keys, feedback, since=since, exclude=exclude, limit=limit, weekly=weekly)
-        picks, seen = [], set()
-        # Papers are in arXiv id order, so the doc number breaks ties the same way on every database.
-        for negative_score, doc in heapq.merge(*(self._ranked(key, weekly) for key in keys)):
-            if doc in seen:
-                continue
-            seen.add(doc)
-            paper = self.papers[doc]
-            if paper.first_seen_at < since or paper.id in exclude:
-                continue
-            picks.append(self._pick(doc, -negative_score, keys))
-            if len(picks) == limit:
-                break
-        return picks
-
-    def _choose_with_feedback(self, keys, feedback, *, since, exclude, limit, weekly=False):
-        """Like choose, for a reader with feedback: every candidate's score is nudged (digest.feedback.factor)."""
-        best = {}  # doc -> its best blended score over the reader's topics and keywords
-        for key in keys:
-            for negative_score, doc in self._ranked(key, weekly):
-                if negative_score < best.get(doc, 0.0):
-                    best[doc] = negative_score
-        more = [self._similar(item) for item in feedback if item.direction == Feedback.Direction.MORE]
-        less = [self._similar(item) for item in feedback if item.direction == Feedback.Direction.LESS]
-        ranked = []
-        for doc, negative_score in best.items():
-            paper = self.papers[doc]
-            if paper.first_seen_at < since or paper.id in exclude:
-                continue
-            ranked.append((round(negative_score * feedback_nudge.factor(doc, more, less), 6), doc))
-        ranked.sort()
-        return [self._pick(doc, -negative_score, keys) for negative_score, doc in ranked[:limit]]
+from digest.models import Delivery, Feedback
+from papers.ranking import Preferences
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from digest import fetching, planning, sending
+from digest import planning, sending
+from subscriptions.mailerrors import retry_delay
 
 
 @shared_task(acks_late=True)
@@ -32,14 +33,7 @@ def send_deliveries(self, delivery_ids, run_id=None):
         except sending.DATABASE_ERRORS as error:
             # The database stayed out of reach past sending's own reconnects. What was known is written or will be
             # recovered; the rows never handed over are pending again, and this task claims them when it retries.
-            raise self.retry(exc=error, countdown=sending.retry_delay(self.request.retries)) from error
+            raise self.retry(exc=error, countdown=retry_delay(self.request.retries)) from error
         if outcome.retry_ids:
-            raise self.retry(args=[outcome.retry_ids, run_id], countdown=sending.retry_delay(self.request.retries))
+            raise self.retry(args=[outcome.retry_ids, run_id], countdown=retry_delay(self.request.retries))
     return {"sent": outcome.sent, "failed": outcome.failed, "skipped": outcome.skipped}
-
-
-@shared_task(acks_late=True)
-def fetch_papers(source):
-    """Beat runs this for "hf" hourly and for "arxiv" daily after arXiv's announcement."""
-    run = fetching.fetch(source)
-    return {"fetched": run.fetched_count, "created": run.created_count, "error": run.error}

@@ -1,20 +1,14 @@
-from django.contrib import admin
-from django.urls import include, path
+"""The reader's pages about their digests (behind signed links): view in browser, feedback, their own feed."""
 
-from digest import admin_views
-from subscriptions.tracking import webhook_urls
+from django.urls import path
 
-# Admin pages that belong to no changelist; admin_view lets only logged-in staff in.
-preview_prefix = "admin/subscriptions/subscriber/<int:subscriber_id>/preview/"
+from digest import feeds, views
+
+app_name = "digest"
 
 urlpatterns = [
-    path("admin/health/", admin.site.admin_view(admin_views.dashboard), name="digest_dashboard"),
-    path(preview_prefix, admin.site.admin_view(admin_views.preview), name="digest_preview"),
-    path(preview_prefix + "html/", admin.site.admin_view(admin_views.preview_html), name="digest_preview_html"),
-    path(preview_prefix + "send/", admin.site.admin_view(admin_views.preview_send), name="digest_preview_send"),
-    path("admin/", admin.site.urls),
-    # Anymail's tracking webhooks (bounces, complaints): anymail/<esp>/tracking/, behind ANYMAIL_WEBHOOK_SECRET.
-    path("anymail/", include((webhook_urls(), "anymail"))),
-    path("", include("digest.web_urls")),
-    path("", include("subscriptions.urls")),
+    path("digest/<str:token>/", views.view_digest, name="view_digest"),
+    path("feedback/<str:token>/", views.feedback, name="feedback"),
+    path("manage/<str:token>/feedback/undo/", views.undo_feedback, name="undo_feedback"),
+    path("feed/<str:token>/", feeds.reader_feed, name="reader_feed"),
 ]

@@ -1,144 +1,79 @@
-"""Public topic pages: a topic's trending papers of one UTC day, ranked as the digest ranks them (feeds: feeds.py).
+"""The reader's pages about their digests: "view in browser", the "more/less like this" buttons and their undo.
 
-A day's page ranks the papers first seen that day (UTC) and no others, so every paper is on exactly one day's page and
-a past day's page stays the same (upvotes aside). The ranking is the digest's own (`selection.Pool`): the day's
-papers are the pool, the topic the reader's only preference, and trending is measured as of the end of the day (or
-now, for today). Rankings are cached for RANKING_CACHE_SECONDS; the pages are the same for everyone and are sent with a
-short public max-age (pages behind signed links, like the reader's feed, are never cached).
+Like every reader page they need no account: the signed link (subscriptions.tokens) names the reader.
 """
 
-from datetime import UTC, date, datetime, time, timedelta
-
-from django.conf import settings
-from django.core.cache import cache
+from csp.decorators import csp
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.cache import patch_cache_control
-from django.views.decorators.http import require_safe
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from digest.models import Paper, Topic
-from digest.selection import POOL_FIELDS, Pool, Preferences
+from digest import feedback as reader_feedback
+from digest.models import Delivery
+from digest.previews import build_delivered
+from papers.models import Paper
+from subscriptions import tokens
+from subscriptions.views import bad_link, signed_link
 
-PAGE_LIMIT = 100  # papers shown on a day's page, best first
-RANKING_CACHE_SECONDS = 300
-PUBLIC_MAX_AGE = 300  # Cache-Control max-age of the public pages and the topic feeds
-
-
-def today():
-    return timezone.now().astimezone(UTC).date()
-
-
-def day_bounds(day):
-    start = datetime.combine(day, time.min, tzinfo=UTC)
-    return start, start + timedelta(days=1)
+# "More/less like this" links from the digest (digest.feedback). The link is signed for one reader, one paper and one
+# direction; a GET only shows the button (mail scanners open links), a POST records it.
+FEEDBACK_QUESTIONS = {"more": "More like this", "less": "Less like this"}
 
 
-def parse_day(value):
-    """The date in a URL (YYYY-MM-DD), or None when it is malformed, impossible or in the future."""
-    if len(value) != 10:
-        return None
+@never_cache
+@require_http_methods(["GET", "POST"])
+def feedback(request, token):
     try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        return None
-    return day if day <= today() else None
-
-
-def active_topic(slug):
-    return Topic.objects.filter(slug=slug, is_active=True).first()
-
-
-def rank_day(topic, day):
-    """[(paper id, score)] for `topic` among the papers first seen on `day` (UTC), best first, as the digest ranks
-    them: the same Pool, the same relevance threshold and the same blend with trending."""
-    start, end = day_bounds(day)
-    now = min(timezone.now(), end)
-    papers = Paper.objects.filter(first_seen_at__gte=start, first_seen_at__lt=end).only(*POOL_FIELDS)
-    pool = Pool(papers.order_by("arxiv_id"), [topic], now)
-    picks = pool.choose(Preferences((topic.id,), ()), since=start, limit=len(pool))
-    return [(pick.paper.id, pick.score) for pick in picks]
-
-
-def cached_ranking(topic, day):
-    key = f"topic-day:{topic.id}:{day.isoformat()}"
-    ranking = cache.get(key)
-    if ranking is None:
-        ranking = rank_day(topic, day)
-        cache.set(key, ranking, RANKING_CACHE_SECONDS)
-    return ranking
-
-
-def ranked_papers(topic, day, limit=None):
-    """(papers best first, each with .score, total matching) for a topic and day: one query, or two on a cache miss."""
-    ranking = cached_ranking(topic, day)
-    shown = ranking[:limit] if limit else ranking
-    by_id = Paper.objects.only(*POOL_FIELDS).in_bulk([paper_id for paper_id, _score in shown])
-    papers = []
-    for paper_id, score in shown:
-        paper = by_id.get(paper_id)
-        if paper is not None:
-            paper.score = score
-            papers.append(paper)
-    return papers, len(ranking)
-
-
-def site_url(path):
-    return settings.SITE_URL.rstrip("/") + path
-
-
-def topic_day_url(topic, day):
-    return reverse("topics:day", args=[topic.slug, day.isoformat()])
-
-
-def public(response, max_age=PUBLIC_MAX_AGE):
-    """Public pages: the same for everyone, so browsers and proxies may keep them briefly."""
-    patch_cache_control(response, public=True, max_age=max_age)
-    return response
-
-
-def not_found(request, *, topic_slug=None, day_text=None, topic=None):
-    context = {"topic_slug": topic_slug, "day_text": day_text, "topic": topic, "today": today()}
-    return render(request, "digest/not_found.html", context, status=404)
-
-
-@require_safe
-def topic_list(request):
-    topics = Topic.objects.filter(is_active=True)
-    response = render(request, "digest/topic_list.html", {"topics": topics, "today": today()})
-    return public(response)
-
-
-@require_safe
-def topic_today(request, slug):
-    topic = active_topic(slug)
-    if topic is None:
-        return not_found(request, topic_slug=slug)
-    return public(redirect(topic_day_url(topic, today())), max_age=60)
-
-
-@require_safe
-def topic_day(request, slug, day):
-    topic = active_topic(slug)
-    if topic is None:
-        return not_found(request, topic_slug=slug)
-    parsed = parse_day(day)
-    if parsed is None:
-        return not_found(request, day_text=day, topic=topic)
-    papers, total = ranked_papers(topic, parsed, limit=PAGE_LIMIT)
-    current = today()
+        subscriber, paper_id, direction = tokens.read_feedback(token)
+    except tokens.BadToken:
+        return bad_link(request)
+    paper = Paper.objects.filter(id=paper_id).only("id", "title", "arxiv_id").first()
+    if paper is None:
+        return bad_link(request)
     context = {
-        "topic": topic,
-        "day": parsed,
-        "is_today": parsed == current,
-        "papers": papers,
-        "total": total,
-        "previous_url": topic_day_url(topic, parsed - timedelta(days=1)),
-        "previous_day": parsed - timedelta(days=1),
-        "next_url": topic_day_url(topic, parsed + timedelta(days=1)) if parsed < current else None,
-        "next_day": parsed + timedelta(days=1),
-        "today_url": topic_day_url(topic, current) if parsed != current else None,
-        "feed_url": reverse("topics:feed", args=[topic.slug]),
-        "min_score": settings.MATCH_MIN_SCORE,
+        "subscriber": subscriber,
+        "paper": paper,
+        "direction": direction,
+        "question": FEEDBACK_QUESTIONS[direction],
+        "manage_url": tokens.manage_url(subscriber),
     }
-    return public(render(request, "digest/topic_day.html", context))
+    if request.method == "POST":
+        reader_feedback.record(subscriber, paper, direction)
+        return render(request, "digest/feedback_done.html", context)
+    return render(request, "digest/feedback.html", context)
+
+
+@require_POST
+@signed_link(tokens.MANAGE)
+def undo_feedback(request, token, subscriber):
+    feedback_id = request.POST.get("feedback", "")
+    if feedback_id.isdigit():
+        reader_feedback.undo(subscriber, int(feedback_id))
+    return redirect(reverse("subscriptions:manage", args=[token]) + "?notice=feedback-undone#feedback")
+
+
+# The email's own markup: inline styles (a CSS-inlined email), images from anywhere over HTTPS, no script at all.
+@require_GET
+@never_cache
+@csp(
+    {
+        "default-src": ["'none'"],
+        "style-src": ["'unsafe-inline'"],
+        "img-src": ["https:", "data:"],
+        "base-uri": ["'none'"],
+        "form-action": ["'none'"],
+        "frame-ancestors": ["'none'"],
+    }
+)
+def view_digest(request, token):
+    """A sent digest as a web page, identical to the email ("View in browser" in every digest)."""
+    try:
+        subscriber, day = tokens.read_view(token)
+    except tokens.BadToken:
+        return bad_link(request)
+    delivery = subscriber.deliveries.filter(digest_date=day, status=Delivery.Status.SENT).first()
+    if delivery is None:
+        return render(request, "digest/digest_gone.html", {"day": day}, status=404)
+    return HttpResponse(build_delivered(delivery), content_type="text/html; charset=utf-8")

@@ -1,18 +1,18 @@
 import csv
+import re
 from collections import defaultdict
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import Exists, OuterRef, Prefetch, Subquery
+from django.db.models import Exists, OuterRef, Prefetch
 from django.db.models.functions import Lower
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from digest.admin import WHOLE_ADDRESS, plural
-from digest.models import Delivery, Topic
+from papers.models import Topic
 from subscriptions.forms import normalise_email
 from subscriptions.models import Consent, ErasedAddress, MailEvent, Subscriber
 
@@ -20,6 +20,14 @@ EXPORT_BATCH = 2000
 CSV_HEADER = ["email", "status", "topics", "keywords", "time_zone", "send_hour", "frequency", "created", "confirmed"]
 # A spreadsheet runs a cell that starts with one of these as a formula; readers choose their own keywords.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+# A whole address (something@domain.tld): searched exactly, through the unique index on Lower(email).
+WHOLE_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def plural(count, word, words=None):
+    return f"{count:,} {word if count == 1 else (words or word + 's')}"
 
 
 def preview_url(subscriber_id):
@@ -116,7 +124,7 @@ class TopicFilter(admin.SimpleListFilter):
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
     form = SubscriberForm
-    list_display = ["email", "status", "frequency", "topic_names", "confirmed_at", "last_delivery"]
+    list_display = ["email", "status", "frequency", "topic_names", "confirmed_at"]
     list_filter = ["status", TopicFilter, "frequency"]
     search_fields = ["email"]  # see get_search_results
     search_help_text = "A whole address finds that subscriber at once; part of one searches every address."
@@ -129,15 +137,9 @@ class SubscriberAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
 
     def get_queryset(self, request):
-        # The last delivery of each reader: the unique (subscriber, digest_date) index read backwards, one row each.
-        last = Delivery.objects.filter(subscriber=OuterRef("pk")).order_by("-digest_date")
         return (
             super()
             .get_queryset(request)
-            .annotate(
-                last_delivery_date=Subquery(last.values("digest_date")[:1]),
-                last_delivery_status=Subquery(last.values("status")[:1]),
-            )
             .prefetch_related(Prefetch("topics", queryset=Topic.objects.only("id", "name")))
         )
 
@@ -155,13 +157,6 @@ class SubscriberAdmin(admin.ModelAdmin):
     @admin.display(description="Topics")
     def topic_names(self, subscriber):
         return ", ".join(topic.name for topic in subscriber.topics.all())
-
-    @admin.display(description="Last delivery")
-    def last_delivery(self, subscriber):
-        if subscriber.last_delivery_date is None:
-            return "-"
-        status = Delivery.Status(subscriber.last_delivery_status).label.lower()
-        return f"{subscriber.last_delivery_date:%Y-%m-%d} ({status})"
 
     @admin.display(description="Preview digest")
     def digest_preview(self, subscriber):

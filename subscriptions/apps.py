@@ -13,5 +13,5 @@ class SubscriptionsConfig(AppConfig):
         from subscriptions.forms import forget_offered_topics
 
         # The sign-up form keeps its topics in each process for seconds; a topic saved or deleted here shows at once.
-        post_save.connect(forget_offered_topics, sender="digest.Topic", dispatch_uid="forget_offered_topics")
-        post_delete.connect(forget_offered_topics, sender="digest.Topic", dispatch_uid="forget_offered_topics")
+        post_save.connect(forget_offered_topics, sender="papers.Topic", dispatch_uid="forget_offered_topics")
+        post_delete.connect(forget_offered_topics, sender="papers.Topic", dispatch_uid="forget_offered_topics")

@@ -15,7 +15,7 @@ from django.utils.choices import BaseChoiceIterator
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from digest.models import Topic
+from papers.models import Topic
 from subscriptions.models import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, MAX_PAPERS_PER_EMAIL, Subscriber
 
 # Stored with each consent record, with the wording the reader saw: change it whenever the wording changes.

@@ -41,7 +41,7 @@ class Subscriber(models.Model):
 
     email = models.EmailField(max_length=254)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
-    topics = models.ManyToManyField("digest.Topic", related_name="subscribers", blank=True)
+    topics = models.ManyToManyField("papers.Topic", related_name="subscribers", blank=True)
     keywords = models.JSONField(default=list, blank=True, help_text=f"Up to {MAX_KEYWORDS} free-text interests.")
     time_zone = TimeZoneField(default="UTC")
     send_hour = models.PositiveSmallIntegerField(

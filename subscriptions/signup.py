@@ -16,14 +16,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from digest.emails import make_message
-from subscriptions import tokens
+from subscriptions import tasks
+from subscriptions.emails import CONFIRM, MANAGE_LINK
 from subscriptions.models import Consent, Subscriber
 
 logger = logging.getLogger(__name__)
-
-CONFIRM = "confirm"
-MANAGE_LINK = "manage-link"
 
 
 def client_ip(request):
@@ -120,27 +117,4 @@ def may_email(subscriber):
 
 
 def send_subscription_email_later(subscriber_id, kind):
-    from subscriptions.tasks import send_subscription_email
-
-    send_subscription_email.delay(subscriber_id, kind)
-
-
-def make_subscription_email(subscriber, kind):
-    context = {"email": subscriber.email, "max_age_days": settings.CONFIRMATION_MAX_AGE_DAYS}
-    if kind == CONFIRM:
-        context["confirm_url"] = tokens.confirm_url(subscriber)
-    else:
-        context["manage_url"] = tokens.manage_url(subscriber)
-    return make_message(kind, subscriber.email, context)
-
-
-def send_subscription_email(subscriber_id, kind):
-    """Send the confirmation or preferences-link email, if it still applies. True if one was handed to the backend."""
-    subscriber = Subscriber.objects.filter(id=subscriber_id).first()
-    if subscriber is None:
-        return False
-    wanted = {CONFIRM: (Subscriber.Status.PENDING,), MANAGE_LINK: (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED)}
-    if subscriber.status not in wanted[kind]:
-        return False
-    make_subscription_email(subscriber, kind).send()
-    return True
+    tasks.send_subscription_email.delay(subscriber_id, kind)

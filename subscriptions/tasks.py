@@ -1,11 +1,11 @@
-"""Celery tasks of the sign-up flow: thin wrappers around subscriptions.signup."""
+"""Celery tasks of the sign-up flow: thin wrappers around subscriptions.emails."""
 
 import logging
 
 from celery import shared_task
 
-from digest import sending
-from subscriptions import signup
+from subscriptions import emails
+from subscriptions.mailerrors import Permanent, classify, retry_delay
 
 logger = logging.getLogger(__name__)
 
@@ -13,11 +13,11 @@ logger = logging.getLogger(__name__)
 @shared_task(bind=True, acks_late=True, max_retries=8)
 def send_subscription_email(self, subscriber_id, kind):
     try:
-        return signup.send_subscription_email(subscriber_id, kind)
+        return emails.send_subscription_email(subscriber_id, kind)
     except Exception as error:
-        problem = sending.classify(error)
-        if isinstance(problem, sending.Permanent) or self.request.is_eager:
+        problem = classify(error)
+        if isinstance(problem, Permanent) or self.request.is_eager:
             # Eager (no broker): the reader is waiting on the page, which must not fail; they can send the form again.
             logger.warning("Sign-up email (%s) to subscriber %s not sent: %s", kind, subscriber_id, problem)
             return False
-        raise self.retry(countdown=sending.retry_delay(self.request.retries)) from error
+        raise self.retry(countdown=retry_delay(self.request.retries)) from error

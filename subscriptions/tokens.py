@@ -8,11 +8,13 @@ them all.
 """
 
 import functools
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
+
+from subscriptions.models import Subscriber
 
 UNSUBSCRIBE = "unsubscribe"
 MANAGE = "manage"
@@ -59,8 +61,6 @@ def read_token(value, purpose):
 
 def find_subscriber(value, purpose):
     """The Subscriber a signed link value is for, or BadToken (tampered, foreign, or the subscriber is gone)."""
-    from subscriptions.models import Subscriber
-
     token = read_token(value, purpose)
     subscriber = Subscriber.objects.filter(token=token).first()
     if subscriber is None:
@@ -91,7 +91,7 @@ FEED = "feed"
 
 def feed_url(subscriber):
     """The reader's Atom feed of their digests. It never expires, and reading it needs no other purpose's rights."""
-    return _link("topics:reader_feed", subscriber, FEED)
+    return _link("digest:reader_feed", subscriber, FEED)
 
 
 FEEDBACK = "feedback"
@@ -105,14 +105,12 @@ def feedback_value(subscriber, paper_id, direction):
 
 
 def feedback_url(subscriber, paper_id, direction):
-    before, after = _url_around("subscriptions:feedback", settings.SITE_URL)
+    before, after = _url_around("digest:feedback", settings.SITE_URL)
     return before + feedback_value(subscriber, paper_id, direction) + after
 
 
 def read_feedback(value):
     """(Subscriber, paper id, direction) from a feedback link value, or BadToken (tampered, foreign, reader gone)."""
-    from subscriptions.models import Subscriber
-
     try:
         token, paper_id, direction = _signer(FEEDBACK).unsign(value).split(".")
     except (signing.BadSignature, ValueError):
@@ -134,16 +132,12 @@ def view_value(subscriber, day):
 
 
 def view_url(subscriber, day):
-    before, after = _url_around("subscriptions:view_digest", settings.SITE_URL)
+    before, after = _url_around("digest:view_digest", settings.SITE_URL)
     return before + view_value(subscriber, day) + after
 
 
 def read_view(value):
     """(Subscriber, date) from a "view in browser" link value, or BadToken. It never expires."""
-    from datetime import date
-
-    from subscriptions.models import Subscriber
-
     try:
         token, day = _signer(VIEW).unsign(value).split(".")
         day = date.fromisoformat(day)

@@ -1,6 +1,6 @@
 """Bounces, complaints and unsubscribes reported by the mail provider, through Anymail's tracking webhooks.
 
-Anymail's views (`anymail/<esp>/tracking/`, see digest/urls.py) check each call (HTTP basic auth against
+Anymail's views (`anymail/<esp>/tracking/`, see config/urls.py) check each call (HTTP basic auth against
 ANYMAIL_WEBHOOK_SECRET, and the provider's signature where it has one), parse the provider's payload and send one
 normalised AnymailTrackingEvent per recipient through the `tracking` signal. `record_event` receives them:
 
@@ -131,6 +131,7 @@ def refuse_unconfigured(view):
 def webhook_urls():
     """Anymail's tracking webhook URLs, anymail/<esp>/tracking/ (and Mandrill's combined one), each behind
     refuse_unconfigured. Its inbound-mail URLs are left out: this site receives no mail."""
+    # Only the URLconf needs Anymail's webhook views; apps.ready() loads this module for its signal receiver alone.
     from anymail.urls import urlpatterns
     from django.urls import URLPattern
 

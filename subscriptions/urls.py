@@ -13,8 +13,5 @@ urlpatterns = [
     path("manage/<str:token>/data/", views.download_data, name="download_data"),
     path("manage/<str:token>/delete/", views.erase, name="erase"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
-    path("digest/<str:token>/", views.view_digest, name="view_digest"),
     path("unsubscribe/<str:token>/resubscribe/", views.resubscribe, name="resubscribe"),
-    path("feedback/<str:token>/", views.feedback, name="feedback"),
-    path("manage/<str:token>/feedback/undo/", views.undo_feedback, name="undo_feedback"),
 ]

@@ -5,7 +5,6 @@ import functools
 import json
 from datetime import timedelta
 
-from csp.decorators import csp
 from django.conf import settings
 from django.core.cache import caches
 from django.db import transaction
@@ -20,8 +19,8 @@ from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
 
-from digest.models import Paper
-from digest.trending import trending_score
+from papers.models import Paper
+from papers.trending import trending_score
 from subscriptions import signup, tokens
 from subscriptions.forms import FORM_VERSION, PreferencesForm, SubscribeForm, consent_wording
 from subscriptions.models import Consent, ErasedAddress, Subscriber
@@ -222,72 +221,3 @@ def resubscribe(request, token, subscriber):
     subscriber.resubscribe(**signup.Proof.from_request(request, wording=RESUBSCRIBE_WORDING).as_kwargs())
     context = {"subscriber": subscriber, "manage_url": tokens.manage_url(subscriber)}
     return render(request, "subscriptions/resubscribed.html", context)
-
-
-# "More/less like this" links from the digest (digest.feedback). The link is signed for one reader, one paper and one
-# direction; a GET only shows the button (mail scanners open links), a POST records it.
-FEEDBACK_QUESTIONS = {"more": "More like this", "less": "Less like this"}
-
-
-@never_cache
-@require_http_methods(["GET", "POST"])
-def feedback(request, token):
-    from digest import feedback as reader_feedback
-
-    try:
-        subscriber, paper_id, direction = tokens.read_feedback(token)
-    except tokens.BadToken:
-        return bad_link(request)
-    paper = Paper.objects.filter(id=paper_id).only("id", "title", "arxiv_id").first()
-    if paper is None:
-        return bad_link(request)
-    context = {
-        "subscriber": subscriber,
-        "paper": paper,
-        "direction": direction,
-        "question": FEEDBACK_QUESTIONS[direction],
-        "manage_url": tokens.manage_url(subscriber),
-    }
-    if request.method == "POST":
-        reader_feedback.record(subscriber, paper, direction)
-        return render(request, "subscriptions/feedback_done.html", context)
-    return render(request, "subscriptions/feedback.html", context)
-
-
-@require_POST
-@signed_link(tokens.MANAGE)
-def undo_feedback(request, token, subscriber):
-    from digest import feedback as reader_feedback
-
-    feedback_id = request.POST.get("feedback", "")
-    if feedback_id.isdigit():
-        reader_feedback.undo(subscriber, int(feedback_id))
-    return redirect(reverse("subscriptions:manage", args=[token]) + "?notice=feedback-undone#feedback")
-
-
-# The email's own markup: inline styles (a CSS-inlined email), images from anywhere over HTTPS, no script at all.
-@require_GET
-@never_cache
-@csp(
-    {
-        "default-src": ["'none'"],
-        "style-src": ["'unsafe-inline'"],
-        "img-src": ["https:", "data:"],
-        "base-uri": ["'none'"],
-        "form-action": ["'none'"],
-        "frame-ancestors": ["'none'"],
-    }
-)
-def view_digest(request, token):
-    """A sent digest as a web page, identical to the email ("View in browser" in every digest)."""
-    from digest.models import Delivery
-    from digest.previews import build_delivered
-
-    try:
-        subscriber, day = tokens.read_view(token)
-    except tokens.BadToken:
-        return bad_link(request)
-    delivery = subscriber.deliveries.filter(digest_date=day, status=Delivery.Status.SENT).first()
-    if delivery is None:
-        return render(request, "subscriptions/digest_gone.html", {"day": day}, status=404)
-    return HttpResponse(build_delivered(delivery), content_type="text/html; charset=utf-8")

@@ -3,7 +3,7 @@ import itertools
 import pytest
 from django.utils import timezone
 
-from digest.models import Paper, Topic
+from papers.models import Paper, Topic
 from subscriptions.models import Subscriber
 
 _numbers = itertools.count(1)
@@ -78,7 +78,7 @@ def inline_tasks():
 
     The task path through a real worker has its own tests (test_worker.py).
     """
-    from digest.celery import app
+    from config.celery import app
 
     saved = app.conf.task_always_eager
     app.conf.task_always_eager = True

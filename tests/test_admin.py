@@ -6,7 +6,7 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.utils import timezone
 
-from digest.models import Paper, Topic
+from papers.models import Paper, Topic
 
 
 @pytest.fixture
@@ -23,22 +23,22 @@ def papers(db):
 
 
 def test_paper_changelist_searches_by_id_and_title(admin_client, papers):
-    page = admin_client.get("/admin/digest/paper/", {"q": "speech"}).content.decode()
+    page = admin_client.get("/admin/papers/paper/", {"q": "speech"}).content.decode()
     assert "Speech recognition in noisy rooms" in page
     assert "Graph neural networks for molecules" not in page
-    page = admin_client.get("/admin/digest/paper/", {"q": "2401.10002"}).content.decode()
+    page = admin_client.get("/admin/papers/paper/", {"q": "2401.10002"}).content.decode()
     assert "A GNN that counts substructures" in page
 
 
 def test_paper_page_links_to_arxiv_and_pdf(admin_client, papers):
-    page = admin_client.get(f"/admin/digest/paper/{papers[0].pk}/change/").content.decode()
+    page = admin_client.get(f"/admin/papers/paper/{papers[0].pk}/change/").content.decode()
     assert 'href="https://arxiv.org/abs/2401.10001"' in page
     assert 'href="https://arxiv.org/pdf/2401.10001"' in page
 
 
 def test_topic_page_previews_todays_matches_only(admin_client, papers):
     topic = Topic.objects.create(name="Graph neural networks", slug="gnn", aliases="GNN\nmessage passing")
-    page = admin_client.get(f"/admin/digest/topic/{topic.pk}/change/").content.decode()
+    page = admin_client.get(f"/admin/papers/topic/{topic.pk}/change/").content.decode()
     assert "Papers it matches today" in page
     assert "Graph neural networks for molecules" in page
     assert "A GNN that counts substructures" in page
@@ -48,13 +48,13 @@ def test_topic_page_previews_todays_matches_only(admin_client, papers):
 
 def test_topic_preview_explains_an_empty_day(admin_client, db):
     topic = Topic.objects.create(name="Graph neural networks", slug="gnn")
-    page = admin_client.get(f"/admin/digest/topic/{topic.pk}/change/").content.decode()
+    page = admin_client.get(f"/admin/papers/topic/{topic.pk}/change/").content.decode()
     assert "No papers were first seen in the last 48 hours" in page
 
 
 def test_topic_changelist_shows_subscriber_counts(admin_client, db):
     Topic.objects.create(name="Robotics", slug="robotics", description="Robots that learn.")
-    page = admin_client.get("/admin/digest/topic/").content.decode()
+    page = admin_client.get("/admin/papers/topic/").content.decode()
     assert "Robotics" in page
     assert "Subscribers" in page
 
@@ -234,15 +234,15 @@ def test_digest_run_list_shows_duration_failures_and_links_to_deliveries(admin_c
 def test_topic_list_counts_subscribers(admin_client, make_reader, gnn, speech):
     make_reader(topics=[gnn, speech])
     make_reader(topics=[gnn])
-    counts = {topic.name: topic.subscriber_total for topic in rows_of(admin_client.get("/admin/digest/topic/"))}
+    counts = {topic.name: topic.subscriber_total for topic in rows_of(admin_client.get("/admin/papers/topic/"))}
     assert counts == {"Graph neural networks": 2, "Speech recognition": 1}
 
 
 def test_paper_search_takes_an_arxiv_id_with_its_version(admin_client, papers):
-    assert [paper.arxiv_id for paper in rows_of(admin_client.get("/admin/digest/paper/", {"q": "2401.10002v2"}))] == [
+    assert [paper.arxiv_id for paper in rows_of(admin_client.get("/admin/papers/paper/", {"q": "2401.10002v2"}))] == [
         "2401.10002"
     ]
-    assert [p.arxiv_id for p in rows_of(admin_client.get("/admin/digest/paper/", {"q": "arXiv:2401.10003"}))] == [
+    assert [p.arxiv_id for p in rows_of(admin_client.get("/admin/papers/paper/", {"q": "arXiv:2401.10003"}))] == [
         "2401.10003"
     ]
 

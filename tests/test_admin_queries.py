@@ -11,7 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from digest.models import Delivery, DigestRun, Feedback, FetchRun, Paper, Topic
+from digest.models import Delivery, DigestRun, Feedback
+from papers.models import FetchRun, Paper, Topic
 from subscriptions.models import ErasedAddress, MailEvent, Subscriber
 
 FEW, MANY = 3, 30
@@ -34,10 +35,10 @@ PAGES = [
     ("deliveries found by Message-ID", "/admin/digest/delivery/?q={message_id}", False),
     ("digest runs", "/admin/digest/digestrun/", True),
     ("digest runs that planned digests", "/admin/digest/digestrun/?outcome=planned", True),
-    ("topics", "/admin/digest/topic/", True),
-    ("papers", "/admin/digest/paper/", True),
-    ("papers found by title", "/admin/digest/paper/?q=paper", True),
-    ("fetch runs", "/admin/digest/fetchrun/", True),
+    ("topics", "/admin/papers/topic/", True),
+    ("papers", "/admin/papers/paper/", True),
+    ("papers found by title", "/admin/papers/paper/?q=paper", True),
+    ("fetch runs", "/admin/papers/fetchrun/", True),
     ("erased addresses", "/admin/subscriptions/erasedaddress/", True),
     ("mail events", "/admin/subscriptions/mailevent/", True),
     ("feedback", "/admin/digest/feedback/", True),

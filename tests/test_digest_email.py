@@ -116,7 +116,7 @@ def test_a_paper_cannot_smuggle_in_a_readers_links(outbox_backend, make_paper, m
 def test_long_html_lines_are_folded_outside_attribute_values():
     from lxml import html as lxml_html
 
-    from digest.emails import fold_long_lines
+    from digest.rendering import fold_long_lines
 
     label = "a label with many words " * 20
     line = "".join(f'<a href="https://example.org/{n}" aria-label="{label}">link {n}</a> ' for n in range(20))

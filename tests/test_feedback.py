@@ -20,7 +20,8 @@ from django.utils import timezone
 from digest import feedback as reader_feedback
 from digest.models import Feedback
 from digest.previews import build_preview
-from digest.selection import History, Pool, choose_papers
+from digest.selection import History, choose_papers
+from papers.ranking import FEEDBACK_WEIGHT, Pool
 from subscriptions import tokens
 
 SITE = "https://digest.example.org"
@@ -278,7 +279,7 @@ def test_feedback_nudges_at_most_its_weight_and_never_reaches_papers_the_topics_
     after = {pick.paper.id: pick.score for pick in ranked(reader)}
     assert after.keys() == before.keys()
     for paper_id, score in before.items():
-        assert score <= after[paper_id] <= score * (1 + reader_feedback.FEEDBACK_WEIGHT) + 1e-6
+        assert score <= after[paper_id] <= score * (1 + FEEDBACK_WEIGHT) + 1e-6
 
 
 def test_undo_in_the_preference_center_restores_the_original_ranking(papers, reader):

@@ -8,10 +8,10 @@ import responses
 from django.core.management import CommandError, call_command
 from responses import matchers, registries
 
-from digest.fetching import fetch
-from digest.models import FetchRun, Paper
-from digest.sources import arxiv, huggingface
-from digest.sources.http import make_session
+from papers.fetching import fetch
+from papers.models import FetchRun, Paper
+from papers.sources import arxiv, huggingface
+from papers.sources.http import make_session
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HF_DAY = (FIXTURES / "import/hf_daily_papers.json").read_bytes()
@@ -79,7 +79,7 @@ def test_a_429_is_retried_and_the_retry_after_header_honoured(db):
 
 
 def test_a_server_that_keeps_failing_gives_a_recorded_failure(db, mocked, monkeypatch):
-    monkeypatch.setattr("digest.fetching.make_session", lambda agent: _session_without_waits())
+    monkeypatch.setattr("papers.fetching.make_session", lambda agent: _session_without_waits())
     mocked.get(huggingface.API_URL, status=503)
     run = fetch("hf")
     assert "HTTP 503 (after retries)" in run.error
@@ -87,7 +87,7 @@ def test_a_server_that_keeps_failing_gives_a_recorded_failure(db, mocked, monkey
 
 
 def _session_without_waits():
-    from digest.sources.http import make_session
+    from papers.sources.http import make_session
 
     return make_session("test", retries=2, backoff_factor=0)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from digest.ingest import upsert_papers
-from digest.models import Paper, Topic
-from digest.sources import PaperRecord
+from papers.ingest import upsert_papers
+from papers.models import Paper, Topic
+from papers.sources import PaperRecord
 
 FIXTURES = Path(__file__).parent / "fixtures" / "import"
 REPO = Path(__file__).resolve().parent.parent
@@ -340,7 +340,7 @@ def test_loadsample_creates_topics_once_and_keeps_an_operators_edits():
 
 
 def test_the_bundled_sample_loads_without_rejections():
-    topics = json.loads((REPO / "digest" / "sample_data" / "topics.json").read_text())
+    topics = json.loads((REPO / "papers" / "sample_data" / "topics.json").read_text())
 
     call_command("loadsample", stdout=io.StringIO())
 

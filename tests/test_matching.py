@@ -3,8 +3,8 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from digest.matching import Index, Query, build_index
-from digest.models import Paper, Topic
+from papers.matching import Index, Query, build_index
+from papers.models import Paper, Topic
 
 
 def make_paper(arxiv_id, title, abstract=""):

@@ -28,7 +28,7 @@ def test_papers_stored_in_the_database_rank_exactly_as_the_labelled_set_does(db)
     """Run on SQLite and on PostgreSQL, this shows both databases give the same ranking: the in-memory one."""
     from django.core.management import call_command
 
-    from digest.matching import Index, Query, build_index
+    from papers.matching import Index, Query, build_index
 
     for path in DEFAULT_PAPERS:
         call_command("importpapers", str(path), "--no-progress")

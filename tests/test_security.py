@@ -181,7 +181,7 @@ def test_a_bad_security_or_rate_value_stops_start_up_naming_the_variable(name, v
 
 @pytest.mark.parametrize("rate", ["20/h", "5/15m", "1/s", "100/d", "3/1h"])
 def test_rates_django_ratelimit_understands_are_accepted(monkeypatch, rate):
-    from digest.env import env_rate
+    from config.env import env_rate
 
     monkeypatch.setenv("SOME_RATE", rate)
     assert env_rate("SOME_RATE", "1/h") == rate
@@ -191,7 +191,7 @@ def test_rates_django_ratelimit_understands_are_accepted(monkeypatch, rate):
 def test_anything_else_is_refused(monkeypatch, rate):
     from django.core.exceptions import ImproperlyConfigured
 
-    from digest.env import env_rate
+    from config.env import env_rate
 
     monkeypatch.setenv("SOME_RATE", rate)
     with pytest.raises(ImproperlyConfigured, match=r"^SOME_RATE=.* is not a rate; write a number of requests"):

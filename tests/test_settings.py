@@ -69,7 +69,7 @@ def test_without_redis_tasks_run_inline_and_with_it_they_go_to_the_broker():
 def test_celery_takes_its_configuration_from_settings():
     from django.conf import settings
 
-    from digest.celery import app
+    from config.celery import app
 
     assert app.main == "digest"
     assert app.conf.broker_url == settings.CELERY_BROKER_URL
@@ -84,8 +84,8 @@ def test_the_procfile_names_processes_that_exist():
 
     processes = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
     assert set(processes) == {"release", "web", "worker", "beat"}
-    assert processes["web"].startswith("gunicorn digest.wsgi ")
-    importlib.import_module("digest.wsgi")
+    assert processes["web"].startswith("gunicorn config.wsgi ")
+    importlib.import_module("config.wsgi")
     assert "django_celery_beat.schedulers:DatabaseScheduler" in processes["beat"]
     importlib.import_module("django_celery_beat.schedulers").DatabaseScheduler  # noqa: B018
 
@@ -94,7 +94,7 @@ def test_the_web_process_refuses_to_start_with_a_bad_value_too():
     env = {k: v for k, v in os.environ.items() if k not in {*PRODUCTION, "DATABASE_URL"}}
     env.update({**PRODUCTION, "DATABASE_URL": "sqlite:///:memory:", "DEBUG": "maybe"})
     result = subprocess.run(
-        [sys.executable, "-c", "import digest.wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", "import config.wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured: DEBUG='maybe' is not a yes/no value" in result.stderr
@@ -115,7 +115,7 @@ def test_production_serves_the_admins_static_files_after_collectstatic(tmp_path)
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,
-        env={**clean, **env, "DATABASE_URL": "sqlite:///:memory:", "DJANGO_SETTINGS_MODULE": "digest.settings"},
+        env={**clean, **env, "DATABASE_URL": "sqlite:///:memory:", "DJANGO_SETTINGS_MODULE": "config.settings"},
         capture_output=True,
         text=True,
         timeout=60,

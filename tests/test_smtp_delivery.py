@@ -22,7 +22,8 @@ from django.utils import timezone
 from lxml import html as lxml_html
 
 from digest import sending
-from digest.models import Delivery, DigestRun, Paper, Topic
+from digest.models import Delivery, DigestRun
+from papers.models import Paper, Topic
 from subscriptions import tokens
 from subscriptions.models import Subscriber
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from digest.sources import InvalidInput, InvalidItem, normalise_arxiv_id, normalise_github_url
-from digest.sources.arxiv import parse_feed
-from digest.sources.files import read_items
-from digest.sources.huggingface import parse_item
+from papers.sources import InvalidInput, InvalidItem, normalise_arxiv_id, normalise_github_url
+from papers.sources.arxiv import parse_feed
+from papers.sources.files import read_items
+from papers.sources.huggingface import parse_item
 
 FIXTURES = Path(__file__).parent / "fixtures" / "import"
 HF_ITEM = json.loads((FIXTURES / "hf_daily_papers.json").read_text())[0]

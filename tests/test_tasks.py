@@ -6,8 +6,8 @@ import pytest
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 
+from config.celery import app
 from digest import sending
-from digest.celery import app
 from digest.models import Delivery, DigestRun
 from digest.tasks import plan_digests
 

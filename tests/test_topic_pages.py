@@ -9,9 +9,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from lxml import html
 
-from digest.matching import Query, build_index
-from digest.models import Paper
-from digest.selection import History, Pool, choose_papers
+from digest.selection import History, choose_papers
+from papers.matching import Query, build_index
+from papers.models import Paper
+from papers.ranking import Pool
 
 NOW = datetime(2026, 6, 10, 15, 0, tzinfo=UTC)
 TODAY = NOW.date()

@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 
-from digest.models import Paper
+from papers.models import Paper
 from subscriptions import tokens
 from subscriptions.models import Subscriber
 from tests.test_smtp_delivery import SCRIPT_TITLE, seed_papers, seed_readers, seed_topic

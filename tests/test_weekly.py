@@ -7,7 +7,8 @@ import time_machine
 from django.core import mail
 from django.core.management import call_command
 
-from digest.selection import History, Pool, choose_papers
+from digest.selection import History, choose_papers
+from papers.ranking import Pool
 from subscriptions.models import Subscriber
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # a Monday

@@ -16,7 +16,7 @@ from celery import Celery
 from django.conf import settings
 from django.db import connection
 
-from digest.celery import app
+from config.celery import app
 from digest.models import Delivery, DigestRun
 from digest.tasks import plan_digests
 from subscriptions import tokens
@@ -75,7 +75,7 @@ def running_worker(log_path, mail_port, *, queue=None, concurrency=2, broker_url
     }
     # Tasks queued by tasks (plan_digests -> send_deliveries) follow the worker's default queue, set after "--".
     command = [
-        sys.executable, "-m", "celery", "-A", "digest", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
+        sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
         "--pool=prefork", "-Q", queue, "-n", nodename, "--without-gossip", "--without-mingle",
         "--", f"task.default_queue={queue}",
     ]  # fmt: skip

@@ -35,8 +35,8 @@ def test_every_admin_page_renders_cleanly(operator_page, snap_widths):
         "subscriber": f"/admin/subscriptions/subscriber/{reader.pk}/change/",
         "deliveries": "/admin/digest/delivery/",
         "runs": "/admin/digest/digestrun/",
-        "topic": f"/admin/digest/topic/{topic.pk}/change/",
-        "papers": "/admin/digest/paper/",
+        "topic": f"/admin/papers/topic/{topic.pk}/change/",
+        "papers": "/admin/papers/paper/",
         "mail-events": "/admin/subscriptions/mailevent/",
         "periodic-task": f"/admin/django_celery_beat/periodictask/{task.pk}/change/",
     }

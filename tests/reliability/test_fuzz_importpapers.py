@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.models import Paper
+from papers.models import Paper
 
 NASTY = ["", " ", "\x00", "\r\n", "<b>bold</b>", "$\\infty$", "é", "🦀", "\u2028", "x" * 1001, "&amp;", "]]>"]
 text = st.text(max_size=30) | st.sampled_from(NASTY)

@@ -107,9 +107,9 @@ def test_the_admin_shows_markup_as_text(admin_client, world, make_reader):
     paper, reader, topic = world["paper"], world["reader"], world["topic"]
     not_sent_yet = make_reader("bob@example.com", topics=[topic], keywords=[KEYWORD])
     pages = {
-        "papers": ("/admin/digest/paper/", [TITLE]),
-        "paper": (f"/admin/digest/paper/{paper.pk}/change/", [TITLE, ABSTRACT]),
-        "topic preview": (f"/admin/digest/topic/{topic.pk}/change/", [TITLE]),
+        "papers": ("/admin/papers/paper/", [TITLE]),
+        "paper": (f"/admin/papers/paper/{paper.pk}/change/", [TITLE, ABSTRACT]),
+        "topic preview": (f"/admin/papers/topic/{topic.pk}/change/", [TITLE]),
         "delivery": (f"/admin/digest/delivery/{world['delivery'].pk}/change/", [TITLE]),
         "subscribers": ("/admin/subscriptions/subscriber/", ["ada@example.com"]),
         "subscriber": (f"/admin/subscriptions/subscriber/{reader.pk}/change/", [KEYWORD, USER_AGENT]),

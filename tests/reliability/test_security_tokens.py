@@ -16,7 +16,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from digest import feedback as reader_feedback
-from digest.models import Delivery, Feedback, Paper
+from digest.models import Delivery, Feedback
+from papers.models import Paper
 from subscriptions import tokens
 from subscriptions.models import Consent, ErasedAddress, Subscriber
 from tests.test_smtp_delivery import seed_papers, seed_readers, seed_topic

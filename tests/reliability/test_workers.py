@@ -139,7 +139,7 @@ def test_two_beat_schedulers_planning_at_once_send_each_reader_one_digest(tmp_pa
 
 def start_beat(log_path, env):
     command = [
-        sys.executable, "-m", "celery", "-A", "digest", "beat", "--loglevel=INFO", "--max-interval=1",
+        sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO", "--max-interval=1",
         "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
     ]  # fmt: skip
     with log_path.open("w") as log:

@@ -4,13 +4,15 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from digest.ingest import import_items
-from digest.models import Topic
-from digest.sources import InvalidInput
-from digest.sources.files import read_items
+from papers.ingest import import_items
+from papers.models import Topic
+from papers.sources import InvalidInput
+from papers.sources.files import read_items
+from subscriptions.models import Subscriber
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
+SAMPLE_DIR = Path(__file__).resolve().parents[3] / "papers" / "sample_data"
 
 
 class Command(BaseCommand):
@@ -122,10 +124,6 @@ DEMO_READERS = [
 
 def create_demo_readers():
     """Confirmed readers at reserved example.com addresses, so a demo run has someone to write to."""
-    from django.utils import timezone
-
-    from subscriptions.models import Subscriber
-
     results = []
     for spec in DEMO_READERS:
         reader, is_new = Subscriber.objects.get_or_create(

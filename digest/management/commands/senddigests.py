@@ -7,7 +7,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from digest import jobs, planning, sending
-from digest.emails import DigestRenderer
+from digest.rendering import DigestRenderer
 from digest.selection import History
 from subscriptions.models import Subscriber
 

@@ -16,18 +16,17 @@ import secrets
 import textwrap
 import uuid
 from email.utils import make_msgid
-from urllib.parse import urlsplit
 
-import premailer
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
-from django.utils.text import Truncator, wrap
+from django.utils.text import wrap
 from lxml import html as lxml_html
 
 from subscriptions import tokens
+from subscriptions.emails import inline_css, one_line, site_host, stylesheets
 
 # Values the shell is rendered with once, and that each reader's email fills in (see DigestRenderer.build).
 PER_READER = ("subject", "preheader", "intro", "why", "email", "manage_url", "unsubscribe_url", "view_url")
@@ -38,29 +37,6 @@ CARD_TOPIC = "%%TOPIC%%"
 CARD_TOPICS = "%%TOPICS%%"
 _TOPIC_LABEL_RE = re.compile(r"<span[^>]*>" + re.escape(CARD_TOPIC) + "</span>")
 SNIPPET_LENGTH = 280
-
-
-def site_host():
-    return urlsplit(settings.SITE_URL).hostname
-
-
-def one_line(value):
-    # A header must not carry a newline (header injection); subjects come from templates and paper titles.
-    return " ".join(value.split())
-
-
-def inline_css(document, css="", *, keep_style_tags=False):
-    return premailer.Premailer(
-        document,
-        css_text=css or None,
-        keep_style_tags=keep_style_tags,
-        remove_classes=False,
-        disable_validation=True,
-        cssutils_logging_level=50,
-        allow_network=False,
-        # The media queries left in <style> need their !important to beat the inlined styles (dark mode, phones).
-        strip_important=False,
-    ).transform()
 
 
 LINE_LIMIT = 900
@@ -91,15 +67,6 @@ def fold_long_lines(html, limit=LINE_LIMIT):
     return "\n".join(lines)
 
 
-@functools.cache
-def _stylesheets():
-    return render_to_string("emails/digest.css"), render_to_string("emails/digest-responsive.css")
-
-
-def snippet(paper):
-    return Truncator(" ".join(paper.abstract.split())).chars(SNIPPET_LENGTH)
-
-
 def date_labels(day):
     return f"{day:%A} {day.day} {day:%B %Y}", f"{day.day} {day:%b}"
 
@@ -108,7 +75,7 @@ class DigestRenderer:
     """Builds digest emails for one run; keep one per run (or per task) so its caches are shared by many readers."""
 
     def __init__(self):
-        self.css, self.responsive_css = _stylesheets()
+        self.css, self.responsive_css = stylesheets()
         self.host = site_host()
         marker = secrets.token_hex(8)
         self.more_marker, self.less_marker = f"%%MORE-{marker}%%", f"%%LESS-{marker}%%"
@@ -153,7 +120,7 @@ class DigestRenderer:
     def _card_context(self, paper):
         return {
             "paper": paper,
-            "snippet": snippet(paper),
+            "snippet": paper.get_snippet(SNIPPET_LENGTH),
             "topics": [CARD_TOPIC],
             "position": CARD_POSITION,
             "more_url": self.more_marker,
@@ -289,25 +256,3 @@ def _fill(template, cards, values):
     head, tail = template.split(CARDS, 1)
     fill = lambda match: values[_NAMES[match.group()]]  # noqa: E731
     return _PLACEHOLDER_RE.sub(fill, head) + cards + _PLACEHOLDER_RE.sub(fill, tail)
-
-
-def make_message(name, to, context, headers=None):
-    """A transactional email (confirmation, manage link…) from `emails/<name>-subject.txt|body.txt|body.html`.
-
-    These are one-to-one messages a reader asked for, so they carry no List-Unsubscribe: that header is for bulk mail.
-    """
-    context = {
-        "site_name": settings.DIGEST_SITE_NAME,
-        "site_url": settings.SITE_URL,
-        "postal_address": settings.DIGEST_POSTAL_ADDRESS,
-        **context,
-    }
-    subject = one_line(render_to_string(f"emails/{name}-subject.txt", context))
-    text = render_to_string(f"emails/{name}-body.txt", context)
-    html = inline_css(render_to_string(f"emails/{name}-body.html", context), _stylesheets()[0])
-    message = EmailMultiAlternatives(
-        subject, text, to=[to], headers={"Message-ID": make_msgid(domain=site_host()), **(headers or {})}
-    )
-    message.attach_alternative(html, "text/html")
-    message.tags = [name]
-    return message

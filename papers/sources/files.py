@@ -9,9 +9,9 @@ InvalidInput instead.
 import json
 import sys
 
-from digest.sources import InvalidInput, InvalidItem, describe_json_type
-from digest.sources.arxiv import parse_feed
-from digest.sources.huggingface import parse_item
+from papers.sources import InvalidInput, InvalidItem, describe_json_type
+from papers.sources.arxiv import parse_feed
+from papers.sources.huggingface import parse_item
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 

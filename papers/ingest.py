@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from django.db import DataError, IntegrityError, models, transaction
 from django.utils import timezone
 
-from digest.models import Paper
-from digest.sources import InvalidItem
+from papers.models import Paper
+from papers.sources import InvalidItem
 
 BATCH_SIZE = 500
 MERGED_FIELDS = (

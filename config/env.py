@@ -6,6 +6,7 @@ act on instead of a traceback from deep inside a library.
 
 import os
 import re
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -105,8 +106,6 @@ def shown(value):
 
 
 def env_url(name, default=None, *, schemes=("http", "https"), required=False):
-    from urllib.parse import urlsplit
-
     value = env_str(name, default, required=required)
     if value is None:
         return None

@@ -4,8 +4,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from digest.fetching import fetch
-from digest.models import FetchRun
+from papers.fetching import fetch
+from papers.models import FetchRun
 
 
 class Command(BaseCommand):

@@ -4,9 +4,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from digest.ingest import IngestResult, import_items
-from digest.sources import InvalidInput
-from digest.sources.files import read_items
+from papers.ingest import IngestResult, import_items
+from papers.sources import InvalidInput
+from papers.sources.files import read_items
 
 
 class Command(BaseCommand):

@@ -1,8 +1,8 @@
-"""Public pages about papers: topic pages by day and the Atom feeds (included from digest/urls.py)."""
+"""Public pages about papers: topic pages by day and the Atom feeds (included from config/urls.py)."""
 
 from django.urls import path
 
-from digest import feeds, views
+from papers import feeds, views
 
 app_name = "topics"
 
@@ -12,5 +12,4 @@ urlpatterns = [
     path("topics/<slug:slug>/feed/", feeds.topic_feed, name="feed"),
     # Any text, so that a malformed date gets the same clear 404 page as an impossible or future one.
     path("topics/<slug:slug>/<str:day>/", views.topic_day, name="day"),
-    path("feed/<str:token>/", feeds.reader_feed, name="reader_feed"),
 ]

@@ -8,10 +8,10 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
-from digest.ingest import import_items
-from digest.models import FetchRun
-from digest.sources import InvalidInput, arxiv, huggingface
-from digest.sources.http import make_session
+from papers.ingest import import_items
+from papers.models import FetchRun
+from papers.sources import InvalidInput, arxiv, huggingface
+from papers.sources.http import make_session
 
 logger = logging.getLogger(__name__)
 

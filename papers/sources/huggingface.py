@@ -7,7 +7,7 @@ An item wraps the paper: `{"paper": {"id", "title", "summary", "authors", "upvot
 
 import json
 
-from digest.sources import (
+from papers.sources import (
     InvalidInput,
     InvalidItem,
     PaperRecord,
@@ -21,8 +21,8 @@ from digest.sources import (
     require_text,
     string_list,
 )
-from digest.sources.http import get
-from digest.text import clean_text
+from papers.sources.http import get
+from papers.text import clean_text
 
 API_URL = "https://huggingface.co/api/daily_papers"
 PAGE_SIZE = 50

@@ -7,7 +7,7 @@ import xml.sax
 
 import feedparser
 
-from digest.sources import (
+from papers.sources import (
     InvalidInput,
     InvalidItem,
     PaperRecord,
@@ -17,8 +17,8 @@ from digest.sources import (
     require_text,
     string_list,
 )
-from digest.sources.http import get
-from digest.text import clean_text
+from papers.sources.http import get
+from papers.text import clean_text
 
 API_URL = "https://export.arxiv.org/api/query"
 PAGE_SIZE = 200

@@ -7,7 +7,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from digest.sources import InvalidInput
+from papers.sources import InvalidInput
 
 TIMEOUT = (10, 60)  # seconds to connect, seconds to read
 
