@@ -202,7 +202,7 @@ def product_run(args, now):
     from django.conf import settings
     from django.db import connection
 
-    from digest import planning, sending
+    from digest import compose, planning, sending
     from digest.rendering import DigestRenderer
 
     if args.processes > 1:
@@ -217,7 +217,7 @@ def product_run(args, now):
         planned = time.perf_counter()
         rss_after_plan = rss_mb()
         log(f"planned {len(ids)} deliveries in {planned - started:.2f} s")
-        pool = sending.get_pool(now)
+        pool = compose.get_pool(now)
         renderer = DigestRenderer()
         pooled = time.perf_counter()
         log(f"pool of {len(pool)} papers loaded and indexed in {pooled - planned:.2f} s")
@@ -275,7 +275,7 @@ def parallel_run(args, now):
 
     from django.conf import settings
 
-    from digest import jobs, sending
+    from digest import compose, jobs
     from digest.rendering import DigestRenderer
 
     started = time.perf_counter()
@@ -298,7 +298,7 @@ def parallel_run(args, now):
         "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "run_id": run.id,
     }
-    return result, DigestRenderer(), sending.get_pool(now)
+    return result, DigestRenderer(), compose.get_pool(now)
 
 
 def cache_entries(renderer, pool):
@@ -310,23 +310,29 @@ def cache_entries(renderer, pool):
     return entries
 
 
-def build_message(subscriber, day, *, topic_ids, pool, history, renderer):
-    """The product's message for one reader (None when it would skip), through whichever API this version has."""
-    from digest import sending
+def baseline_batch(readers, history, pool, now, renderer=None):
+    """A compose.Batch for the baseline readers, with the History of a first digest instead of their real one."""
+    from digest import compose
 
-    picks, _reason = sending.choose(subscriber, topic_ids=topic_ids, pool=pool, history=history)
+    batch = compose.Batch([reader.id for reader in readers], now, pool=pool, renderer=renderer)
+    batch.history = history
+    return batch
+
+
+def build_message(subscriber, day, *, batch):
+    """The product's message for one reader (None when it would skip)."""
+    picks, _reason = batch.choose(subscriber)
     if picks is None:
         return None
-    return sending.compose(subscriber, picks, day, topic_ids=topic_ids, pool=pool, renderer=renderer)
+    return batch.build(subscriber, picks, day)
 
 
-def baseline_readers(sample_size, now):
-    """(subscribers, topic ids by subscriber, History as for a first digest) for the first readers by id."""
+def baseline_readers(sample_size, now, pool):
+    """(subscribers, their compose.Batch with the History of a first digest) for the first readers by id."""
     from datetime import timedelta
 
     from django.conf import settings
 
-    from digest import sending
     from digest.selection import History
     from subscriptions.models import Subscriber
 
@@ -335,7 +341,7 @@ def baseline_readers(sample_size, now):
     # As before the product run sent them anything: the same papers are eligible, nothing excluded.
     first_since = now - timedelta(hours=settings.DIGEST_FIRST_WINDOW_HOURS)
     history = History(since=dict.fromkeys(ids, first_since), sent={})
-    return readers, sending.topics_of(ids), history
+    return readers, baseline_batch(readers, history, pool, now)
 
 
 def naive_message(subscriber, picks, *, day, labels, css, responsive_css):
@@ -348,15 +354,15 @@ def naive_message(subscriber, picks, *, day, labels, css, responsive_css):
     from django.utils.safestring import mark_safe
     from django.utils.text import Truncator, wrap
 
-    from digest import emails
-    from subscriptions import tokens
+    from digest import rendering
+    from subscriptions import emails, tokens
 
     host = emails.site_host()
     cards_html, cards_text = [], []
     for position, pick in enumerate(picks, start=1):
         context = {
             "paper": pick.paper,
-            "snippet": Truncator(" ".join(pick.paper.abstract.split())).chars(emails.SNIPPET_LENGTH),
+            "snippet": Truncator(" ".join(pick.paper.abstract.split())).chars(rendering.SNIPPET_LENGTH),
             "topics": pick.labels,
             "position": position,
         }
@@ -364,7 +370,7 @@ def naive_message(subscriber, picks, *, day, labels, css, responsive_css):
         cards_text.append(render_to_string("emails/digest-paper.txt", context).strip())
     unsubscribe = tokens.unsubscribe_url(subscriber)
     manage = tokens.manage_url(subscriber)
-    date_label, date_label_short = emails.date_labels(day)
+    date_label, date_label_short = rendering.date_labels(day)
     count = len(picks)
     top_title = picks[0].paper.title if picks else ""
     plural = "" if count == 1 else "s"
@@ -407,13 +413,12 @@ def naive_message(subscriber, picks, *, day, labels, css, responsive_css):
     return message
 
 
-def naive_baseline(readers, topic_ids, history, pool, now, sink):
+def naive_baseline(readers, batch, now, sink):
     from django.core.mail import get_connection
 
-    from digest import emails, sending
-    from digest.selection import choose_papers
+    from subscriptions import emails
 
-    css, responsive_css = emails._stylesheets()
+    css, responsive_css = emails.stylesheets()
     day = now.date()
     sink.reset()
     connection = get_connection()
@@ -422,12 +427,11 @@ def naive_baseline(readers, topic_ids, history, pool, now, sink):
     sent = skipped = 0
     try:
         for subscriber in readers:
-            mine = topic_ids.get(subscriber.id, set())
-            picks = choose_papers(pool, subscriber, mine, history)
+            picks = batch.pick(subscriber)
             if not picks:
                 skipped += 1
                 continue
-            labels = sending.reader_labels(subscriber, mine, pool)
+            labels = batch.labels_for(subscriber)
             message = naive_message(subscriber, picks, day=day, labels=labels, css=css, responsive_css=responsive_css)
             connection.send_messages([message])
             sent += 1
@@ -446,19 +450,13 @@ def naive_baseline(readers, topic_ids, history, pool, now, sink):
     }
 
 
-def raw_baseline(readers, topic_ids, history, pool, now, sink):
+def raw_baseline(readers, batch, now, sink):
     from django.core.mail import get_connection
 
-    from digest.rendering import DigestRenderer
-
-    renderer = DigestRenderer()
     built = time.perf_counter()
     messages = []
     for subscriber in readers:
-        message = build_message(
-            subscriber, now.date(), topic_ids=topic_ids.get(subscriber.id, set()), pool=pool, history=history,
-            renderer=renderer,
-        )  # fmt: skip
+        message = build_message(subscriber, now.date(), batch=batch)
         if message is not None:
             messages.append(message)
     build_seconds = time.perf_counter() - built
@@ -710,12 +708,12 @@ def main():
 
         if not args.skip_baselines:
             sample = min(args.subscribers, args.baseline_sample)
-            readers, topic_ids, history = baseline_readers(sample, now)
+            readers, batch = baseline_readers(sample, now, pool)
             log(f"naive baseline on {sample} readers")
-            naive = naive_baseline(readers, topic_ids, history, pool, now, sink)
+            naive = naive_baseline(readers, batch, now, sink)
             log(f"naive: {naive['digests_per_second']}/s")
             log(f"raw baseline on {sample} readers")
-            raw = raw_baseline(readers, topic_ids, history, pool, now, sink)
+            raw = raw_baseline(readers, batch, now, sink)
             log(f"raw: {raw['messages_per_second']}/s")
             output["baseline_sample"] = sample
             output["naive"] = naive

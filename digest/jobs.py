@@ -8,7 +8,7 @@ import multiprocessing
 
 from django.db import connections
 
-from digest import planning, sending
+from digest import compose, planning, sending
 from digest.rendering import DigestRenderer
 
 _process_state = {}
@@ -18,7 +18,7 @@ def run_digests(now, *, day=None, ignore_hour=False, processes=1, on_progress=No
     """Send again what earlier runs left behind (planning.recover), then plan and send everyone due.
 
     Returns (run, planned ids, Outcome of the run, Outcome of what was sent again for earlier runs)."""
-    pool, renderer = sending.get_pool(now), DigestRenderer()
+    pool, renderer = compose.get_pool(now), DigestRenderer()
     recovered = sending.Outcome()
     for run_id, chunk in planning.recover(now):
         recovered.add(sending.send_with_retries(chunk, run_id=run_id, now=now, pool=pool, renderer=renderer))
@@ -43,7 +43,7 @@ def run_digests(now, *, day=None, ignore_hour=False, processes=1, on_progress=No
 
 
 def _start_process(now):
-    _process_state["pool"] = sending.get_pool(now)
+    _process_state["pool"] = compose.get_pool(now)
     _process_state["renderer"] = DigestRenderer()
 
 

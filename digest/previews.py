@@ -10,9 +10,8 @@ from email.utils import parseaddr
 
 from django.utils import timezone
 
-from digest import sending
+from digest import compose
 from digest.rendering import DigestRenderer
-from digest.selection import History, choose_papers
 from papers.ranking import Pick, Pool
 
 TEST_SUBJECT_PREFIX = "[Test] "
@@ -53,17 +52,15 @@ def build_preview(subscriber, day=None, now=None):
     """The digest `subscriber` would get for `day` (their local today by default) if it were sent now."""
     now = now or timezone.now()
     day = day or local_today(subscriber, now)
-    pool = Pool.load(now)
-    topic_ids = sending.topics_of([subscriber.id]).get(subscriber.id, set())
-    history = History.load([subscriber.id], now)
-    _picks, reason = sending.choose(subscriber, topic_ids=topic_ids, pool=pool, history=history)
+    batch = compose.Batch([subscriber.id], now, pool=Pool.load(now))
+    _picks, reason = batch.choose(subscriber)
     # An operator may preview a paused reader too: show what they would get, and say why it would not go.
-    picks = choose_papers(pool, subscriber, topic_ids, history)
+    picks = batch.pick(subscriber)
     message = None
     if picks or not reason:
-        renderer = DigestRenderer()
-        message = sending.compose(subscriber, picks, day, topic_ids=topic_ids, pool=pool, renderer=renderer)
-    return Preview(subscriber, day, picks, message, reason or "", len(pool))
+        batch.prepare([picks])
+        message = batch.build(subscriber, picks, day)
+    return Preview(subscriber, day, picks, message, reason or "", len(batch.pool))
 
 
 def make_test_copy(preview, to):

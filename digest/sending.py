@@ -16,14 +16,11 @@ import tenacity
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Count, F, Max
+from django.db.models import F
 from django.utils import timezone
 
+from digest import compose
 from digest.models import Delivery, DigestRun
-from digest.rendering import DigestRenderer
-from digest.selection import History, choose_papers
-from papers.models import Paper
-from papers.ranking import Pool
 from subscriptions.mailerrors import Permanent, Transient, classify, retry_delay
 from subscriptions.models import Subscriber
 
@@ -42,51 +39,6 @@ class Outcome:
         self.sent += other.sent
         self.failed += other.failed
         self.skipped += other.skipped
-
-
-_pool_cache = {}
-
-
-def get_pool(now):
-    """The run's pool, shared by the tasks one worker process runs; rebuilt when papers change or after 15 minutes."""
-    # Any change to the papers changes one of these: an edit the newest updated_at, an import the count and the
-    # highest id, a deletion the count.
-    key = tuple(Paper.objects.aggregate(Max("updated_at"), Count("id"), Max("id")).values())
-    cached = _pool_cache.get("pool")
-    if cached and cached[0] == key and (now - cached[1].now).total_seconds() < 900:
-        return cached[1]
-    pool = Pool.load(now)
-    _pool_cache["pool"] = (key, pool)
-    return pool
-
-
-def reader_labels(subscriber, topic_ids, pool):
-    names = [pool.topics[topic_id].name for topic_id in sorted(topic_ids) if topic_id in pool.topics]
-    return names + [f"“{keyword}”" for keyword in subscriber.keywords]
-
-
-def choose(subscriber, *, topic_ids, pool, history):
-    """(picks, None) for one reader's digest, or (None, reason) when there is nothing to send."""
-    if not subscriber.is_active:
-        return None, f"The reader's subscription is {subscriber.get_status_display().lower()}; not sent."
-    picks = choose_papers(pool, subscriber, topic_ids, history)
-    if not picks and not subscriber.send_when_empty:
-        return None, "No new paper matched the reader's topics and keywords."
-    return picks, None
-
-
-def compose(subscriber, picks, day, *, topic_ids, pool, renderer, metadata=None):
-    return renderer.build(
-        subscriber, picks, day=day, labels=reader_labels(subscriber, topic_ids, pool), metadata=metadata
-    )
-
-
-def topics_of(subscriber_ids):
-    through = Subscriber.topics.through.objects.filter(subscriber_id__in=subscriber_ids)
-    topic_ids = {}
-    for subscriber_id, topic_id in through.values_list("subscriber_id", "topic_id"):
-        topic_ids.setdefault(subscriber_id, set()).add(topic_id)
-    return topic_ids
 
 
 def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=None, connection=None, last_try=False):
@@ -110,7 +62,8 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
         )
         if not deliveries:
             return Outcome()
-        return _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, last_try, progress)
+        batch = compose.Batch([delivery.subscriber_id for delivery in deliveries], now, pool=pool, renderer=renderer)
+        return _send_claimed(deliveries, batch, Attempt(claim, run_id, now, last_try, progress), connection)
     except BaseException:
         # Something broke before every outcome was written. Write what is known, then let the rows never handed
         # to the backend wait for a retry; a row interrupted in the backend's hands may have gone out, so it fails.
@@ -154,21 +107,26 @@ def _release(claim, progress, now, run_id):
 INTERRUPTED = "Interrupted while sending; it may have reached the mail server, so it is not sent again."
 
 
-def _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, last_try, progress):
-    outcome = progress.outcome
-    pool = pool or get_pool(now)
-    renderer = renderer or DigestRenderer()
-    subscriber_ids = [delivery.subscriber_id for delivery in deliveries]
-    history = History.load(subscriber_ids, now)
-    topic_ids = topics_of(subscriber_ids)
+@dataclass
+class Attempt:
+    """One send attempt: its claim on the rows, their run, its moment, whether it is the last try, and its Progress."""
+
+    claim: uuid.UUID
+    run_id: int
+    now: object
+    last_try: bool
+    progress: "Progress"
+
+
+def _send_claimed(deliveries, batch, attempt, connection=None):
+    progress, outcome, now = attempt.progress, attempt.progress.outcome, attempt.now
+    claim, run_id = attempt.claim, attempt.run_id
     connection = connection or get_connection()
     refused_readers = {}
 
     chosen, skipped = [], []
     for delivery in deliveries:
-        picks, reason = choose(
-            delivery.subscriber, topic_ids=topic_ids.get(delivery.subscriber_id, set()), pool=pool, history=history
-        )
+        picks, reason = batch.choose(delivery.subscriber)
         if picks is None:
             delivery.status, delivery.error, delivery.finished_at = Delivery.Status.SKIPPED, reason, now
             skipped.append(delivery)
@@ -180,24 +138,24 @@ def _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, la
     if not chosen:
         _count_once(run_id, progress, now)
         return outcome
-    renderer.prepare_cards({pick.paper.id: pick.paper for _, picks in chosen for pick in picks}.values())
+    batch.prepare(picks for _, picks in chosen)
 
     try:
         connection.open()
     except Exception as error:  # noqa: BLE001 - whatever stopped the connection, these digests wait for a retry
         problem = classify(error)
         logger.warning("Mail connection failed for %d digests: %s", len(chosen), problem)
-        _give_back([delivery for delivery, _ in chosen], outcome, problem, last_try, now)
+        _give_back([delivery for delivery, _ in chosen], outcome, problem, attempt.last_try, now)
         _count_once(run_id, progress, now)
         return outcome
 
     try:
         for delivery, picks in chosen:
             delivery.finished_at = now
-            message = _build(delivery, picks, topic_ids, pool, renderer, outcome)
+            message = _build(delivery, picks, batch, outcome)
             if message is not None:
                 progress.in_flight = delivery.id
-                _hand_over(connection, message, delivery, picks, outcome, refused_readers, last_try)
+                _hand_over(connection, message, delivery, picks, outcome, refused_readers, attempt.last_try)
             progress.in_flight, progress.unwritten = None, delivery
             written = on_database(record, delivery, claim)
             progress.unwritten = None
@@ -217,19 +175,12 @@ def _send_claimed(deliveries, claim, run_id, now, pool, renderer, connection, la
     return outcome
 
 
-def _build(delivery, picks, topic_ids, pool, renderer, outcome):
+def _build(delivery, picks, batch, outcome):
     """The delivery's email, or None (the row failed) when it could not be built: one reader's broken email must not
     hold back the others."""
     try:
-        return compose(
-            delivery.subscriber,
-            picks,
-            delivery.digest_date,
-            topic_ids=topic_ids.get(delivery.subscriber_id, set()),
-            pool=pool,
-            renderer=renderer,
-            metadata={"delivery_id": delivery.id, "digest_date": delivery.digest_date.isoformat()},
-        )
+        metadata = {"delivery_id": delivery.id, "digest_date": delivery.digest_date.isoformat()}
+        return batch.build(delivery.subscriber, picks, delivery.digest_date, metadata=metadata)
     except DATABASE_ERRORS:
         raise
     except Exception as error:  # noqa: BLE001 - recorded as the row's reason

@@ -63,6 +63,19 @@ def test_the_preview_is_exactly_what_a_real_send_sends(admin_client, reader):
     assert Delivery.objects.get().status == Delivery.Status.SENT
 
 
+def test_the_preview_message_and_the_sent_one_are_the_same_email(reader):
+    from digest.previews import build_preview
+
+    preview = build_preview(reader).message
+    call_command("senddigests", "--now", "--no-progress", stdout=None)
+    [sent] = mail.outbox
+    assert (preview.subject, preview.body, preview.alternatives) == (sent.subject, sent.body, sent.alternatives)
+    per_send = {"Message-ID"}  # made fresh for every message, preview or not
+    assert {k: v for k, v in preview.extra_headers.items() if k not in per_send} == {
+        k: v for k, v in sent.extra_headers.items() if k not in per_send
+    }
+
+
 def test_the_html_frame_has_a_policy_for_the_emails_inline_styles_and_runs_nothing(admin_client, reader):
     response = admin_client.get(preview_path(reader, "html/"))
     policy = response["Content-Security-Policy"]

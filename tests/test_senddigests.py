@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from digest import planning, sending
+from digest import compose, planning, sending
 from digest.models import Delivery, DigestRun
 from subscriptions.models import Subscriber
 
@@ -140,14 +140,14 @@ def test_an_email_that_cannot_be_built_fails_that_digest_alone(locmem, gnn, make
     readers = [make_reader(topics=[gnn]) for _ in range(4)]
     now = timezone.now()
     ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
-    real_compose = sending.compose
+    real_build = compose.Batch.build
 
-    def compose_but_not_for_the_third(subscriber, *args, **kwargs):
+    def build_but_not_for_the_third(batch, subscriber, *args, **kwargs):
         if subscriber == readers[2]:
             raise RuntimeError("a bug in rendering")
-        return real_compose(subscriber, *args, **kwargs)
+        return real_build(batch, subscriber, *args, **kwargs)
 
-    monkeypatch.setattr(sending, "compose", compose_but_not_for_the_third)
+    monkeypatch.setattr(compose.Batch, "build", build_but_not_for_the_third)
     outcome = sending.send_deliveries(ids)
 
     assert (outcome.sent, outcome.failed) == (3, 1)

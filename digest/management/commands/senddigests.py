@@ -6,9 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
-from digest import jobs, planning, sending
-from digest.rendering import DigestRenderer
-from digest.selection import History
+from digest import compose, jobs, planning
 from subscriptions.models import Subscriber
 
 
@@ -67,21 +65,18 @@ class Command(BaseCommand):
 
     def dry_run(self, moment, day, ignore_hour, show):
         due = planning.find_due(moment, day=day, ignore_hour=ignore_hour)
-        pool = sending.get_pool(moment)
-        renderer = DigestRenderer()
         subscribers = Subscriber.objects.in_bulk([subscriber_id for subscriber_id, _day in due])
-        history = History.load(list(subscribers), moment)
-        topic_ids = sending.topics_of(list(subscribers))
+        batch = compose.Batch(list(subscribers), moment)
         would_send = would_skip = 0
         for subscriber_id, local_day in tqdm(due, unit="digest", file=sys.stderr, disable=not show):
-            reader, topics = subscribers[subscriber_id], topic_ids.get(subscriber_id, set())
-            picks, _reason = sending.choose(reader, topic_ids=topics, pool=pool, history=history)
+            reader = subscribers[subscriber_id]
+            picks, _reason = batch.choose(reader)
             if picks is None:
                 would_skip += 1
                 continue
-            sending.compose(reader, picks, local_day, topic_ids=topics, pool=pool, renderer=renderer).message()
+            batch.build(reader, picks, local_day).message()
             would_send += 1
         self.stdout.write(
-            f"Dry run: {len(due)} due from {len(pool)} papers; {would_send} would be sent, {would_skip} skipped. "
+            f"Dry run: {len(due)} due from {len(batch.pool)} papers; {would_send} would be sent, {would_skip} skipped. "
             "Nothing was sent or recorded."
         )
