@@ -202,7 +202,7 @@ def product_run(args, now):
     from django.conf import settings
     from django.db import connection
 
-    from digest import compose, planning, sending
+    from digest import compose, planning, recovery, sending
     from digest.rendering import DigestRenderer
 
     if args.processes > 1:
@@ -211,7 +211,7 @@ def product_run(args, now):
     outcome = sending.Outcome()
     with connection.execute_wrapper(queries):
         started = time.perf_counter()
-        planning.recover(now)
+        recovery.recover(now)
         run = planning.start_run(now)
         ids = planning.plan_deliveries(now, run, ignore_hour=True)
         planned = time.perf_counter()

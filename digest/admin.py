@@ -4,8 +4,8 @@ from functools import partial
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db import transaction
-from django.db.models import F, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Concat, Greatest, Lower
+from django.db.models import OuterRef, Q, Subquery
+from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -16,9 +16,6 @@ from digest import planning, tasks
 from digest.models import Delivery, DigestRun, Feedback
 from subscriptions.admin import WHOLE_ADDRESS, SubscriberAdmin, plural
 from subscriptions.models import Subscriber
-
-# The start of sending.INTERRUPTED, set by recovery. Such a digest may have reached the reader: it is never sent again.
-INTERRUPTED = "Interrupted while sending"
 
 
 def deliveries_url(**filters):
@@ -202,24 +199,20 @@ class DeliveryAdmin(admin.ModelAdmin):
         failed: they may have reached the reader, and the service sends at most once."""
         operator = request.user.get_username()
         failed = Delivery.objects.filter(pk__in=queryset.values("pk"), status=Delivery.Status.FAILED)
-        interrupted = failed.filter(error__startswith=INTERRUPTED).count()
+        interrupted = failed.filter(interrupted=True).count()
         now = timezone.now()
         with transaction.atomic():
-            retried = failed.exclude(error__startswith=INTERRUPTED).select_for_update().order_by("id")
+            retried = failed.filter(interrupted=False).select_for_update().order_by("id")
             rows = list(retried.values_list("id", "run"))
             by_run = defaultdict(list)
             for delivery_id, run_id in rows:
                 by_run[run_id].append(delivery_id)
             for run_id, ids in by_run.items():
                 for start in range(0, len(ids), 500):
-                    Delivery.objects.filter(id__in=ids[start : start + 500], status=Delivery.Status.FAILED).update(
-                        status=Delivery.Status.PENDING, claim_token=None, claimed_at=None, finished_at=None
-                    )
+                    Delivery.objects.filter(id__in=ids[start : start + 500]).retry_failed()
                 if run_id is not None:
                     line = f"{now:%Y-%m-%d %H:%M} UTC: {plural(len(ids), 'failed digest')} retried by {operator}.\n"
-                    DigestRun.objects.filter(pk=run_id).update(
-                        failed_count=Greatest(F("failed_count") - len(ids), 0), note=Concat(F("note"), Value(line))
-                    )
+                    DigestRun.objects.take_back_failures(run_id, len(ids), line)
             if by_run:
                 transaction.on_commit(partial(queue_deliveries, dict(by_run)))
         if rows:

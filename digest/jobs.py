@@ -8,19 +8,19 @@ import multiprocessing
 
 from django.db import connections
 
-from digest import compose, planning, sending
+from digest import compose, planning, recovery, sending
 from digest.rendering import DigestRenderer
 
 _process_state = {}
 
 
 def run_digests(now, *, day=None, ignore_hour=False, processes=1, on_progress=None):
-    """Send again what earlier runs left behind (planning.recover), then plan and send everyone due.
+    """Send again what earlier runs left behind (recovery.recover), then plan and send everyone due.
 
     Returns (run, planned ids, Outcome of the run, Outcome of what was sent again for earlier runs)."""
     pool, renderer = compose.get_pool(now), DigestRenderer()
     recovered = sending.Outcome()
-    for run_id, chunk in planning.recover(now):
+    for run_id, chunk in recovery.recover(now):
         recovered.add(sending.send_with_retries(chunk, run_id=run_id, now=now, pool=pool, renderer=renderer))
     run = planning.start_run(now)
     ids = planning.plan_deliveries(now, run, day=day, ignore_hour=ignore_hour)

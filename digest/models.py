@@ -1,8 +1,77 @@
-from django.db import models
-from django.db.models import Q
+"""The daily job's records: each run (DigestRun), each reader's digest of a day (Delivery) and readers' feedback.
+
+DigestRun and Delivery change state only through the verbs here. Each is one conditional UPDATE (a row changes only
+if it is still in the state the verb expects), so two workers, a retried task, recovery and an operator can act at
+once and each row still changes once.
+"""
+
+from django.db import connection, models, transaction
+from django.db.models import Count, F, Q, Value
+from django.db.models.functions import Concat, Greatest
 from django.utils import timezone
 
 from papers.models import Paper
+
+BULK_SIZE = 1000
+
+
+def _parts(ids, size=BULK_SIZE):
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
+class DigestRunManager(models.Manager):
+    def start(self, now, pool_size):
+        return self.create(started_at=now, pool_size=pool_size)
+
+    def add_outcome(self, run_id, *, sent=0, failed=0, skipped=0):
+        """Add finished digests to their run, and close the run when every planned digest is accounted for."""
+        if run_id is None:
+            return
+        with transaction.atomic():
+            runs = self.filter(pk=run_id)
+            runs.update(
+                sent_count=F("sent_count") + sent,
+                failed_count=F("failed_count") + failed,
+                skipped_count=F("skipped_count") + skipped,
+            )
+            # Comparing the run's own counters costs one row; asking its deliveries would read all of them per chunk.
+            runs.filter(
+                finished_at__isnull=True, planned_count=F("sent_count") + F("failed_count") + F("skipped_count")
+            ).update(finished_at=timezone.now())
+
+    def take_back_failures(self, run_id, count, line):
+        """An operator retries `count` of the run's failed digests: they leave its failed count (and the note says
+        so), so that when they finish, sent + failed + skipped again equals planned."""
+        self.filter(pk=run_id).update(
+            failed_count=Greatest(F("failed_count") - count, 0),
+            note=Concat(F("note"), Value(line)),
+        )
+
+    def recount(self, started_before, now):
+        """Recount runs started before `started_before` and still open from their rows, and close those with nothing
+        left to do.
+
+        A run's counters are added to as chunks finish; a chunk whose count was lost to a dropped connection would
+        otherwise leave its run open for ever."""
+        open_runs = list(self.filter(finished_at=None, started_at__lt=started_before).values_list("id", flat=True))
+        statuses = {}
+        for part in _parts(open_runs):
+            rows = Delivery.objects.filter(run_id__in=part).order_by().values_list("run_id", "status")
+            for run_id, status, count in rows.annotate(count=Count("id")):
+                statuses.setdefault(run_id, {})[status] = count
+        empty = [run_id for run_id in open_runs if run_id not in statuses]
+        for part in _parts(empty):
+            self.filter(id__in=part, finished_at=None).update(
+                sent_count=0, failed_count=0, skipped_count=0, finished_at=now
+            )
+        for run_id, counts in statuses.items():
+            unfinished = counts.get(Delivery.Status.PENDING, 0) + counts.get(Delivery.Status.SENDING, 0)
+            self.filter(pk=run_id, finished_at=None).update(
+                sent_count=counts.get(Delivery.Status.SENT, 0),
+                failed_count=counts.get(Delivery.Status.FAILED, 0),
+                skipped_count=counts.get(Delivery.Status.SKIPPED, 0),
+                finished_at=None if unfinished else now,
+            )
 
 
 class DigestRun(models.Model):
@@ -14,6 +83,8 @@ class DigestRun(models.Model):
     failed_count = models.PositiveIntegerField("failed", default=0)
     skipped_count = models.PositiveIntegerField("skipped", default=0)
     note = models.TextField(blank=True)
+
+    objects = DigestRunManager()
 
     class Meta:
         ordering = ["-started_at"]
@@ -27,6 +98,52 @@ class DigestRun(models.Model):
             return None
         return self.finished_at - self.started_at
 
+    def set_planned(self, count, now):
+        """Record how many digests the run planned; a run with nobody to send to is over as soon as it is planned."""
+        self.planned_count, self.finished_at = count, None if count else now
+        DigestRun.objects.filter(pk=self.pk).update(planned_count=self.planned_count, finished_at=self.finished_at)
+
+
+class DeliveryQuerySet(models.QuerySet):
+    def claim(self, claim, now):
+        """Take the pending rows among these for one send attempt (pending -> sending, tagged with `claim`)."""
+        return self.filter(status=Delivery.Status.PENDING).update(
+            status=Delivery.Status.SENDING, claim_token=claim, claimed_at=now, attempts=F("attempts") + 1
+        )
+
+    def release(self):
+        """Give the rows still `sending` among these back to pending, for another attempt to claim."""
+        return self.filter(status=Delivery.Status.SENDING).update(status=Delivery.Status.PENDING, claim_token=None)
+
+    def fail_interrupted(self, now):
+        """Fail the rows still `sending` among these as interrupted: they may have reached the mail server, so they
+        are never sent again (at most once). Returns how many."""
+        return self.filter(status=Delivery.Status.SENDING).update(
+            status=Delivery.Status.FAILED,
+            interrupted=True,
+            error=Delivery.INTERRUPTED,
+            finished_at=now,
+            claim_token=None,
+        )
+
+    def give_back(self, reason, now, *, final):
+        """Rows a send attempt could not hand over (no mail connection): failed with `reason` when `final`, else
+        pending again with it, for a retry."""
+        if final:
+            return self.update(status=Delivery.Status.FAILED, error=reason, finished_at=now, claim_token=None)
+        return self.update(status=Delivery.Status.PENDING, error=reason, claim_token=None)
+
+    def mark_queued(self, now):
+        """Note that these pending rows were queued again now, so recovery waits as long again before the next time."""
+        for part in _parts(list(self.values_list("id", flat=True))):
+            Delivery.objects.filter(id__in=part, status=Delivery.Status.PENDING).update(claimed_at=now)
+
+    def retry_failed(self):
+        """Failed rows back to pending for an operator's retry; interrupted ones stay failed (they may have gone)."""
+        return self.filter(status=Delivery.Status.FAILED, interrupted=False).update(
+            status=Delivery.Status.PENDING, claim_token=None, claimed_at=None, finished_at=None
+        )
+
 
 class Delivery(models.Model):
     class Status(models.TextChoices):
@@ -37,6 +154,9 @@ class Delivery(models.Model):
         SKIPPED = "skipped", "Skipped"
 
     FINAL_STATUSES = (Status.SENT, Status.FAILED, Status.SKIPPED)
+    INTERRUPTED = "Interrupted while sending; it may have reached the mail server, so it is not sent again."
+    # What a send attempt writes when the backend has answered (Delivery.record).
+    RECORDED_FIELDS = ["status", "message_id", "paper_ids", "shown", "error", "finished_at", "claim_token"]
 
     subscriber = models.ForeignKey("subscriptions.Subscriber", on_delete=models.CASCADE, related_name="deliveries")
     run = models.ForeignKey(DigestRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries")
@@ -51,10 +171,16 @@ class Delivery(models.Model):
     claim_token = models.UUIDField(null=True, blank=True, editable=False, help_text="Which send attempt holds it.")
     message_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True, help_text="Why it failed or was skipped.")
+    interrupted = models.BooleanField(
+        default=False,
+        help_text="Failed while the mail server held it: it may have been delivered, so it is never sent again.",
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "deliveries"
@@ -81,6 +207,64 @@ class Delivery(models.Model):
         """The papers sent, in the order the email listed them (papers deleted since are left out)."""
         by_id = Paper.objects.in_bulk(self.paper_ids)
         return [by_id[paper_id] for paper_id in self.paper_ids if paper_id in by_id]
+
+    def record(self, claim):
+        """Write this finished delivery (its RECORDED_FIELDS), if `claim` still holds it; return whether it did.
+
+        One plain UPDATE committed at once, not the ORM's: measured on PostgreSQL (bench/record_bench.py), it writes an
+        outcome in RECORD_FIGURE. On PostgreSQL the commit does not wait for the disk (synchronous_commit off, for
+        this transaction only): a flush per email would cost more than building it. Every other session sees the row
+        at once; only a crash of the database server itself can lose the last fraction of a second of such commits,
+        and recovery treats claims older than the server's start accordingly (every row still `sending` fails, none is
+        sent again)."""
+        self.claim_token = None
+        statement = _record_statement()
+        if connection.vendor == "postgresql":
+            # The statement's own transaction (autocommit) commits without a flush; set_config(..., true) lasts until
+            # that commit, and setting it from the statement saves the round trip a SET LOCAL would cost.
+            statement += " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
+        with connection.cursor() as cursor:
+            cursor.execute(statement, _record_values(self, claim))
+            if cursor.rowcount == 1:
+                return True
+        # Not ours any more, or ours already: a write repeated after a dropped connection finds the first committed.
+        return Delivery.objects.filter(
+            pk=self.pk,
+            claim_token=None,
+            status=self.status,
+            finished_at=self.finished_at,
+            message_id=self.message_id,
+        ).exists()
+
+    @staticmethod
+    def record_many(deliveries, claim):
+        """Write several finished deliveries in one transaction (Django's bulk_update builds a CASE per row and
+        field)."""
+        if not deliveries:
+            return
+        for delivery in deliveries:
+            delivery.claim_token = None
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(_record_statement(), [_record_values(delivery, claim) for delivery in deliveries])
+
+
+def _record_statement():
+    quote = connection.ops.quote_name
+    meta = Delivery._meta
+    columns = [meta.get_field(name).column for name in Delivery.RECORDED_FIELDS]
+    return "UPDATE {} SET {} WHERE {} = %s AND {} = %s".format(
+        quote(meta.db_table),
+        ", ".join(f"{quote(column)} = %s" for column in columns),
+        quote(meta.pk.column),
+        quote(meta.get_field("claim_token").column),
+    )
+
+
+def _record_values(delivery, claim):
+    fields = [Delivery._meta.get_field(name) for name in Delivery.RECORDED_FIELDS]
+    token = Delivery._meta.get_field("claim_token").get_db_prep_value(claim, connection)
+    values = [field.get_db_prep_save(getattr(delivery, field.attname), connection) for field in fields]
+    return [*values, delivery.pk, token]
 
 
 class Feedback(models.Model):

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 import tenacity
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from digest import compose
@@ -48,7 +47,7 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
 
     Each outcome is written as soon as the backend answers, before the next message is handed over, so at any moment
     at most one claimed row is "handed over but not recorded". It is always the claim's lowest-id row still
-    `sending`: that is how `planning.recover` tells it from the rows never handed over when a worker dies.
+    `sending`: that is how `recovery.recover` tells it from the rows never handed over when a worker dies.
     """
     now = now or timezone.now()
     claim = uuid.uuid4()
@@ -83,28 +82,20 @@ class Progress:
 
 
 def _claim(delivery_ids, claim, now):
-    Delivery.objects.filter(id__in=delivery_ids, status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.SENDING, claim_token=claim, claimed_at=now, attempts=F("attempts") + 1
-    )
+    Delivery.objects.filter(id__in=delivery_ids).claim(claim, now)
 
 
 def _release(claim, progress, now, run_id):
     if progress.unwritten is not None:
-        record(progress.unwritten, claim)
+        progress.unwritten.record(claim)
         progress.unwritten = None
-    if progress.in_flight is not None:
-        interrupted = Delivery.objects.filter(id=progress.in_flight, claim_token=claim, status=Delivery.Status.SENDING)
-        if interrupted.update(status=Delivery.Status.FAILED, error=INTERRUPTED, finished_at=now, claim_token=None):
-            count_outcome(run_id, failed=1)
-    Delivery.objects.filter(claim_token=claim, status=Delivery.Status.SENDING).update(
-        status=Delivery.Status.PENDING, claim_token=None
-    )
+    in_flight = Delivery.objects.filter(id=progress.in_flight, claim_token=claim)
+    if progress.in_flight is not None and in_flight.fail_interrupted(now):
+        DigestRun.objects.add_outcome(run_id, failed=1)
+    Delivery.objects.filter(claim_token=claim).release()
     if not progress.counted:
         progress.counted = True
         _count(run_id, progress.outcome, now)
-
-
-INTERRUPTED = "Interrupted while sending; it may have reached the mail server, so it is not sent again."
 
 
 @dataclass
@@ -133,7 +124,7 @@ def _send_claimed(deliveries, batch, attempt, connection=None):
         else:
             chosen.append((delivery, picks))
     # Rows with nothing to send are written first, together: they never reach the backend.
-    on_database(record_many, skipped, claim)
+    on_database(Delivery.record_many, skipped, claim)
     outcome.skipped = len(skipped)
     if not chosen:
         _count_once(run_id, progress, now)
@@ -157,7 +148,7 @@ def _send_claimed(deliveries, batch, attempt, connection=None):
                 progress.in_flight = delivery.id
                 _hand_over(connection, message, delivery, picks, outcome, refused_readers, attempt.last_try)
             progress.in_flight, progress.unwritten = None, delivery
-            written = on_database(record, delivery, claim)
+            written = on_database(delivery.record, claim)
             progress.unwritten = None
             if not written:
                 # Recovery took this claim back (it judged the worker dead): what is left is no longer ours.
@@ -168,9 +159,7 @@ def _send_claimed(deliveries, batch, attempt, connection=None):
         connection.close()
 
     for subscriber_id, reason in refused_readers.items():
-        Subscriber.objects.filter(id=subscriber_id, status=Subscriber.Status.ACTIVE).update(
-            status=Subscriber.Status.SUPPRESSED, status_reason=reason[:255]
-        )
+        Subscriber.objects.filter(id=subscriber_id).suppress(reason)
     _count_once(run_id, progress, now)
     return outcome
 
@@ -228,66 +217,6 @@ def _undo(outcome, delivery):
         outcome.retry_ids.remove(delivery.id)
 
 
-RECORDED_FIELDS = ["status", "message_id", "paper_ids", "shown", "error", "finished_at", "claim_token"]
-
-
-def _record_statement():
-    quote = connection.ops.quote_name
-    table, pk = Delivery._meta.db_table, Delivery._meta.pk.column
-    columns = [Delivery._meta.get_field(name).column for name in RECORDED_FIELDS]
-    return "UPDATE {} SET {} WHERE {} = %s AND {} = %s".format(
-        quote(table),
-        ", ".join(f"{quote(column)} = %s" for column in columns),
-        quote(pk),
-        quote(Delivery._meta.get_field("claim_token").column),
-    )
-
-
-def _record_values(delivery, claim):
-    fields = [Delivery._meta.get_field(name) for name in RECORDED_FIELDS]
-    token = Delivery._meta.get_field("claim_token").get_db_prep_value(claim, connection)
-    values = [field.get_db_prep_save(getattr(delivery, field.attname), connection) for field in fields]
-    return [*values, delivery.pk, token]
-
-
-def record(delivery, claim):
-    """Write one finished delivery, if `claim` still holds it; return whether it did. One plain UPDATE, committed
-    at once (the ORM's save would reload and validate what this attempt already knows).
-
-    On PostgreSQL the commit does not wait for the disk (synchronous_commit off, for this transaction only): a flush
-    per email would cost more than building it. Every other session sees the row at once; only a crash of the
-    database server itself can lose the last fraction of a second of such commits, and `planning.recover` treats
-    claims older than the server's start accordingly (every row still `sending` fails, none is sent again)."""
-    delivery.claim_token = None
-    statement = _record_statement()
-    if connection.vendor == "postgresql":
-        # The statement's own transaction (autocommit) commits without a flush; set_config(..., true) lasts until
-        # that commit, and setting it from the statement saves the round trip a SET LOCAL would cost.
-        statement += " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
-    with connection.cursor() as cursor:
-        cursor.execute(statement, _record_values(delivery, claim))
-        if cursor.rowcount == 1:
-            return True
-    # Not ours any more, or ours already: a write repeated after a dropped connection finds the first one committed.
-    return Delivery.objects.filter(
-        pk=delivery.pk,
-        claim_token=None,
-        status=delivery.status,
-        finished_at=delivery.finished_at,
-        message_id=delivery.message_id,
-    ).exists()
-
-
-def record_many(deliveries, claim):
-    """Write several finished deliveries in one transaction (Django's bulk_update builds a CASE per row and field)."""
-    if not deliveries:
-        return
-    for delivery in deliveries:
-        delivery.claim_token = None
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(_record_statement(), [_record_values(delivery, claim) for delivery in deliveries])
-
-
 def _reconnect(retry_state):
     logger.warning("Database connection failed (%s); reconnecting.", retry_state.outcome.exception())
     # It is broken already, so closing may fail too; the next query opens a new one either way.
@@ -318,13 +247,11 @@ def on_database(function, *args):
 
 def _give_back(deliveries, outcome, problem, last_try, now):
     ids = [delivery.id for delivery in deliveries]
-    if last_try or isinstance(problem, Permanent):
-        Delivery.objects.filter(id__in=ids).update(
-            status=Delivery.Status.FAILED, error=str(problem), finished_at=now, claim_token=None
-        )
+    final = last_try or isinstance(problem, Permanent)
+    Delivery.objects.filter(id__in=ids).give_back(str(problem), now, final=final)
+    if final:
         outcome.failed += len(ids)
     else:
-        Delivery.objects.filter(id__in=ids).update(status=Delivery.Status.PENDING, error=str(problem), claim_token=None)
         outcome.retry_ids, outcome.retry_reason = ids, str(problem)
     return outcome
 
@@ -338,28 +265,7 @@ def _count_once(run_id, progress, now):
 
 
 def _count(run_id, outcome, now):
-    count_outcome(run_id, sent=outcome.sent, failed=outcome.failed, skipped=outcome.skipped)
-
-
-def count_outcome(run_id, *, sent=0, failed=0, skipped=0):
-    """Add finished digests to their run, and close the run when every planned digest is accounted for."""
-    if run_id is None:
-        return
-    with transaction.atomic():
-        _add_to_run(run_id, sent, failed, skipped)
-
-
-def _add_to_run(run_id, sent, failed, skipped):
-    runs = DigestRun.objects.filter(pk=run_id)
-    runs.update(
-        sent_count=F("sent_count") + sent,
-        failed_count=F("failed_count") + failed,
-        skipped_count=F("skipped_count") + skipped,
-    )
-    # Comparing the run's own counters costs one row; asking its deliveries would read all of them for every chunk.
-    runs.filter(
-        finished_at__isnull=True, planned_count=F("sent_count") + F("failed_count") + F("skipped_count")
-    ).update(finished_at=timezone.now())
+    DigestRun.objects.add_outcome(run_id, sent=outcome.sent, failed=outcome.failed, skipped=outcome.skipped)
 
 
 def send_with_retries(delivery_ids, *, max_retries=None, sleep=None, **kwargs):

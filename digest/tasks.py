@@ -4,7 +4,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from digest import planning, sending
+from digest import planning, recovery, sending
 from subscriptions.mailerrors import retry_delay
 
 
@@ -12,7 +12,7 @@ from subscriptions.mailerrors import retry_delay
 def plan_digests():
     """Beat runs this every 15 minutes: plan everyone due and queue their digests in chunks."""
     now = timezone.now()
-    for run_id, chunk in planning.recover(now):
+    for run_id, chunk in recovery.recover(now):
         send_deliveries.delay(chunk, run_id)
     run = planning.start_run(now)
     ids = planning.plan_deliveries(now, run)

@@ -29,7 +29,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from papers import semantic, text
+from papers import text
 from papers.vocabulary import CONCEPTS, RELATED
 
 TITLE_WEIGHT = 3.0
@@ -227,6 +227,9 @@ class Index:
         self.semantic_weight = semantic_weight
         self._semantic = None
         if semantic_weight > 0:
+            # Imported only when enabled: with the default weight of 0 the semantic extra is never loaded.
+            from papers import semantic
+
             self._semantic = semantic.PoolEmbeddings(self.papers)
 
     def __len__(self):
@@ -302,6 +305,8 @@ class Index:
                 lift += DESCRIPTION_LIFT * max(scores.get(doc, 0.0) for scores in per_secondary)
             results[doc] = best + (1 - best) * min(lift, 1.0)
         if self._semantic is not None:
+            from papers import semantic  # loaded already by __init__, when enabled
+
             results = semantic.blend(results, self._semantic.score(query.texts), self.semantic_weight)
         return results
 

@@ -193,8 +193,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     @admin.action(description="Suppress the selected subscribers (never email them again)", permissions=["change"])
     def suppress_selected(self, request, queryset):
         reason = f"Suppressed by an operator ({request.user.get_username()})"
-        targets = Subscriber.objects.filter(pk__in=queryset.values("pk")).exclude(status=Subscriber.Status.SUPPRESSED)
-        count = targets.update(status=Subscriber.Status.SUPPRESSED, status_reason=reason)
+        count = Subscriber.objects.filter(pk__in=queryset.values("pk")).suppress(reason)
         self.message_user(request, f"Suppressed {plural(count, 'subscriber')}.", messages.SUCCESS)
 
     @admin.action(description="Export the selected subscribers as CSV", permissions=["view"])

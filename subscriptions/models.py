@@ -17,6 +17,18 @@ def make_token():
     return secrets.token_urlsafe(24)
 
 
+class SubscriberQuerySet(models.QuerySet):
+    def suppress(self, reason, *, unsubscribed=False):
+        """Never email these readers again, for `reason` (a bounce, a complaint, a refused address, an operator).
+
+        One rule wherever it comes from: readers who can still get mail (pending, active, paused) are suppressed; an
+        unsubscribed or already suppressed reader keeps that status and its reason. Returns how many changed."""
+        changes = {"status": Subscriber.Status.SUPPRESSED, "status_reason": reason[:255]}
+        if unsubscribed:
+            changes["unsubscribed_at"] = timezone.now()
+        return self.filter(status__in=Subscriber.REACHABLE).update(**changes)
+
+
 class Subscriber(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending confirmation"
@@ -38,6 +50,9 @@ class Subscriber(models.Model):
         FRIDAY = 4, "Friday"
         SATURDAY = 5, "Saturday"
         SUNDAY = 6, "Sunday"
+
+    # Readers mail can still reach: a suppression applies to them only (SubscriberQuerySet.suppress).
+    REACHABLE = (Status.PENDING, Status.ACTIVE, Status.PAUSED)
 
     email = models.EmailField(max_length=254)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
@@ -66,6 +81,8 @@ class Subscriber(models.Model):
     signup_email_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="When the last confirmation or preferences-link email went."
     )
+
+    objects = SubscriberQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -154,6 +171,13 @@ class Subscriber(models.Model):
         if self.status in (self.Status.UNSUBSCRIBED, self.Status.SUPPRESSED):
             return False
         return self._change_status(self.Status.UNSUBSCRIBED, Consent.Action.UNSUBSCRIBE, **proof)
+
+    def suppress(self, reason, *, unsubscribed=False):
+        """Never email this reader again (see SubscriberQuerySet.suppress); True if this changed their status."""
+        changed = Subscriber.objects.filter(pk=self.pk).suppress(reason, unsubscribed=unsubscribed) == 1
+        if changed:
+            self.refresh_from_db(fields=["status", "status_reason", "unsubscribed_at"])
+        return changed
 
     def resubscribe(self, **proof):
         """Undo an unsubscribe from a signed link (which proves the mailbox). A suppressed address stays suppressed:

@@ -48,8 +48,6 @@ ADDRESS_REFUSALS = {
     RejectReason.SPAM: "the reader complained before",
     RejectReason.UNSUBSCRIBED: "the reader unsubscribed there before",
 }
-# Readers a report can still suppress; an unsubscribed or suppressed reader keeps that status and its reason.
-REACHABLE = (Subscriber.Status.PENDING, Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED)
 
 # Bounces Anymail reports as "bounced" although the provider says they are temporary, from each provider's raw event.
 SOFT_MARKERS = {
@@ -212,17 +210,6 @@ def suppression_reason(event, esp, mail_event, subscriber):
     return None
 
 
-def suppress(subscriber, reason, *, unsubscribed=False):
-    """Suppress a reader who can still get mail; True if this changed their status."""
-    changes = {"status": Subscriber.Status.SUPPRESSED, "status_reason": reason[:255]}
-    if unsubscribed:
-        changes["unsubscribed_at"] = timezone.now()
-    changed = Subscriber.objects.filter(id=subscriber.id, status__in=REACHABLE).update(**changes) == 1
-    if changed:
-        logger.info("Suppressed subscriber %s: %s", subscriber.id, reason)
-    return changed
-
-
 @receiver(tracking, dispatch_uid="subscriptions.tracking.record_event")
 def record_event(sender, event, esp_name, **kwargs):
     require_webhook_secret()
@@ -263,12 +250,13 @@ def record_event(sender, event, esp_name, **kwargs):
         except IntegrityError:
             # The same report arrived twice at once (only an unknown address is not locked above).
             return
-        if subscriber is None or subscriber.status not in REACHABLE:
+        if subscriber is None or subscriber.status not in Subscriber.REACHABLE:
             return
 
         reason = suppression_reason(event, esp, mail_event, subscriber)
         unsubscribed = event.event_type == EventType.UNSUBSCRIBED
-        if reason and suppress(subscriber, reason, unsubscribed=unsubscribed):
+        if reason and subscriber.suppress(reason, unsubscribed=unsubscribed):
+            logger.info("Suppressed subscriber %s: %s", subscriber.id, reason)
             mail_event.suppressed = True
             mail_event.save(update_fields=["suppressed"])
             if unsubscribed:

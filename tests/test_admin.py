@@ -263,7 +263,7 @@ class RefusingBackend(LocmemBackend):
 @pytest.fixture
 def failed_run(settings, inline_tasks, make_paper, make_reader, gnn, monkeypatch):
     """A real run: ok@ got their digest, refuse@'s failed for good; and an older digest interrupted while sending."""
-    from digest import planning, sending
+    from digest import recovery, sending
     from digest.models import Delivery
     from digest.tasks import plan_digests
 
@@ -280,7 +280,7 @@ def failed_run(settings, inline_tasks, make_paper, make_reader, gnn, monkeypatch
         claimed_at=timezone.now() - timezone.timedelta(days=1),
         attempts=1,
     )
-    planning.recover(timezone.now())
+    recovery.recover(timezone.now())
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     mail.outbox.clear()
     return {

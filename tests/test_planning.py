@@ -5,7 +5,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from digest import planning
+from digest import planning, recovery
 from digest.models import Delivery, DigestRun
 from subscriptions.models import Subscriber
 
@@ -73,13 +73,13 @@ def test_planning_twice_creates_one_delivery_per_reader_and_day(make_reader):
 
 
 HOURS_AGO = timezone.timedelta(hours=2)  # past DIGEST_RECOVER_AFTER_SECONDS (1 hour by default)
-database_started_at = planning.database_started_at
+database_started_at = recovery.database_started_at
 
 
 @pytest.fixture(autouse=True)
 def database_up_for_days(monkeypatch):
     """Claims made "two hours ago" came after the database server's start, unless a test says otherwise."""
-    monkeypatch.setattr(planning, "database_started_at", lambda: timezone.now() - timezone.timedelta(days=3))
+    monkeypatch.setattr(recovery, "database_started_at", lambda: timezone.now() - timezone.timedelta(days=3))
 
 
 def claimed_rows(readers, run, *, claim, claimed_at):
@@ -99,7 +99,7 @@ def test_a_dead_workers_claim_fails_only_the_digest_it_may_have_handed_over_and_
         [make_reader() for _ in range(3)], run, claim=uuid.uuid4(), claimed_at=now - HOURS_AGO
     )
 
-    resend = planning.recover(now)
+    resend = recovery.recover(now)
 
     assert resend == [(run.id, [never_sent.id, also_never_sent.id])]
     for row in (in_flight, never_sent, also_never_sent):
@@ -111,16 +111,16 @@ def test_a_dead_workers_claim_fails_only_the_digest_it_may_have_handed_over_and_
     run.refresh_from_db()
     assert (run.failed_count, run.finished_at) == (1, None)
     # Queued once: a second planner right after finds nothing more to do.
-    assert planning.recover(now) == []
+    assert recovery.recover(now) == []
 
 
 def test_claims_older_than_a_database_restart_fail_every_row_still_sending(make_reader, monkeypatch):
     # The server may have lost the last outcomes written before it stopped: any of these rows may have gone out.
     now = timezone.now()
     rows = claimed_rows([make_reader(), make_reader()], None, claim=uuid.uuid4(), claimed_at=now - HOURS_AGO)
-    monkeypatch.setattr(planning, "database_started_at", lambda: now - HOURS_AGO / 2)
+    monkeypatch.setattr(recovery, "database_started_at", lambda: now - HOURS_AGO / 2)
 
-    assert planning.recover(now) == []
+    assert recovery.recover(now) == []
     assert set(Delivery.objects.filter(id__in=[row.id for row in rows]).values_list("status", flat=True)) == {"failed"}
 
 
@@ -139,7 +139,7 @@ def test_a_claim_younger_than_the_recovery_delay_is_left_to_its_worker(make_read
     now = timezone.now()
     rows = claimed_rows([make_reader(), make_reader()], None, claim=uuid.uuid4(), claimed_at=now - HOURS_AGO / 20)
 
-    assert planning.recover(now) == []
+    assert recovery.recover(now) == []
     assert {row.status for row in Delivery.objects.filter(id__in=[row.id for row in rows])} == {"sending"}
 
 
@@ -149,7 +149,7 @@ def test_each_dead_claim_loses_at_most_one_digest(make_reader):
     first = claimed_rows([make_reader(), make_reader()], run, claim=uuid.uuid4(), claimed_at=now - HOURS_AGO)
     second = claimed_rows([make_reader(), make_reader()], run, claim=uuid.uuid4(), claimed_at=now - HOURS_AGO)
 
-    [(run_id, ids)] = planning.recover(now)
+    [(run_id, ids)] = recovery.recover(now)
 
     assert (run_id, ids) == (run.id, [first[1].id, second[1].id])
     failed = Delivery.objects.filter(status=Delivery.Status.FAILED).order_by("id")
@@ -161,7 +161,7 @@ def test_rows_claimed_before_outcomes_were_written_one_by_one_all_fail(make_read
     now = timezone.now()
     rows = claimed_rows([make_reader(), make_reader()], None, claim=None, claimed_at=now - HOURS_AGO)
 
-    assert planning.recover(now) == []
+    assert recovery.recover(now) == []
     assert set(Delivery.objects.filter(id__in=[row.id for row in rows]).values_list("status", flat=True)) == {"failed"}
 
 
@@ -171,7 +171,7 @@ def test_old_unclaimed_rows_of_two_runs_are_counted_in_their_own_runs(make_reade
     claimed_rows([make_reader()], first, claim=None, claimed_at=now - HOURS_AGO)
     claimed_rows([make_reader(), make_reader()], second, claim=None, claimed_at=now - HOURS_AGO)
 
-    planning.recover(now)
+    recovery.recover(now)
 
     first.refresh_from_db()
     second.refresh_from_db()
@@ -186,8 +186,8 @@ def test_digests_whose_queued_task_was_lost_are_queued_again_once(make_reader, s
         lost = [Delivery.objects.create(subscriber=make_reader(), digest_date=now.date(), run=run) for _ in range(3)]
     fresh = Delivery.objects.create(subscriber=make_reader(), digest_date=now.date(), run=run)
 
-    assert planning.recover(now) == [(run.id, [lost[0].id, lost[1].id]), (run.id, [lost[2].id])]
-    assert planning.recover(now) == []
+    assert recovery.recover(now) == [(run.id, [lost[0].id, lost[1].id]), (run.id, [lost[2].id])]
+    assert recovery.recover(now) == []
     assert Delivery.objects.get(pk=fresh.pk).claimed_at is None
 
 
@@ -197,7 +197,7 @@ def test_an_open_run_is_recounted_from_its_rows_and_closed_when_nothing_is_left(
     for status in ("sent", "sent", "skipped"):
         Delivery.objects.create(subscriber=make_reader(), digest_date=now.date(), run=run, status=status)
 
-    planning.recover(now)
+    recovery.recover(now)
 
     run.refresh_from_db()
     assert (run.sent_count, run.failed_count, run.skipped_count) == (2, 0, 1)
@@ -215,7 +215,7 @@ def test_runs_that_planned_nobody_are_closed_and_a_run_still_sending_stays_open(
     )  # fmt: skip
     recent = DigestRun.objects.create(started_at=now)
 
-    planning.recover(now)
+    recovery.recover(now)
 
     assert all(DigestRun.objects.get(pk=run.pk).finished_at == now for run in empty)
     busy.refresh_from_db()

@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from digest import compose, planning, sending
+from digest import compose, planning, recovery, sending
 from digest.models import Delivery, DigestRun
 from subscriptions.models import Subscriber
 
@@ -193,7 +193,7 @@ class RecoveredMeanwhile(locmem_backend.EmailBackend):
     def send_messages(self, messages):
         sent = super().send_messages(messages)
         if len(mail.outbox) == 2:
-            planning.recover(timezone.now() + timezone.timedelta(hours=2))
+            recovery.recover(timezone.now() + timezone.timedelta(hours=2))
         return sent
 
 
@@ -261,7 +261,7 @@ def test_readers_chose_before_the_preference_existed_keep_the_sites_rule(setting
 def test_the_job_sends_again_what_a_stopped_run_left_and_says_so(locmem, gnn, make_reader, capsys, monkeypatch):
     # An earlier run stopped with three digests claimed: the first may have gone out, the other two never did. (The
     # database server has been up all along.)
-    monkeypatch.setattr(planning, "database_started_at", lambda: timezone.now() - timezone.timedelta(days=3))
+    monkeypatch.setattr(recovery, "database_started_at", lambda: timezone.now() - timezone.timedelta(days=3))
     readers = [make_reader(topics=[gnn]) for _ in range(3)]
     earlier = timezone.now() - timezone.timedelta(hours=2)
     run = DigestRun.objects.create(planned_count=3, started_at=earlier)

@@ -20,7 +20,6 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from digest import planning
 from digest.models import Delivery
-from digest.sending import INTERRUPTED
 from subscriptions.models import Subscriber
 from tests.reliability.harness import (
     WAIT_SECONDS,
@@ -79,7 +78,7 @@ def test_a_worker_killed_mid_run_costs_at_most_one_digest_per_process_and_nobody
     write_summary("worker_killed", summary)
 
     assert summary["readers_with_two_or_more"] == 0
-    assert all(error == INTERRUPTED for _address, error in interrupted)
+    assert all(error == Delivery.INTERRUPTED for _address, error in interrupted)
     # The bound: one claim per pool process of the killed worker, one unrecorded message per claim.
     assert len(interrupted) <= CONCURRENCY
     for delivery in Delivery.objects.exclude(status=Delivery.Status.FAILED).select_related("subscriber"):
