@@ -426,6 +426,21 @@ def test_operators_suppress_subscribers(admin_client, make_reader):
     assert set(Subscriber.objects.values_list("status", flat=True)) == {Subscriber.Status.SUPPRESSED}
 
 
+def test_suppressing_leaves_an_unsubscribed_reader_unsubscribed(admin_client, make_reader):
+    """One suppression rule everywhere (Subscriber.suppress): only readers mail can still reach are suppressed."""
+    from subscriptions.models import Subscriber
+
+    gone = make_reader("gone@example.com", status=Subscriber.Status.UNSUBSCRIBED)
+    paused = make_reader("paused@example.com", status=Subscriber.Status.PAUSED)
+    data = {"action": "suppress_selected", "_selected_action": [gone.pk, paused.pk]}
+    response = admin_client.post(SUBSCRIBERS, data, follow=True)
+    assert messages_of(response) == ["Suppressed 1 subscriber."]
+    assert dict(Subscriber.objects.values_list("email", "status")) == {
+        "gone@example.com": Subscriber.Status.UNSUBSCRIBED,
+        "paused@example.com": Subscriber.Status.SUPPRESSED,
+    }
+
+
 def export(admin_client, data, url=SUBSCRIBERS):
     import csv
     import io

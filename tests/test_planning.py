@@ -106,6 +106,7 @@ def test_a_dead_workers_claim_fails_only_the_digest_it_may_have_handed_over_and_
         row.refresh_from_db()
     assert in_flight.status == Delivery.Status.FAILED
     assert in_flight.error == "Interrupted while sending; it may have reached the mail server, so it is not sent again."
+    assert in_flight.interrupted and not never_sent.interrupted
     assert (never_sent.status, never_sent.claim_token) == (Delivery.Status.PENDING, None)
     assert (also_never_sent.status, also_never_sent.claim_token) == (Delivery.Status.PENDING, None)
     run.refresh_from_db()
