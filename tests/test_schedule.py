@@ -24,3 +24,20 @@ def test_operators_find_the_schedule_in_the_admin(admin_client):
     assert form.get_element_by_id("id_task").get("value") == "digest.tasks.plan_digests"
     # The web process knows the task too, so an operator can pick it from the list of registered tasks.
     assert "digest.tasks.plan_digests" in form.get_element_by_id("id_regtask").value_options
+
+
+def test_every_stored_schedule_names_a_task_the_workers_know(db):
+    """Schedules live in the database, by task name: moving a task's code must not orphan them."""
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    stored = set(PeriodicTask.objects.exclude(task="celery.backend_cleanup").values_list("task", flat=True))
+    assert stored == {"digest.tasks.plan_digests", "digest.tasks.fetch_papers"}
+    assert stored <= set(app.tasks)
+
+
+def test_the_catalogues_old_admin_addresses_lead_to_the_new_ones(admin_client, db):
+    response = admin_client.get("/admin/digest/paper/?q=speech")
+    assert (response.status_code, response["Location"]) == (301, "/admin/papers/paper/?q=speech")
+    assert admin_client.get("/admin/digest/topic/3/change/")["Location"] == "/admin/papers/topic/3/change/"
+    assert admin_client.get("/admin/digest/delivery/").status_code == 200
