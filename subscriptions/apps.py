@@ -6,6 +6,7 @@ class SubscriptionsConfig(AppConfig):
     verbose_name = "Readers"
 
     def ready(self):
+        # In ready(), as Django requires: these modules import models, which the app registry must have loaded first.
         from django.db.models.signals import post_delete, post_save
 
         # Connects the receiver of Anymail's tracking webhooks (bounces, complaints, unsubscribes at the provider).
