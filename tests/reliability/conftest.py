@@ -7,6 +7,9 @@ example its own savepoint, rolled back afterwards, and counts it.
 
 At the end of the session a line "generated cases: N" sums the examples run. When every fuzz test ran (the whole
 folder or the whole suite, nothing deselected), fewer than MIN_CASES fails the run; running one file alone does not.
+Under pytest-xdist (`-n 2`) each worker counts its own tests' examples and sends the count with the test's report;
+the controller adds them up, learns what was collected from the workers' collections and whether any worker
+deselected a fuzz test from what each worker reports when it stops, and applies the same rule to the whole run.
 """
 
 import collections
@@ -41,11 +44,17 @@ _cases = collections.Counter()
 _fuzz_items = set()
 _fuzz_ran = set()
 _fuzz_deselected = False
+CASES_PROPERTY = "fuzz_cases"
 
 
 def is_fuzz(item_or_report):
     path = getattr(item_or_report, "path", None) or Path(str(item_or_report.fspath))
     return Path(path).parent == FUZZ_DIR and Path(path).name.startswith("test_fuzz_")
+
+
+def is_fuzz_nodeid(nodeid):
+    folder, _, name = nodeid.split("::")[0].rpartition("/")
+    return folder.endswith(f"{FUZZ_DIR.parent.name}/{FUZZ_DIR.name}") and name.startswith("test_fuzz_")
 
 
 @pytest.fixture
@@ -92,9 +101,37 @@ def pytest_deselected(items):
         _fuzz_deselected = True
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Controller: what a worker collected, after its deselection (every worker collects the same)."""
+    _fuzz_items.update(nodeid for nodeid in ids if is_fuzz_nodeid(nodeid))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """Controller: whether the worker deselected a fuzz test (by -m, -k or the PostgreSQL-only rule)."""
+    global _fuzz_deselected
+    if getattr(node, "workeroutput", {}).get("fuzz_deselected"):
+        _fuzz_deselected = True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """The examples a fuzz test ran travel with its call report, so an xdist controller can count them too."""
+    report = yield
+    if call.when == "call" and is_fuzz(item):
+        # A new list: the report's is the item's own, which later reports share.
+        report.user_properties = [*report.user_properties, (CASES_PROPERTY, _cases[item.nodeid])]
+    return report
+
+
 def pytest_runtest_logreport(report):
-    if report.when == "call" and report.nodeid in _fuzz_items:
-        _fuzz_ran.add(report.nodeid)
+    if report.when != "call" or not is_fuzz_nodeid(report.nodeid):
+        return
+    _fuzz_ran.add(report.nodeid)
+    for name, value in report.user_properties:
+        if name == CASES_PROPERTY:
+            _cases[report.nodeid] = value
 
 
 def whole_fuzz_set_ran(session):
@@ -105,6 +142,11 @@ def whole_fuzz_set_ran(session):
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # An xdist worker: the controller judges the whole run.
+        workeroutput["fuzz_deselected"] = _fuzz_deselected
+        return
     total = sum(_cases.values())
     if whole_fuzz_set_ran(session) and total < MIN_CASES and session.exitstatus == 0:
         session.config._fuzz_too_few = True
@@ -112,7 +154,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    if not _cases:
+    if not _cases or hasattr(config, "workeroutput"):
         return
     total = sum(_cases.values())
     terminalreporter.write_line(f"generated cases: {total:,} in {len(_cases)} fuzz tests")
