@@ -91,8 +91,13 @@ def plain_template_rendering(monkeypatch):
     monkeypatch.setattr(Template, "_render", lambda template, context: template.nodelist.render(context))
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
-    _fuzz_items.update(item.nodeid for item in items if is_fuzz(item))
+    """The fuzz tests are marked `fuzz` (before -m reads the marks), and remembered."""
+    for item in items:
+        if is_fuzz(item):
+            item.add_marker(pytest.mark.fuzz)
+            _fuzz_items.add(item.nodeid)
 
 
 def pytest_deselected(items):
