@@ -6,6 +6,9 @@ from django.utils import timezone
 from digest.models import Paper, Topic
 from subscriptions.models import Subscriber
 
+# The fuzz suites' run-wide case count: a plugin loaded here, so that pytest-xdist's controller has it too.
+pytest_plugins = ["tests.reliability.fuzz_count"]
+
 _numbers = itertools.count(1)
 
 
@@ -138,6 +141,6 @@ def pytest_testnodedown(node, error):
 
 def pytest_terminal_summary(terminalreporter):
     """Under pytest-xdist the workers collect and deselect, and pytest's last line leaves deselected tests out."""
-    if _deselected_by_workers:
+    if any(_deselected_by_workers):
         left_out = max(_deselected_by_workers)
         terminalreporter.write_line(f"deselected: {left_out} tests (each xdist worker left them out)")
