@@ -6,6 +6,9 @@ from django.utils import timezone
 from papers.models import Paper, Topic
 from subscriptions.models import Subscriber
 
+# The fuzz suites' run-wide case count: a plugin loaded here, so that pytest-xdist's controller has it too.
+pytest_plugins = ["tests.reliability.fuzz_count"]
+
 _numbers = itertools.count(1)
 
 
@@ -86,9 +89,27 @@ def inline_tasks():
     app.conf.task_always_eager = saved
 
 
+# What makes pytest-django give a test the database (its test ordering reads the same), with the `django_db` mark.
+DATABASE_FIXTURES = {"db", "transactional_db", "live_server"}
+_deselected = []
+_deselected_by_workers = []
+
+
+def uses_database(item):
+    return item.get_closest_marker("django_db") is not None or bool(DATABASE_FIXTURES & set(item.fixturenames))
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `postgresql` are left out on SQLite, with a line saying so; CI runs them in its PostgreSQL pass."""
+    """Every test that touches the test database is marked `database` (before -m reads the marks): CI's SQLite pass
+    runs those alone, since a test that never touches the database cannot pass on one database and fail on another.
+
+    Tests marked `postgresql` are left out on SQLite, with a line saying so; CI runs them in its PostgreSQL pass."""
     from django.conf import settings
+
+    for item in items:
+        if uses_database(item):
+            item.add_marker(pytest.mark.database)
 
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
         return
@@ -102,3 +123,24 @@ def pytest_collection_modifyitems(config, items):
                 f"{len(needs_postgresql)} tests need PostgreSQL and are left out on SQLite "
                 "(set DATABASE_URL=postgres://… to run them)"
             )
+
+
+def pytest_deselected(items):
+    _deselected.extend(item.nodeid for item in items)
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["deselected"] = len(_deselected)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    _deselected_by_workers.append(getattr(node, "workeroutput", {}).get("deselected", 0))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Under pytest-xdist the workers collect and deselect, and pytest's last line leaves deselected tests out."""
+    if any(_deselected_by_workers):
+        left_out = max(_deselected_by_workers)
+        terminalreporter.write_line(f"deselected: {left_out} tests (each xdist worker left them out)")

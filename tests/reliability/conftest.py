@@ -7,11 +7,11 @@ example its own savepoint, rolled back afterwards, and counts it.
 
 At the end of the session a line "generated cases: N" sums the examples run. When every fuzz test ran (the whole
 folder or the whole suite, nothing deselected), fewer than MIN_CASES fails the run; running one file alone does not.
+That count is kept by tests/reliability/fuzz_count.py, a plugin tests/conftest.py loads, so that it also works
+under pytest-xdist.
 """
 
-import collections
 import contextlib
-from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -20,8 +20,7 @@ from django.db import transaction
 from hypothesis import HealthCheck, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
-MIN_CASES = 10_000
-FUZZ_DIR = Path(__file__).parent
+from tests.reliability.fuzz_count import count_example
 
 # Hypothesis keeps caches (its Unicode tables) in its home directory, by default .hypothesis/ in the working
 # directory: keep them with the other local state instead of in the checkout.
@@ -37,16 +36,6 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-_cases = collections.Counter()
-_fuzz_items = set()
-_fuzz_ran = set()
-_fuzz_deselected = False
-
-
-def is_fuzz(item_or_report):
-    path = getattr(item_or_report, "path", None) or Path(str(item_or_report.fspath))
-    return Path(path).parent == FUZZ_DIR and Path(path).name.startswith("test_fuzz_")
-
 
 @pytest.fixture
 def fresh_example(request, db):
@@ -55,7 +44,7 @@ def fresh_example(request, db):
 
     @contextlib.contextmanager
     def example():
-        _cases[request.node.nodeid] += 1
+        count_example(request.node)
         mail.outbox = []
         with transaction.atomic():
             yield
@@ -80,46 +69,6 @@ def plain_template_rendering(monkeypatch):
     from django.template.base import Template
 
     monkeypatch.setattr(Template, "_render", lambda template, context: template.nodelist.render(context))
-
-
-def pytest_collection_modifyitems(items):
-    _fuzz_items.update(item.nodeid for item in items if is_fuzz(item))
-
-
-def pytest_deselected(items):
-    global _fuzz_deselected
-    if any(is_fuzz(item) for item in items):
-        _fuzz_deselected = True
-
-
-def pytest_runtest_logreport(report):
-    if report.when == "call" and report.nodeid in _fuzz_items:
-        _fuzz_ran.add(report.nodeid)
-
-
-def whole_fuzz_set_ran(session):
-    files = {path.name for path in FUZZ_DIR.glob("test_fuzz_*.py")}
-    collected = {nodeid.split("::")[0].rpartition("/")[2] for nodeid in _fuzz_items}
-    return bool(files) and collected == files and not _fuzz_deselected and _fuzz_ran == _fuzz_items
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session, exitstatus):
-    total = sum(_cases.values())
-    if whole_fuzz_set_ran(session) and total < MIN_CASES and session.exitstatus == 0:
-        session.config._fuzz_too_few = True
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_terminal_summary(terminalreporter, config):
-    if not _cases:
-        return
-    total = sum(_cases.values())
-    terminalreporter.write_line(f"generated cases: {total:,} in {len(_cases)} fuzz tests")
-    if getattr(config, "_fuzz_too_few", False):
-        terminalreporter.write_line(
-            f"generated cases: the fuzz suites ran {total:,} cases, fewer than the {MIN_CASES:,} required", red=True
-        )
 
 
 @pytest.fixture

@@ -10,20 +10,24 @@ import threading
 import time
 import uuid
 from collections import Counter
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import kombu.exceptions
 import redis
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from digest.models import Delivery, DigestRun
 from subscriptions.models import Subscriber
 from tests.test_smtp_delivery import seed_papers, seed_topic
-from tests.test_worker import running_worker, wait_for
+from tests.test_worker import WAIT_SECONDS as START_SECONDS
+from tests.test_worker import answers, broker_client, start_worker, stop_workers, wait_for
 
-SETTLE_SECONDS = 3.0
 WAIT_SECONDS = 240
+# The workers `workers` started, by queue, for wait_until_idle.
+_started = {}
 
 
 def worker_settings(**extra):
@@ -40,14 +44,31 @@ def worker_settings(**extra):
 @contextlib.contextmanager
 def workers(tmp_path, mail_port, broker, queue, *, count=2, concurrency=2, **extra):
     """`count` real Celery workers (`concurrency` pool processes each) sharing `queue` on `broker`, run with
-    worker_settings(**extra) and logging to tmp_path/worker<n>.log. Yields the worker processes."""
-    common = {"queue": queue, "broker_url": broker.url, "concurrency": concurrency, **worker_settings(**extra)}
-    with contextlib.ExitStack() as stack:
-        started = [
-            stack.enter_context(running_worker(tmp_path / f"worker{number}.log", mail_port, **common))
-            for number in range(1, count + 1)
-        ]
-        yield [process for _queue, process in started]
+    worker_settings(**extra) and logging to tmp_path/worker<n>.log. Yields the worker processes.
+
+    They are started together and waited for together, and stopped together (tests.test_worker.stop_workers)."""
+    client = broker_client(broker.url)
+    logs = [tmp_path / f"worker{number}.log" for number in range(1, count + 1)]
+    started = []
+    try:
+        for log in logs:
+            started.append(
+                start_worker(
+                    log, mail_port, queue=queue, concurrency=concurrency, broker_url=broker.url,
+                    **worker_settings(**extra),
+                )
+            )  # fmt: skip
+        for worker in started:
+            wait_for(lambda worker=worker: answers(worker, client), START_SECONDS, "the workers")
+        _started[queue] = started
+        yield started
+    finally:
+        _started.pop(queue, None)
+        stop_workers(started, broker.url, queue)
+        # Shown by pytest only when the test fails.
+        for log in logs:
+            if log.exists():
+                print(log.read_text())
 
 
 def free_port():
@@ -119,20 +140,50 @@ def statuses():
     return dict(Delivery.objects.order_by().values_list("status").annotate(count=Count("id")))
 
 
-def wait_until_settled(mail_server, timeout, what, *, still=SETTLE_SECONDS):
-    """Wait until neither the rows nor the mail server have changed for `still` seconds."""
+def idle(client, queue):
+    """Whether the workers `workers` started on `queue` have nothing left that could send: no task waiting in the
+    queue (at any priority), and none reserved, scheduled (a retry's countdown) or running in a worker still alive,
+    as Celery's remote control reports them. A worker that does not answer is not idle, nor is a broker that cannot
+    be asked (as just after it restarted)."""
+    names = [worker.nodename for worker in _started[queue] if worker.poll() is None]
+    try:
+        inspect = client.control.inspect(destination=names, timeout=2.0)
+        for tasks in (inspect.active(), inspect.reserved(), inspect.scheduled()):
+            if not tasks or set(tasks) != set(names) or any(tasks.values()):
+                return False
+        # kombu's Redis transport keeps a queue's messages of each priority step in a list of its own.
+        keys = [queue, *(f"{queue}\x06\x16{step}" for step in (3, 6, 9))]
+        with redis.Redis.from_url(client.conf.broker_url) as broker:
+            return not any(broker.llen(key) for key in keys)
+    except (redis.RedisError, kombu.exceptions.OperationalError):
+        return False
+
+
+def wait_until_idle(client, queue, mail_server, timeout, what):
+    """Wait until the workers have nothing left that could send (`idle`), seen twice in a row with no row and no
+    message changing in between: a task on its way from the queue to a worker at the first look is seen at the
+    second. Unlike waiting for a quiet spell, this ends as soon as the work does, and notices a retry due later."""
     deadline = time.monotonic() + timeout
-    last, since = None, time.monotonic()
+    last = None
     while True:
-        now = time.monotonic()
         snapshot = (tuple(sorted(statuses().items())), len(mail_server.received))
-        if snapshot != last:
-            last, since = snapshot, now
-        elif now - since >= still:
+        if not idle(client, queue):
+            last = None
+        elif snapshot == last:
             return
-        if now > deadline:
-            raise AssertionError(f"gave up after {timeout} s waiting for {what} to settle; last seen {last}")
+        else:
+            last = snapshot
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout} s waiting for {what} to run out of work; last seen {last}")
         time.sleep(0.25)
+
+
+def recoverable():
+    """Whether every unfinished row is old enough for the next planner run to recover it (planning.recover): claimed,
+    or queued again, or else created, more than DIGEST_RECOVER_AFTER_SECONDS ago."""
+    cutoff = timezone.now() - timedelta(seconds=int(worker_settings()["DIGEST_RECOVER_AFTER_SECONDS"]))
+    unfinished = Delivery.objects.exclude(status__in=Delivery.FINAL_STATUSES)
+    return not unfinished.filter(Q(claimed_at__gte=cutoff) | Q(claimed_at=None, created_at__gte=cutoff)).exists()
 
 
 def all_final(expected):
@@ -227,11 +278,13 @@ class FakePostmark:
 
 
 def run_to_the_end(client, queue, mail_server, readers, timeout):
-    """After a fault: let the workers settle, plan again as beat would (recovering first), and wait for every row to
-    be final. Returns how many rows the fault had left unfinished."""
-    wait_until_settled(mail_server, timeout, "the workers")
+    """After a fault: let the workers finish what they can, wait until what they left is old enough to be recovered,
+    plan again as beat would (recovering first), and wait for every row to be final and the workers to have nothing
+    left. Returns how many rows the fault had left unfinished."""
+    wait_until_idle(client, queue, mail_server, timeout, "the workers")
     left_behind = Delivery.objects.exclude(status__in=Delivery.FINAL_STATUSES).count()
+    wait_for(recoverable, timeout, "the unfinished rows to be old enough to recover")
     client.send_task("digest.tasks.plan_digests", queue=queue)
     wait_for(lambda: all_final(readers), timeout, "every digest to reach a final state")
-    wait_until_settled(mail_server, timeout, "the last digests")
+    wait_until_idle(client, queue, mail_server, timeout, "the last digests")
     return left_behind

@@ -17,7 +17,7 @@ from tests.reliability.harness import (
     outcome,
     run_to_the_end,
     seed_many_readers,
-    wait_until_settled,
+    wait_until_idle,
     workers,
     write_summary,
 )
@@ -124,7 +124,7 @@ def test_a_busy_mail_server_is_retried_until_it_recovers_and_refused_addresses_f
         with workers(tmp_path, port, broker, queue, count=1):
             client.send_task("digest.tasks.plan_digests", queue=queue)
             wait_for(lambda: all_final(readers), WAIT_SECONDS, "every digest to reach a final state")
-            wait_until_settled(mail_server, WAIT_SECONDS, "the worker")
+            wait_until_idle(client, queue, mail_server, WAIT_SECONDS, "the worker")
 
     received = mail_server.count_by_recipient()
     summary = outcome(mail_server, addresses)

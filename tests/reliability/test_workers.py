@@ -11,7 +11,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from django.conf import settings
@@ -27,7 +26,7 @@ from tests.reliability.harness import (
     outcome,
     run_to_the_end,
     seed_many_readers,
-    wait_until_settled,
+    wait_until_idle,
     worker_settings,
     workers,
     write_summary,
@@ -114,15 +113,18 @@ def test_two_beat_schedulers_planning_at_once_send_each_reader_one_digest(tmp_pa
             beats = [start_beat(tmp_path / f"beat{number}.log", env) for number in (1, 2)]
             try:
                 wait_for(lambda: all_final(readers), WAIT_SECONDS, "every digest to reach a final state")
-                # Let both go on planning for a while after everyone has had their digest.
-                time.sleep(5)
-                wait_until_settled(mail_server, WAIT_SECONDS, "the worker")
+                # Let both go on planning for a while after everyone has had their digest: three more times each.
+                fired = [plans_sent(tmp_path, number) for number in (1, 2)]
+                wait_for(
+                    lambda: all(plans_sent(tmp_path, number) >= fired[number - 1] + 3 for number in (1, 2)),
+                    WAIT_SECONDS, "both schedulers to plan three more times",
+                )  # fmt: skip
             finally:
                 for beat in beats:
                     beat.terminate()
                     beat.wait(timeout=15)
-    plans = sum(1 for beat in (1, 2) for line in (tmp_path / f"beat{beat}.log").read_text().splitlines()
-                if "Sending due task" in line)  # fmt: skip
+            wait_until_idle(broker_client(broker.url), queue, mail_server, WAIT_SECONDS, "the worker")
+    plans = sum(plans_sent(tmp_path, number) for number in (1, 2))
     summary = outcome(mail_server, addresses)
     summary.update(fault="two celery beat processes firing plan_digests every second", plans_sent=plans)
     write_summary("two_schedulers", summary)
@@ -134,6 +136,11 @@ def test_two_beat_schedulers_planning_at_once_send_each_reader_one_digest(tmp_pa
     # Every run after the first found nobody due: planned 0, finished at once or left open with nothing to do.
     assert sum(run["planned"] for run in summary["runs"]) == readers
     assert sum(run["sent"] for run in summary["runs"]) == readers
+
+
+def plans_sent(tmp_path, number):
+    """How many times beat number `number` has sent plan_digests, as its log says."""
+    return (tmp_path / f"beat{number}.log").read_text().count("Sending due task")
 
 
 def start_beat(log_path, env):
@@ -188,7 +195,7 @@ def test_every_task_delivered_twice_to_two_workers_sends_each_digest_once(tmp_pa
                 for _copy in range(2):
                     client.send_task("digest.tasks.send_deliveries", args=[chunk, run.id], queue=queue)
             wait_for(lambda: all_final(readers), WAIT_SECONDS, "every digest to reach a final state")
-            wait_until_settled(mail_server, WAIT_SECONDS, "the workers")
+            wait_until_idle(client, queue, mail_server, WAIT_SECONDS, "the workers")
 
     summary = outcome(mail_server, addresses)
     summary.update(fault="every send_deliveries task queued twice, taken by two workers (4 processes)")
