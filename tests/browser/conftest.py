@@ -13,7 +13,6 @@ Screenshots land in var/test-artifacts/screenshots/ (under VAR_DIR) as <test>-<n
 import contextlib
 import os
 import re
-from pathlib import Path
 
 import pytest
 from django import db
@@ -42,15 +41,6 @@ TIMEOUT_MS = 5_000
 
 
 _console_key = pytest.StashKey["ConsoleErrors"]()
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (--dist loadgroup) every browser test goes to the same worker, which starts Chromium once."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 def _chromium_or_skip():
