@@ -46,11 +46,12 @@ class Batch:
     """What the digests of `subscriber_ids` at `now` are built from; `choose` and `build` then work per reader."""
 
     def __init__(self, subscriber_ids, now, *, pool=None, renderer=None):
+        subscriber_ids = list(subscriber_ids)
         self.now = now
         self.pool = pool or get_pool(now)
         self.renderer = renderer or DigestRenderer()
-        self.history = History.load(list(subscriber_ids), now)
-        self.topic_ids = topics_of(list(subscriber_ids))
+        self.history = History.load(subscriber_ids, now)
+        self.topic_ids = topics_of(subscriber_ids)
 
     def topics_for(self, subscriber):
         return self.topic_ids.get(subscriber.id, set())

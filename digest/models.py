@@ -135,8 +135,7 @@ class DeliveryQuerySet(models.QuerySet):
 
     def mark_queued(self, now):
         """Note that these pending rows were queued again now, so recovery waits as long again before the next time."""
-        for part in _parts(list(self.values_list("id", flat=True))):
-            Delivery.objects.filter(id__in=part, status=Delivery.Status.PENDING).update(claimed_at=now)
+        return self.filter(status=Delivery.Status.PENDING).update(claimed_at=now)
 
     def retry_failed(self):
         """Failed rows back to pending for an operator's retry; interrupted ones stay failed (they may have gone)."""
