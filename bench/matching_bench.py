@@ -62,7 +62,7 @@ def load_papers(paths):
     return list(papers.values())
 
 
-def evaluate(papers, interests, min_score, semantic_weight=None, embeddings=None, index=None):
+def evaluate(papers, interests, min_score, relative=0.0, semantic_weight=None, embeddings=None, index=None):
     from papers.matching import Index, Query
 
     index = index or Index(papers, semantic_weight=semantic_weight, embeddings=embeddings)
@@ -74,9 +74,10 @@ def evaluate(papers, interests, min_score, semantic_weight=None, embeddings=None
         missing = relevant - known
         if missing:
             raise SystemExit(f"{item['interest']!r} names papers not in the set: {sorted(missing)}")
-        ranking = index.rank(Query.from_interest(item["interest"]))
+        query = Query.from_interest(item["interest"])
+        ranking = index.rank(query)
         top = [match.arxiv_id for match in ranking[: len(relevant)]]
-        hits = [match.arxiv_id for match in ranking if match.score >= min_score]
+        hits = [index.papers[doc].arxiv_id for doc in index.matches(query, min_score=min_score, relative=relative)]
         true_positives += len(relevant & set(hits))
         predicted += len(hits)
         relevant_total += len(relevant)
@@ -99,6 +100,7 @@ def evaluate(papers, interests, min_score, semantic_weight=None, embeddings=None
         "worst_interest": worst["interest"],
         "threshold": {
             "min_score": min_score,
+            "relative": relative,
             "precision": round(true_positives / predicted, 4) if predicted else None,
             "recall": round(true_positives / relevant_total, 4),
         },
@@ -143,6 +145,7 @@ def main():
     parser.add_argument("--papers", nargs="+", type=Path, default=DEFAULT_PAPERS)
     parser.add_argument("--interests", nargs="+", type=Path, default=DEFAULT_INTERESTS)
     parser.add_argument("--min-score", type=float, help="The 'matches' cut-off to report on (default: the setting).")
+    parser.add_argument("--relative", type=float, help="The share of the best score that matches (default: the setting).")
     parser.add_argument("--details", action="store_true", help="Include each interest's figure, misses and intruders.")
     parser.add_argument(
         "--semantic-weight",
@@ -171,6 +174,7 @@ def main():
     # First, while nothing of the model is loaded in this process.
     cost = measure_cost(papers, embeddings) if args.cost else None
     min_score = settings.MATCH_MIN_SCORE if args.min_score is None else args.min_score
+    relative = settings.MATCH_RELATIVE_SCORE if args.relative is None else args.relative
     from papers.matching import Index
 
     shared = Index(papers, semantic_weight=1.0, embeddings=embeddings)
@@ -181,12 +185,12 @@ def main():
         run = {"semantic_weight": weight, "sets": {}}
         for path in args.interests:
             interests = json.loads(path.read_text(encoding="utf-8"))
-            result = evaluate(papers, interests, min_score, index=index)
+            result = evaluate(papers, interests, min_score, relative, index=index)
             if not args.details:
                 del result["per_interest"]
             run["sets"][path.name] = result
         runs.append(run)
-    output = {"papers": len(papers), "embeddings": embeddings, "min_score": min_score}
+    output = {"papers": len(papers), "embeddings": embeddings, "min_score": min_score, "relative": relative}
     if len(runs) == 1:
         output["semantic_weight"] = runs[0]["semantic_weight"]
         output["sets"] = runs[0]["sets"]

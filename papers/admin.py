@@ -77,7 +77,12 @@ class TopicAdmin(admin.ModelAdmin):
         index = build_index(Paper.objects.filter(first_seen_at__gte=since))
         if not len(index):
             return "No papers were first seen in the last 48 hours. Import or fetch some to preview matches."
-        matches = index.rank(Query.from_topic(topic), limit=15, min_score=settings.MATCH_MIN_SCORE)
+        matches = index.rank(
+            Query.from_topic(topic),
+            limit=15,
+            min_score=settings.MATCH_MIN_SCORE,
+            relative=settings.MATCH_RELATIVE_SCORE,
+        )
         if not matches:
             return f"None of the {len(index)} papers first seen in the last 48 hours match. Try adding aliases."
         rows = format_html_join(

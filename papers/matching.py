@@ -24,6 +24,11 @@ negative) is blended in, and the score becomes (1 - w) × lexical + w × semanti
 "abbreviations and exact phrases" still count, and a paper that says what the reader meant in other words is found.
 At w = 0 nothing of the embeddings is loaded and scores are exactly the lexical ones.
 
+What "matches" (`Index.matches`: a topic page, the topic admin preview, a digest) is calibrated on the development
+part of the labelled set (docs/matching.md): a score of at least settings.MATCH_MIN_SCORE, and at least
+settings.MATCH_RELATIVE_SCORE times the best score any paper of the pool gets for the same query, so a topic's weak
+namesakes ("quantization" of speech units for "Efficient inference") drop out when the pool has real matches.
+
 `Index.explain` says in a few words why a paper matched: the query's words it shares, or the query text it is close in
 meaning to.
 """
@@ -391,14 +396,25 @@ class Index:
                 labels.append(slot.label)
         return "mentions " + ", ".join(f"“{label}”" for label in labels[:2]) if labels else ""
 
-    def rank(self, query, *, limit=None, min_score=0.0):
-        """Matches best first; ties broken by arXiv id so every database gives the same order."""
+    def matches(self, query, *, min_score=None, relative=None):
+        """{doc: score} of the papers that match `query` (see the module's docstring); the cut-offs default to
+        settings.MATCH_MIN_SCORE and settings.MATCH_RELATIVE_SCORE."""
+        if min_score is None or relative is None:
+            from django.conf import settings
+
+            min_score = settings.MATCH_MIN_SCORE if min_score is None else min_score
+            relative = settings.MATCH_RELATIVE_SCORE if relative is None else relative
         scores = self.score(query)
-        matches = [
-            Match(self.papers[doc], round(score, 6))
-            for doc, score in scores.items()
-            if score > 0 and score >= min_score
-        ]
+        if not scores:
+            return {}
+        cutoff = max(min_score, relative * max(scores.values()))
+        return {doc: score for doc, score in scores.items() if score > 0 and score >= cutoff}
+
+    def rank(self, query, *, limit=None, min_score=0.0, relative=0.0):
+        """Matches best first, scoring at least `min_score` and `relative` × the best score; ties broken by arXiv id so
+        every database gives the same order. The defaults rank every paper with any evidence at all."""
+        scores = self.matches(query, min_score=min_score, relative=relative)
+        matches = [Match(self.papers[doc], round(score, 6)) for doc, score in scores.items()]
         matches.sort(key=lambda match: (-match.score, match.paper.arxiv_id))
         return matches[:limit] if limit else matches
 

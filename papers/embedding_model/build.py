@@ -28,7 +28,7 @@ def main(target):
     config["tokenizer_name"] = SOURCE  # not the build machine's path
     config_path.write_text(json.dumps(config, indent=4) + "\n")
     for path in target.iterdir():
-        if path.name not in KEEP and path.name != Path(__file__).name and path.name != "SHA256SUMS":
+        if path.suffix in {".md", ".json"} and path.name not in KEEP:
             path.unlink()
 
 

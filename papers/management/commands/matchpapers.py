@@ -24,14 +24,22 @@ class Command(BaseCommand):
             help="Leave out papers scoring below this (default MATCH_MIN_SCORE, %(default)s).",
         )
         parser.add_argument(
+            "--relative",
+            type=float,
+            default=settings.MATCH_RELATIVE_SCORE,
+            help="Leave out papers scoring below this share of the best one (default MATCH_RELATIVE_SCORE, %(default)s).",
+        )
+        parser.add_argument(
             "--json", dest="as_json", action="store_true", help='Print a JSON array of {"arxiv_id", "title", "score"}.'
         )
 
-    def handle(self, *args, interest, topic, all_topics, limit, days, min_score, as_json, **options):
+    def handle(self, *args, interest, topic, all_topics, limit, days, min_score, relative, as_json, **options):
         if sum(bool(choice) for choice in (interest, topic, all_topics)) != 1:
             raise CommandError("Give exactly one of: an INTEREST, --topic SLUG or --all-topics.", returncode=2)
         if limit < 1:
             raise CommandError(f"--limit must be at least 1, not {limit}.", returncode=2)
+        if not 0 <= relative <= 1:
+            raise CommandError(f"--relative must be from 0 to 1, not {relative}.", returncode=2)
         if days is not None and days < 1:
             raise CommandError(f"--days must be at least 1, not {days}.", returncode=2)
 
@@ -54,7 +62,7 @@ class Command(BaseCommand):
         if days:
             papers = papers.filter(first_seen_at__gte=timezone.now() - timezone.timedelta(days=days))
         index = build_index(papers)
-        results = [(query, index.rank(query, limit=limit, min_score=min_score)) for query in queries]
+        results = [(query, index.rank(query, limit=limit, min_score=min_score, relative=relative)) for query in queries]
 
         if as_json:
             self._print_json(results, all_topics)
