@@ -29,7 +29,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELLED = ROOT / "bench/matching/labelled"
-DEFAULT_PAPERS = [ROOT / "papers/sample_data/papers.json", ROOT / "bench/matching/papers.json", LABELLED / "papers.json"]
+DEFAULT_PAPERS = [
+    ROOT / "papers/sample_data/papers.json",
+    ROOT / "bench/matching/papers.json",
+    LABELLED / "papers.json",
+]
 DEFAULT_INTERESTS = [LABELLED / "interests_dev.json", LABELLED / "interests_heldout.json"]
 COST_PAPERS = 5000
 
@@ -145,7 +149,9 @@ def main():
     parser.add_argument("--papers", nargs="+", type=Path, default=DEFAULT_PAPERS)
     parser.add_argument("--interests", nargs="+", type=Path, default=DEFAULT_INTERESTS)
     parser.add_argument("--min-score", type=float, help="The 'matches' cut-off to report on (default: the setting).")
-    parser.add_argument("--relative", type=float, help="The share of the best score that matches (default: the setting).")
+    parser.add_argument(
+        "--relative", type=float, help="The share of the best score that matches (default: the setting)."
+    )
     parser.add_argument("--details", action="store_true", help="Include each interest's figure, misses and intruders.")
     parser.add_argument(
         "--semantic-weight",

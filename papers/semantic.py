@@ -44,4 +44,3 @@ def encode(texts):
         convert_to_numpy=True,
         show_progress_bar=False,
     )
-

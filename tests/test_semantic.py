@@ -5,10 +5,7 @@ missing package into a failure.
 """
 
 import importlib.util
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest

@@ -27,7 +27,7 @@ class Command(BaseCommand):
             "--relative",
             type=float,
             default=settings.MATCH_RELATIVE_SCORE,
-            help="Leave out papers scoring below this share of the best one (default MATCH_RELATIVE_SCORE, %(default)s).",
+            help="Leave out papers below this share of the best score (default MATCH_RELATIVE_SCORE, %(default)s).",
         )
         parser.add_argument(
             "--json", dest="as_json", action="store_true", help='Print a JSON array of {"arxiv_id", "title", "score"}.'
