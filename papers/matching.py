@@ -29,12 +29,20 @@ part of the labelled set (docs/matching.md): a score of at least settings.MATCH_
 settings.MATCH_RELATIVE_SCORE times the best score any paper of the pool gets for the same query, so a topic's weak
 namesakes ("quantization" of speech units for "Efficient inference") drop out when the pool has real matches.
 
-`Index.explain` says in a few words why a paper matched: the query's words it shares, or the query text it is close in
-meaning to.
+Editors correct a topic with examples (papers.models.TopicExample, `Query.from_topic(topic, examples)`): a paper
+marked "not this topic" never matches it, one marked "belongs here" always does (a score of 1). With w above 0,
+examples also reach the papers most like them: a positive example counts as one more text of the topic (its
+similarity to a paper measured against the pool, `Index._example_similarity`), and a paper much closer to a negative
+example than to the topic's texts and positive examples is pushed down (NEGATIVE_PUSH). At w = 0 only the verdicts on
+the papers themselves count.
+
+`Index.explain` says in a few words why a paper matched: the query's words it shares, the query text or the example it
+is close in meaning to, or an editor's verdict.
 """
 
 import math
 import re
+import textwrap
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -50,6 +58,11 @@ PARTIAL_CONCEPT = 0.6
 # How much a topic's description and its other aliases can add on top of its best alternative.
 DESCRIPTION_LIFT = 0.3
 ALIAS_LIFT = 0.2
+# A paper's score is multiplied by 1 - NEGATIVE_PUSH × (how much closer it is to the nearest negative example than to
+# the topic's texts and positive examples), at least 0: a gap of 0.25 halves it, one of 0.5 takes it to 0.
+NEGATIVE_PUSH = 2.0
+# How much of an example's title "why this paper" quotes.
+EXAMPLE_TITLE_WIDTH = 60
 
 # What separates alternatives in a reader's interest or a topic's name: "GNN, graph transformers", "A and B".
 _SEPARATORS_RE = re.compile(r"[,;\n|&]+|\s+(?:and|or)\s+", re.IGNORECASE)
@@ -181,6 +194,14 @@ class QueryText:
         return bool(self.slots)
 
 
+@dataclass(frozen=True)
+class Example:
+    """An editor's verdict on one paper for a topic (papers.models.TopicExample), as matching reads it."""
+
+    paper: object  # paper-like: arxiv_id, title, abstract (and embedding, embedding_key when stored)
+    belongs: bool  # True: "belongs here"; False: "not this topic"
+
+
 @dataclass
 class Query:
     """What to rank papers for: a reader's interest or a curated topic."""
@@ -189,6 +210,12 @@ class Query:
     secondary: list = field(default_factory=list)  # QueryText; a topic's description, lifts a little
     label: str = ""
     texts: list = field(default_factory=list)  # the words as written, for the embeddings
+    examples: tuple = ()  # Example; a topic's editors' verdicts
+
+    @property
+    def verdicts(self):
+        """{arXiv id: belongs} of the examples."""
+        return {example.paper.arxiv_id: example.belongs for example in self.examples}
 
     @classmethod
     def from_interest(cls, interest):
@@ -203,12 +230,18 @@ class Query:
         return cls([part for part in parts if part], label=", ".join(keywords), texts=list(keywords))
 
     @classmethod
-    def from_topic(cls, topic):
+    def from_topic(cls, topic, examples=()):
+        """A curated topic: its name and aliases, lifted by its description; `examples` (Example) its editors'
+        verdicts (topic_examples loads them)."""
         names = [*_SEPARATORS_RE.split(topic.name), *topic.get_alias_list()]
         parts = [QueryText.parse(name) for name in names]
         description = QueryText.parse(topic.description)
         return cls(
-            [part for part in parts if part], [description] if description else [], label=topic.name, texts=names
+            [part for part in parts if part],
+            [description] if description else [],
+            label=topic.name,
+            texts=names,
+            examples=tuple(examples),
         )
 
     def __bool__(self):
@@ -249,6 +282,8 @@ class Index:
         self.semantic_weight = semantic_weight
         self.embeddings = embeddings
         self._vectors = None
+        self._docs = None
+        self._example_vectors = {}
 
     @property
     def vectors(self):
@@ -265,18 +300,70 @@ class Index:
 
         return embeddings.query_vector(value, self.embeddings)
 
-    def _semantic(self, texts):
-        """(best similarity per doc, index of the text that gave it) over `texts`, similarities clipped to [0, 1]."""
+    def doc_of(self, arxiv_id):
+        """The doc number of the paper with this arXiv id, or None when it is not in the pool."""
+        if self._docs is None:
+            self._docs = {paper.arxiv_id: doc for doc, paper in enumerate(self.papers)}
+        return self._docs.get(arxiv_id)
+
+    def _semantic(self, query):
+        """(best similarity per doc, why per doc) over the query's texts and its positive examples, similarities in
+        [0, 1]; (None, None) when there is nothing to compare. A why is ('close in meaning to “<text>”', False) or
+        ('close to “<example's title>”', True)."""
         import numpy as np
 
-        texts = tuple(dict.fromkeys(value.strip() for value in texts if value and value.strip()))
-        if not texts or not self.size:
+        texts = tuple(dict.fromkeys(value.strip() for value in query.texts if value and value.strip()))
+        positive = tuple(example.paper for example in query.examples if example.belongs)
+        key = (texts, tuple(paper.arxiv_id for paper in positive))
+        if (not texts and not positive) or not self.size:
             return None, None
-        if texts not in self._semantic_cache:
-            similarities = np.stack([self.vectors @ self.query_vector(value) for value in texts])
+        if key not in self._semantic_cache:
+            rows, reasons = [], []
+            for value in texts:
+                rows.append((self.vectors @ self.query_vector(value)).clip(0.0, 1.0))
+                reasons.append((f"close in meaning to “{value}”", False))
+            if positive:
+                rows.extend(self._example_similarity(positive))
+                reasons.extend((f"close to “{_shorten(paper.title)}”", True) for paper in positive)
+            similarities = np.stack(rows)
             best = similarities.argmax(axis=0)
-            self._semantic_cache[texts] = (similarities.max(axis=0).clip(0.0, 1.0), [texts[i] for i in best])
-        return self._semantic_cache[texts]
+            self._semantic_cache[key] = (similarities.max(axis=0), [reasons[i] for i in best])
+        return self._semantic_cache[key]
+
+    def _example_similarity(self, papers):
+        """One row per example paper: its similarity to each doc, measured against the pool, in [0, 1].
+
+        Two papers of the field are far closer in embedding space than a short query text is to a paper (with the
+        static model, half the pairs of papers in the labelled set are above 0.68, and a topic's name is about 0.45
+        from the papers it matches). So an example's cosine with a paper counts from the example's mean cosine over
+        the pool (0) to an identical paper (1): only the papers nearest the example get a similarity a topic's texts
+        would give."""
+        import numpy as np
+
+        rows = []
+        for vector in self._vectors_of(papers):
+            cosines = self.vectors @ vector
+            baseline = float(cosines.mean())
+            rows.append(((cosines - baseline) / max(1.0 - baseline, 1e-6)).clip(0.0, 1.0))
+        return np.stack(rows)
+
+    def _vectors_of(self, papers):
+        """The embeddings of example papers: the pool's own row for a paper in the pool, else stored or computed."""
+        from papers import embeddings
+
+        missing = [
+            paper
+            for paper in papers
+            if paper.arxiv_id not in self._example_vectors and self.doc_of(paper.arxiv_id) is None
+        ]
+        if missing:
+            for paper, vector in zip(missing, embeddings.paper_vectors(missing, self.embeddings), strict=True):
+                self._example_vectors[paper.arxiv_id] = vector
+        vectors = []
+        for paper in papers:
+            doc = self.doc_of(paper.arxiv_id)
+            vectors.append(self.vectors[doc] if doc is not None else self._example_vectors[paper.arxiv_id])
+        return vectors
 
     def __len__(self):
         return self.size
@@ -347,14 +434,33 @@ class Index:
         """{doc: score in [0, 1]} for a Query."""
         results = self.lexical_score(query)
         if self.semantic_weight > 0:
-            semantic, _texts = self._semantic(query.texts)
+            semantic, _reasons = self._semantic(query)
             if semantic is not None:
                 weight = self.semantic_weight
                 results = {
                     doc: (1 - weight) * results.get(doc, 0.0) + weight * float(semantic[doc])
                     for doc in results.keys() | set(semantic.nonzero()[0].tolist())
                 }
+                results = self._push_from_negatives(query, results, semantic)
+        for arxiv_id, belongs in query.verdicts.items():
+            doc = self.doc_of(arxiv_id)
+            if doc is None:
+                continue
+            if belongs:
+                results[doc] = 1.0
+            else:
+                results.pop(doc, None)
         return results
+
+    def _push_from_negatives(self, query, results, semantic):
+        """Scores multiplied down for papers much closer to a "not this topic" example than to the topic (its texts
+        and positive examples, `semantic`)."""
+        negative = [example.paper for example in query.examples if not example.belongs]
+        if not negative or not results:
+            return results
+        closest = self._example_similarity(negative).max(axis=0)
+        keep = (1.0 - NEGATIVE_PUSH * (closest - semantic)).clip(0.0, 1.0)
+        return {doc: value * float(keep[doc]) for doc, value in results.items()}
 
     def lexical_score(self, query):
         """{doc: score in [0, 1)} for a Query, on words alone."""
@@ -373,7 +479,12 @@ class Index:
 
     def explain(self, query, doc):
         """Why `doc` matches `query`, in a few words: 'mentions “kv cache”, “compression”' (the query's words it
-        shares, strongest first), or 'close in meaning to “…”' when meaning, not shared words, carries the score."""
+        shares, strongest first), or 'close in meaning to “…”' when meaning, not shared words, carries the score.
+        A topic's examples add 'close to “<a positive example's title>”' for a paper nearer that example than the
+        topic's texts, and an editor's verdict on the paper itself is said as such."""
+        verdict = query.verdicts.get(self.papers[doc].arxiv_id)
+        if verdict is not None:
+            return "marked as belonging here by an editor" if verdict else "marked as not this topic by an editor"
         lexical, shared = 0.0, []
         for alternative in query.alternatives:
             contributions, total = [], 0.0
@@ -385,16 +496,22 @@ class Index:
             value = sum(amount for amount, _slot in contributions) / total if total else 0.0
             if value > lexical:
                 lexical, shared = value, contributions
+        near_example = ""
         if self.semantic_weight > 0:
-            semantic, texts = self._semantic(query.texts)
-            if semantic is not None and self.semantic_weight * semantic[doc] > (1 - self.semantic_weight) * lexical:
-                return f"close in meaning to “{texts[doc]}”"
+            semantic, reasons = self._semantic(query)
+            if semantic is not None:
+                reason, by_example = reasons[doc]
+                if self.semantic_weight * semantic[doc] > (1 - self.semantic_weight) * lexical:
+                    return reason
+                if by_example and semantic[doc] > 0:
+                    near_example = reason  # the example lifted it, though its words carry it
         labels = []
         for _amount, slot in sorted(shared, key=lambda item: -item[0]):
             # A phrase met covers its words: "kv cache" says enough without "cache".
             if slot.label and not any(slot.label in label for label in labels):
                 labels.append(slot.label)
-        return "mentions " + ", ".join(f"“{label}”" for label in labels[:2]) if labels else ""
+        mentions = "mentions " + ", ".join(f"“{label}”" for label in labels[:2]) if labels else ""
+        return "; ".join(part for part in (mentions, near_example) if part)
 
     def matches(self, query, *, min_score=None, relative=None):
         """{doc: score} of the papers that match `query` (see the module's docstring); the cut-offs default to
@@ -405,10 +522,11 @@ class Index:
             min_score = settings.MATCH_MIN_SCORE if min_score is None else min_score
             relative = settings.MATCH_RELATIVE_SCORE if relative is None else relative
         scores = self.score(query)
-        if not scores:
-            return {}
-        cutoff = max(min_score, relative * max(scores.values()))
-        return {doc: score for doc, score in scores.items() if score > 0 and score >= cutoff}
+        # An editor's "belongs here" (a score of 1) matches whatever the cut-offs, and sets no bar for the others.
+        forced = {self.doc_of(arxiv_id) for arxiv_id, belongs in query.verdicts.items() if belongs}
+        earned = [score for doc, score in scores.items() if doc not in forced]
+        cutoff = max(min_score, relative * max(earned, default=0.0))
+        return {doc: score for doc, score in scores.items() if score > 0 and (score >= cutoff or doc in forced)}
 
     def rank(self, query, *, limit=None, min_score=0.0, relative=0.0):
         """Matches best first, scoring at least `min_score` and `relative` × the best score; ties broken by arXiv id so
@@ -423,6 +541,10 @@ def _count_pairs(sequence, first, second):
     return sum(1 for a, b in pairwise(sequence) if a == first and b == second)
 
 
+def _shorten(title):
+    return textwrap.shorten(title, EXAMPLE_TITLE_WIDTH, placeholder=" …")
+
+
 def build_index(papers=None):
     """An Index over `papers` (a Paper queryset; all stored papers when None), loading only what matching reads."""
     # Here, not at the top: the rest of this module is plain Python over paper-like objects, usable without Django.
@@ -432,3 +554,22 @@ def build_index(papers=None):
         papers = Paper.objects.all()
     fields = ["id", "arxiv_id", "title", "abstract", "search_title", "search_abstract", "embedding", "embedding_key"]
     return Index(papers.only(*fields).order_by("arxiv_id"))
+
+
+EXAMPLE_PAPER_FIELDS = ["id", "arxiv_id", "title", "abstract", "embedding", "embedding_key"]
+
+
+def topic_examples(topic_ids):
+    """{topic id: [Example]} for these topics, oldest first, in one query (their papers with them)."""
+    from papers.models import TopicExample
+
+    rows = (
+        TopicExample.objects.filter(topic_id__in=list(topic_ids))
+        .select_related("paper")
+        .only("topic_id", "belongs", *(f"paper__{name}" for name in EXAMPLE_PAPER_FIELDS))
+        .order_by("created_at", "id")
+    )
+    found = defaultdict(list)
+    for row in rows:
+        found[row.topic_id].append(Example(row.paper, row.belongs))
+    return dict(found)

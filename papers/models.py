@@ -3,6 +3,7 @@
 The tables keep the names they had when these models lived in the digest app (db_table), so moving them changed no
 row and no deployed database."""
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.text import Truncator
@@ -104,6 +105,39 @@ class Topic(models.Model):
 
     def get_alias_list(self):
         return [line.strip() for line in self.aliases.splitlines() if line.strip()]
+
+
+class TopicExample(models.Model):
+    """An editor's verdict on one paper for one topic: it belongs here, or it is not this topic. Matching honours it
+    from the next run on (papers.matching, docs/matching.md#examples-editors-corrections)."""
+
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="examples")
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="topic_examples")
+    belongs = models.BooleanField(
+        help_text="Belongs here: the paper always matches the topic. Not this topic: it never does. Either way, "
+        "papers much like it follow a little."
+    )
+    created_at = models.DateTimeField(default=timezone.now, help_text="When the current verdict was given.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who gave it (empty once their user is deleted).",
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["topic", "paper"], name="topic_example_once_per_paper")]
+
+    def __str__(self):
+        verdict = "belongs to" if self.belongs else "is not"
+        return f"{self.paper.arxiv_id} {verdict} {self.topic.name}"
+
+    @property
+    def verdict(self):
+        return "Belongs here" if self.belongs else "Not this topic"
 
 
 class FetchRun(models.Model):

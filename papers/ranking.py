@@ -1,8 +1,9 @@
 """Ranking a pool of papers for topics and keywords, as the digest, the topic pages and their feeds all do.
 
 A pool is a set of candidate papers (the digest's: those first seen in the last DIGEST_MAX_WINDOW_DAYS; a topic page's:
-one day's), indexed once. Every topic and every keyword is scored over the pool once and ranked once (relevance blended
-with trending, papers.trending). `Pool.choose` merges those rankings for one set of preferences.
+one day's), indexed once. Every topic (with its editors' examples, read for all topics in one query) and every keyword
+is scored over the pool once and ranked once (relevance blended with trending, papers.trending). `Pool.choose` merges
+those rankings for one set of preferences.
 
 "More/less like this" feedback (digest.feedback records it) nudges a reader's ranking: every candidate's score is
 multiplied by
@@ -21,7 +22,7 @@ from datetime import timedelta
 from django.conf import settings
 
 from papers import trending
-from papers.matching import Index, Query, QueryText
+from papers.matching import Index, Query, QueryText, topic_examples
 from papers.models import Paper, Topic
 
 FEEDBACK_WEIGHT = 0.3
@@ -64,6 +65,7 @@ class Pool:
         scaled = trending.scale(trending.trending_score(paper, now) for paper in self.papers)
         self.trending = dict(enumerate(scaled))
         self._weekly_trending = None
+        self._examples = None
         self._scores = {}
 
     @classmethod
@@ -84,9 +86,18 @@ class Pool:
         query_key = ("query", key)
         if query_key not in self._scores:
             kind, value = key
-            query = Query.from_topic(self.topics[value]) if kind == "topic" else Query.from_interest(value)
+            if kind == "topic":
+                query = Query.from_topic(self.topics[value], self._topic_examples(value))
+            else:
+                query = Query.from_interest(value)
             self._scores[query_key] = query
         return self._scores[query_key]
+
+    def _topic_examples(self, topic_id):
+        """The editors' examples of a topic; every topic's are read in one query, the first time one is needed."""
+        if self._examples is None:
+            self._examples = topic_examples(self.topics)
+        return self._examples.get(topic_id, ())
 
     def reason(self, key, doc):
         """Why paper `doc` matched topic or keyword `key`, once per run (Index.explain)."""

@@ -60,13 +60,23 @@ def rank_day(topic, day):
     return [(pick.paper.id, pick.score) for pick in picks]
 
 
+def _ranking_key(topic, day):
+    return f"topic-day:{topic.id}:{day.isoformat()}"
+
+
 def cached_ranking(topic, day):
-    key = f"topic-day:{topic.id}:{day.isoformat()}"
+    key = _ranking_key(topic, day)
     ranking = cache.get(key)
     if ranking is None:
         ranking = rank_day(topic, day)
         cache.set(key, ranking, RANKING_CACHE_SECONDS)
     return ranking
+
+
+def forget_ranking(topic, day):
+    """Drop a topic's cached ranking of one day, so that its page and feed rank again at the next request (an editor
+    has just marked one of that day's papers)."""
+    cache.delete(_ranking_key(topic, day))
 
 
 def ranked_papers(topic, day, limit=None):

@@ -65,3 +65,31 @@ def test_the_preview_frame_shows_the_email_and_a_test_goes_to_the_operator(opera
     expect(operator_page.get_by_text("Sent the test digest to operator@example.org")).to_be_visible()
     [message] = mail.outbox
     assert message.to == ["operator@example.org"] and message.subject.startswith("[Test] ")
+
+
+def test_an_operator_marks_a_paper_not_this_topic_and_adds_one_that_belongs(operator_page, snap):
+    from papers.models import TopicExample
+
+    papers = seed_papers()
+    topic = seed_topic()
+    other = next(paper for paper in papers.values() if "GNN" not in paper.title and "graph" not in paper.title.lower())
+    operator_page.goto(f"/admin/papers/topic/{topic.pk}/change/")
+    matches = operator_page.locator("#matches")
+    first = matches.locator("ol > li").first
+    title = first.get_by_role("link").inner_text()
+    snap(operator_page, "topic-before")
+
+    first.get_by_role("button", name="Not this topic").click()
+
+    expect(operator_page.get_by_text(f"Marked “{title}”")).to_be_visible()
+    expect(matches.get_by_role("link", name=title, exact=True)).to_have_count(0)
+    expect(operator_page.locator("#examples-group")).to_contain_text("Not this topic")
+
+    operator_page.get_by_label("A stored paper that belongs here").fill(other.arxiv_id)
+    operator_page.get_by_label("A stored paper that belongs here").press("Enter")
+
+    expect(operator_page.get_by_text(f"Marked “{other.title}”")).to_be_visible()
+    expect(matches.get_by_role("link", name=other.title, exact=True)).to_be_visible()
+    expect(matches).to_contain_text("marked as belonging here by an editor")
+    snap(operator_page, "topic-after")
+    assert sorted(TopicExample.objects.values_list("belongs", flat=True)) == [False, True]

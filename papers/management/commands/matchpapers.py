@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from papers.matching import Query, build_index
+from papers.matching import Query, build_index, topic_examples
 from papers.models import Paper, Topic
 
 
@@ -44,7 +44,9 @@ class Command(BaseCommand):
             raise CommandError(f"--days must be at least 1, not {days}.", returncode=2)
 
         if all_topics:
-            queries = [Query.from_topic(t) for t in Topic.objects.filter(is_active=True)]
+            topics = list(Topic.objects.filter(is_active=True))
+            examples = topic_examples(topic.id for topic in topics)
+            queries = [Query.from_topic(topic, examples.get(topic.id, ())) for topic in topics]
             if not queries:
                 raise CommandError("There are no active topics; add some in the admin or run loadsample.", returncode=2)
         elif topic:
@@ -52,7 +54,7 @@ class Command(BaseCommand):
             if found is None:
                 known = ", ".join(Topic.objects.values_list("slug", flat=True)) or "none yet"
                 raise CommandError(f"No topic with slug {topic!r} (known: {known}).", returncode=2)
-            queries = [Query.from_topic(found)]
+            queries = [Query.from_topic(found, topic_examples([found.id]).get(found.id, ()))]
         else:
             queries = [Query.from_interest(interest)]
             if not queries[0]:
