@@ -110,9 +110,15 @@ def concept_term(key):
 
 def _field_terms(tokens):
     terms = Counter(tokens)
-    for _start, _end, keys in VOCABULARY.spans(tokens):
+    covered = defaultdict(set)  # concept term -> positions already counted for it
+    # Longest spans first: "automatic speech recognition" is one mention of ASR, not also one of "speech recognition".
+    for start, end, keys in sorted(VOCABULARY.spans(tokens), key=lambda span: (span[0] - span[1], span[0])):
+        positions = set(range(start, end))
         for key in VOCABULARY.with_broader(keys):
-            terms[concept_term(key)] += 1
+            term = concept_term(key)
+            if not positions & covered[term]:
+                terms[term] += 1
+                covered[term] |= positions
     return terms
 
 
