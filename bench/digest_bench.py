@@ -4,6 +4,7 @@
     python bench/digest_bench.py --subscribers N [--backend test|smtp] [--papers 1000] [--topics 50]
         [--per-email 10] [--database-url URL] [--skip-baselines] [--baseline-sample 2000] [--profile PATH]
         [--smtp-server thread|process] [--time-limit SECONDS] [--memory-report] [--topic-skew S] [--keep-debug]
+        [--feedback-share X]
 
 Prints one JSON object on stdout; progress goes to stderr. Every run uses a fresh throwaway database: a new SQLite file
 in a temporary directory, or, with --database-url postgres://…/NAME, a database NAME this script creates (if it does not
@@ -87,6 +88,10 @@ def parse_args(argv=None):
     parser.add_argument(
         "--topic-skew", type=float, default=0.0, help="Zipf exponent for topic popularity (0: uniform, as specified)"
     )
+    parser.add_argument(
+        "--feedback-share", type=float, default=0.0,
+        help="share of readers with 8 feedback clicks (4 more, 4 less), enough for a personal model (default 0)",
+    )  # fmt: skip
     parser.add_argument("--profile", metavar="PATH", help="cProfile the product run; write pstats to PATH")
     parser.add_argument("--profile-top", type=int, default=15)
     parser.add_argument(
@@ -168,6 +173,7 @@ def generate_main(args):
         per_email=args.per_email,
         seed=args.seed,
         topic_skew=args.topic_skew,
+        feedback_share=args.feedback_share,
         log=log,
     )
     stats["migrate_and_generate_seconds"] = round(time.perf_counter() - started, 2)
@@ -178,6 +184,7 @@ def run_generator(args, env):
     command = [sys.executable, str(Path(__file__).resolve()), "--generate-only", "--subscribers", str(args.subscribers)]
     command += ["--papers", str(args.papers), "--topics", str(args.topics), "--per-email", str(args.per_email)]
     command += ["--seed", str(args.seed), "--topic-skew", str(args.topic_skew)]
+    command += ["--feedback-share", str(args.feedback_share)]
     result = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=False)
     if result.returncode:
         raise SystemExit(f"data generation failed (exit {result.returncode})")
@@ -674,6 +681,7 @@ def main():
             "pool_papers": len(pool),
             "per_email": args.per_email,
             "topic_skew": args.topic_skew,
+            "readers_with_feedback": data.get("readers_with_feedback", 0),
             "matches_per_topic": data["matches_per_topic"],
             **result,
             "rss_before_mb": rss_before,

@@ -142,8 +142,17 @@ def synthetic_paper(rng, number, title, abstract, seen, *, with_code=True):
     return paper
 
 
-def generate(*, papers, topics, subscribers, per_email, seed, topic_skew=0.0, log=print):
-    """Create the topics, papers and subscribers; return a dict of what was made."""
+# Readers with feedback (--feedback-share): this many "more" and "less" clicks each, on papers older than the pool.
+FEEDBACK_CLICKS = {"more": 4, "less": 4}
+OLD_PAPERS = 300
+
+
+def generate(*, papers, topics, subscribers, per_email, seed, topic_skew=0.0, feedback_share=0.0, log=print):
+    """Create the topics, papers and subscribers; return a dict of what was made.
+
+    With `feedback_share`, that share of the readers also has "more / less like this" feedback, enough for a personal
+    model (papers.ranking), on OLD_PAPERS papers first seen before the pool's window. It is drawn from a random
+    generator of its own, after everything else, so the rest of the data is the same as without it."""
     from django.conf import settings
     from django.utils import timezone
 
@@ -215,6 +224,8 @@ def generate(*, papers, topics, subscribers, per_email, seed, topic_skew=0.0, lo
             log(f"{start + len(rows)} subscribers")
     log(f"{subscribers} subscribers, {links} topic choices, in {time.perf_counter() - started:.1f} s")
 
+    with_feedback = add_feedback(feedback_share, papers, concept_keys, seed, now, log) if feedback_share else 0
+
     # How many pool papers each topic matches, through the product's own matcher and threshold.
     from papers.ranking import Pool
 
@@ -226,6 +237,7 @@ def generate(*, papers, topics, subscribers, per_email, seed, topic_skew=0.0, lo
         "subscribers": subscribers,
         "topic_choices": links,
         "topic_skew": topic_skew,
+        "readers_with_feedback": with_feedback,
         "matches_per_topic": {
             "min": counts[0] if counts else 0,
             "median": counts[len(counts) // 2] if counts else 0,
@@ -234,3 +246,33 @@ def generate(*, papers, topics, subscribers, per_email, seed, topic_skew=0.0, lo
         },
         "generate_seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def add_feedback(share, first_number, concept_keys, seed, now, log):
+    """OLD_PAPERS papers first seen a month ago and, for about `share` of the readers, FEEDBACK_CLICKS on them."""
+    from digest.models import Feedback
+    from papers.models import Paper
+    from subscriptions.models import Subscriber
+
+    rng = random.Random(seed + 1)
+    old = []
+    for number in range(first_number, first_number + OLD_PAPERS):
+        main = rng.choice(concept_keys)
+        extra = rng.sample([key for key in concept_keys if key != main] or [main], k=1)
+        title, abstract = paper_text(rng, main, extra, rng.choice(DOMAINS))
+        old.append(synthetic_paper(rng, number, title, abstract, now - timedelta(days=30)))
+    old_ids = [paper.id for paper in Paper.objects.bulk_create(old, batch_size=500)]
+    rows = []
+    for subscriber_id in Subscriber.objects.order_by("id").values_list("id", flat=True).iterator():
+        if rng.random() >= share:
+            continue
+        clicked = rng.sample(old_ids, sum(FEEDBACK_CLICKS.values()))
+        directions = [direction for direction, count in FEEDBACK_CLICKS.items() for _ in range(count)]
+        rows += [
+            Feedback(subscriber_id=subscriber_id, paper_id=paper_id, direction=direction)
+            for paper_id, direction in zip(clicked, directions, strict=True)
+        ]
+    Feedback.objects.bulk_create(rows, batch_size=5000)
+    readers = len(rows) // sum(FEEDBACK_CLICKS.values())
+    log(f"{OLD_PAPERS} older papers, feedback from {readers} readers")
+    return readers

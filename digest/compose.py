@@ -52,6 +52,8 @@ class Batch:
         self.renderer = renderer or DigestRenderer()
         self.history = History.load(subscriber_ids, now)
         self.topic_ids = topics_of(subscriber_ids)
+        # The embeddings of the papers the readers' personal models are fitted to: one query for the batch.
+        self.pool.prepare_feedback(self.history.feedback.values())
 
     def topics_for(self, subscriber):
         return self.topic_ids.get(subscriber.id, set())

@@ -4,8 +4,9 @@ Each card of a digest has two links (subscriptions.tokens.feedback_url, signed f
 direction). Opening one shows a page with one button (mail scanners open links); pressing it records a `Feedback`
 row, one per reader and paper, so a second click changes the direction. The preference center lists it with an undo.
 
-In the ranking, a reader's feedback nudges every candidate's score by at most FEEDBACK_WEIGHT either way
-(papers.ranking says how); readers without feedback are ranked exactly as before.
+In the ranking, a reader's feedback reorders the papers their topics and keywords matched: a little of it nudges every
+candidate's score by at most FEEDBACK_WEIGHT either way, and from FEEDBACK_MODEL_MIN_CLICKS clicks (some of each kind)
+a personal model fitted to them does (papers.ranking says how); readers without feedback are ranked exactly as before.
 """
 
 from django.db import transaction

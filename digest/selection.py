@@ -6,8 +6,9 @@ merge the rankings of their topics and keywords, skip papers first seen before t
 digest, more than DIGEST_FIRST_WINDOW_HOURS ago) and papers already sent to them, and stop at their N.
 
 A reader who gave "more/less like this" feedback (digest.feedback) is ranked on a path of their own: all their
-candidates are scored, nudged by their similarity to the papers they gave feedback on, and sorted. Each feedback
-paper is scored over the pool once per run, like a topic. Readers without feedback take the merge above unchanged.
+candidates are scored, nudged by their similarity to the papers they gave feedback on (each feedback paper scored over
+the pool once per run, like a topic) or, once they have enough feedback, by a personal model fitted to it, and sorted
+(papers.ranking). Readers without feedback take the merge above unchanged.
 """
 
 from dataclasses import dataclass, field

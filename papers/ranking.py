@@ -5,14 +5,30 @@ one day's), indexed once. Every topic (with its editors' examples, read for all 
 is scored over the pool once and ranked once (relevance blended with trending, papers.trending). `Pool.choose` merges
 those rankings for one set of preferences.
 
-"More/less like this" feedback (digest.feedback records it) nudges a reader's ranking: every candidate's score is
-multiplied by
+"More/less like this" feedback (digest.feedback records it) reorders a reader's candidates: the papers their topics and
+keywords matched. It never adds a paper that did not match, nor drops one. How depends on how much there is:
 
-    1 + FEEDBACK_WEIGHT × (similarity to the most similar "more" paper − similarity to the most similar "less" paper)
+* With little feedback (fewer than FEEDBACK_MODEL_MIN_CLICKS = 6 clicks, or fewer than FEEDBACK_MODEL_MIN_EACH = 2 of
+  either kind), every candidate's score is multiplied by
 
-where a similarity is how well the candidate matches the feedback paper's title (and Hugging Face keywords) as a
-query, in [0, 1). So feedback reorders the papers the reader's topics and keywords matched, by at most
-FEEDBACK_WEIGHT either way; it never adds a paper that did not match, nor drops one.
+      1 + FEEDBACK_WEIGHT × (similarity to the most similar "more" paper − similarity to the most similar "less" one)
+
+  where a similarity is how well the candidate matches the feedback paper's title (and Hugging Face keywords) as a
+  query, in [0, 1). So it moves a score by at most FEEDBACK_WEIGHT (30 %) either way.
+* With enough, a personal model takes over: an L2-regularised logistic regression (`fit_preference`, numpy) on the
+  embeddings of the papers the reader clicked (papers.embeddings; "more" = 1, "less" = 0), fitted to their latest
+  FEEDBACK_MODEL_MAX_CLICKS clicks once when their digest is chosen. A candidate's score is multiplied by
+
+      1 + FEEDBACK_MODEL_WEIGHT × (2 × P("more" | its embedding) − 1)
+
+  so between × 0.1 (surely "less") and × 1.9 (surely "more"). The relevance stays the base: the model alone ranks the
+  candidates worse than the matcher does (bench/feedback_bench.py). FEEDBACK_MODEL_MIN_CLICKS, FEEDBACK_MODEL_L2 and
+  FEEDBACK_MODEL_WEIGHT were chosen with that bench on its development readers; docs/matching.md has its figures.
+
+The embeddings of the feedback papers are the pool's rows for papers still in it and, for older ones, their stored
+vectors, loaded in one query per batch of readers (`Pool.prepare_feedback`). A fit is a few Newton steps over
+(clicks + 1) equations: well under a millisecond for a handful of clicks. Readers without feedback take the merge of
+`Pool.choose`, untouched.
 """
 
 import heapq
@@ -26,6 +42,12 @@ from papers.matching import Index, Query, QueryText, topic_examples
 from papers.models import Paper, Topic
 
 FEEDBACK_WEIGHT = 0.3
+# The personal model (see the module docstring): fitted once a reader has this many clicks, this many of each kind.
+FEEDBACK_MODEL_MIN_CLICKS = 6
+FEEDBACK_MODEL_MIN_EACH = 2
+FEEDBACK_MODEL_MAX_CLICKS = 100  # the reader's latest clicks it is fitted to, which bounds the cost of a fit
+FEEDBACK_MODEL_L2 = 0.03  # the penalty on the weights, against over-fitting a handful of clicks
+FEEDBACK_MODEL_WEIGHT = 0.9  # how far the model moves a score: × (1 - w) when surely "less", × (1 + w) when "more"
 
 
 POOL_FIELDS = [
@@ -67,6 +89,8 @@ class Pool:
         self._weekly_trending = None
         self._examples = None
         self._scores = {}
+        self._feedback_vectors = {}  # paper id -> its embedding, for the feedback papers of readers with a model
+        self._doc_of = None
 
     @classmethod
     def load(cls, now):
@@ -170,22 +194,81 @@ class Pool:
         return picks
 
     def _choose_with_feedback(self, keys, feedback, *, since, exclude, limit, weekly=False):
-        """Like choose, for a reader with feedback: every candidate's score is nudged (`factor`)."""
+        """Like choose, for a reader with feedback: every candidate's score is nudged, by the reader's personal model
+        once their feedback is enough for one (`model_factor`), else by their similarity to the papers (`factor`)."""
         best = {}  # doc -> its best blended score over the reader's topics and keywords
         for key in keys:
             for negative_score, doc in self._ranked(key, weekly):
                 if negative_score < best.get(doc, 0.0):
                     best[doc] = negative_score
-        more = [self._similar(item) for item in feedback if item.direction == "more"]
-        less = [self._similar(item) for item in feedback if item.direction == "less"]
-        ranked = []
-        for doc, negative_score in best.items():
-            paper = self.papers[doc]
-            if paper.first_seen_at < since or paper.id in exclude:
-                continue
-            ranked.append((round(negative_score * factor(doc, more, less), 6), doc))
-        ranked.sort()
+        candidates = [
+            (doc, negative_score)
+            for doc, negative_score in best.items()
+            if self.papers[doc].first_seen_at >= since and self.papers[doc].id not in exclude
+        ]
+        model = self.feedback_model(feedback) if candidates and has_enough_feedback(feedback) else None
+        if model is not None:
+            probabilities = preference(model, self.index.vectors[[doc for doc, _score in candidates]])
+            factors = [model_factor(float(probability)) for probability in probabilities]
+        else:
+            more = [self._similar(item) for item in feedback if item.direction == "more"]
+            less = [self._similar(item) for item in feedback if item.direction == "less"]
+            factors = [factor(doc, more, less) for doc, _score in candidates]
+        ranked = sorted(
+            (round(negative_score * nudge, 6), doc)
+            for (doc, negative_score), nudge in zip(candidates, factors, strict=True)
+        )
         return [self._pick(doc, -negative_score, keys) for negative_score, doc in ranked[:limit]]
+
+    def feedback_model(self, feedback):
+        """The reader's personal model (fit_preference) on their latest FEEDBACK_MODEL_MAX_CLICKS clicks with a
+        known vector, or None when those are not enough for one (today's nudge, `factor`, then ranks them)."""
+        import numpy as np
+
+        feedback = list(feedback)[-FEEDBACK_MODEL_MAX_CLICKS:]
+        vectors = self.feedback_vectors(item.paper_id for item in feedback)
+        feedback = [item for item in feedback if item.paper_id in vectors]
+        if not has_enough_feedback(feedback):
+            return None
+        try:
+            return fit_preference(
+                [vectors[item.paper_id] for item in feedback], [item.direction == "more" for item in feedback]
+            )
+        except np.linalg.LinAlgError:  # the penalty keeps the system regular; should it not, the reader keeps `factor`
+            return None
+
+    def feedback_vectors(self, paper_ids):
+        """{paper id: embedding} of feedback papers: the pool's own rows, and for the others (papers of earlier
+        digests, mostly) their stored vectors, loaded in one query and kept for the run. Deleted papers are left out."""
+        paper_ids = set(paper_ids)
+        missing = paper_ids - self._feedback_vectors.keys()
+        if missing:
+            if self._doc_of is None:
+                self._doc_of = {paper.id: doc for doc, paper in enumerate(self.papers)}
+            in_pool = {paper_id for paper_id in missing if paper_id in self._doc_of}
+            for paper_id in in_pool:
+                self._feedback_vectors[paper_id] = self.index.vectors[self._doc_of[paper_id]]
+            if missing - in_pool:
+                from papers import embeddings
+
+                fields = ["id", "title", "abstract", "embedding", "embedding_key"]
+                papers = list(Paper.objects.filter(id__in=missing - in_pool).only(*fields).order_by("id"))
+                if papers:
+                    vectors = embeddings.paper_vectors(papers, self.index.embeddings)
+                    self._feedback_vectors.update(zip((paper.id for paper in papers), vectors, strict=True))
+        return {
+            paper_id: self._feedback_vectors[paper_id] for paper_id in paper_ids if paper_id in self._feedback_vectors
+        }
+
+    def prepare_feedback(self, feedback_by_reader):
+        """Load at once the vectors of the feedback papers of every reader who will get a personal model
+        (`feedback_by_reader`: an iterable of FeedbackPaper tuples), so a batch of readers costs one query."""
+        self.feedback_vectors(
+            item.paper_id
+            for feedback in feedback_by_reader
+            if has_enough_feedback(feedback)
+            for item in list(feedback)[-FEEDBACK_MODEL_MAX_CLICKS:]
+        )
 
 
 def similarity_query(title, keywords=()):
@@ -199,3 +282,69 @@ def factor(doc, more, less, weight=FEEDBACK_WEIGHT):
     liked = max((similar.get(doc, 0.0) for similar in more), default=0.0)
     disliked = max((similar.get(doc, 0.0) for similar in less), default=0.0)
     return 1 + weight * (liked - disliked)
+
+
+# The personal model: a logistic regression on the papers' embeddings, fitted to the reader's own clicks.
+
+
+def has_enough_feedback(feedback, min_clicks=None, min_each=None):
+    """Whether a reader's feedback (FeedbackPaper items) is enough to fit their personal model."""
+    min_clicks = FEEDBACK_MODEL_MIN_CLICKS if min_clicks is None else min_clicks
+    min_each = FEEDBACK_MODEL_MIN_EACH if min_each is None else min_each
+    more = sum(1 for item in feedback if item.direction == "more")
+    return more >= min_each and len(feedback) - more >= min_each and len(feedback) >= min_clicks
+
+
+def fit_preference(vectors, liked, l2=None, *, iterations=30):
+    """(weights, bias) of an L2-regularised logistic regression: P(more | vector) = sigmoid(vector · weights + bias).
+
+    `vectors` has one row per feedback paper, `liked` says which were "more" (1) and which "less" (0). Each direction
+    weighs half of the loss however many clicks it has; the bias is not penalised. Newton's method (IRLS) on the
+    penalised loss, solved in the clicks' own space: the optimal weights are a combination of the clicks' vectors
+    (weights = vectorsᵀ · a), so each step solves (clicks + 1) equations instead of (dimensions + 1).
+    """
+    import numpy as np  # here, like the embeddings: a process that never fits a model does not load numpy for it
+
+    l2 = FEEDBACK_MODEL_L2 if l2 is None else l2
+    x = np.asarray(vectors, dtype=np.float64)
+    y = np.asarray(liked, dtype=np.float64)
+    count = len(y)
+    positives = y.sum()
+    share = np.where(y == 1, 1 / (2 * positives), 1 / (2 * (count - positives)))  # sums to 1
+    gram = x @ x.T
+    a, bias = np.zeros(count), 0.0
+    for _ in range(iterations):
+        p = _sigmoid(gram @ a + bias)
+        residual = share * (p - y)
+        curvature = share * p * (1 - p)
+        system = np.empty((count + 1, count + 1))
+        system[:count, :count] = curvature[:, None] * gram + l2 * np.eye(count)
+        system[:count, count] = curvature
+        system[count, :count] = curvature @ gram
+        system[count, count] = curvature.sum() + 1e-12
+        step = np.linalg.solve(system, np.append(residual + l2 * a, residual.sum()))
+        a -= step[:count]
+        bias -= step[count]
+        if np.abs(step).max() < 1e-7:
+            break
+    return x.T @ a, float(bias)
+
+
+def _sigmoid(z):
+    import numpy as np
+
+    return 1 / (1 + np.exp(-np.clip(z, -30, 30)))
+
+
+def preference(model, vectors):
+    """P("more") of each row of `vectors` under a model from fit_preference."""
+    import numpy as np
+
+    weights, bias = model
+    return _sigmoid(np.asarray(vectors, dtype=np.float64) @ weights + bias)
+
+
+def model_factor(probability, weight=None):
+    """The multiplier of a candidate's score under the personal model: from 1 - weight (surely "less") to 1 + weight."""
+    weight = FEEDBACK_MODEL_WEIGHT if weight is None else weight
+    return 1 + weight * (2 * probability - 1)
