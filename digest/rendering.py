@@ -42,6 +42,9 @@ CARD_TOPICS = "%%TOPICS%%"
 _TOPIC_LABEL_RE = re.compile(r"<span[^>]*>" + re.escape(CARD_TOPIC) + "</span>")
 SNIPPET_LENGTH = 280
 WHY_LABELS = 2  # the matched topics and keywords a card explains, best first
+# Between the explained labels: a reason may hold a "; " of its own ('mentions “gnn”; close to “…”').
+WHY_SEPARATOR = " · "
+WHY_QUOTE_LENGTH = 60  # a longer quote in a reason (a paper's title, a long keyword) is cut at a word, with "…"
 
 
 LINE_LIMIT = 900
@@ -193,7 +196,7 @@ class DigestRenderer:
                 item_start + escape(label) + item_end + (f" &mdash; {_keep_quotes(escape(reason))}" if reason else "")
                 for label, reason in why_items(labels, reasons)
             ]
-            self._whys[key] = line_start + "; ".join(items) + line_end if items else ""
+            self._whys[key] = line_start + WHY_SEPARATOR.join(items) + line_end if items else ""
         return self._whys[key]
 
     def shell(self, day):
@@ -278,13 +281,23 @@ class DigestRenderer:
 
 
 def short_reason(label, reason):
-    """`reason` without a quote of `label` itself: a keyword “nerf” is "mentioned", not 'mentions “nerf”'."""
+    """`reason` without a quote of `label` itself (a keyword “nerf” is "mentioned by name", not 'mentions “nerf”'), and
+    with long quotes cut short."""
     name = label.strip("“”").casefold()
     if reason.casefold() == f"mentions “{name}”":
         return "mentioned by name"
     if reason.casefold() == f"close in meaning to “{name}”":
         return "close in meaning"
-    return reason
+    return _QUOTED_RE.sub(_short_quote, reason)
+
+
+def _short_quote(match):
+    quote = match.group()
+    if len(quote) <= WHY_QUOTE_LENGTH + 2:
+        return quote
+    cut = quote[1 : WHY_QUOTE_LENGTH + 1]
+    words = cut.rsplit(" ", 1)[0] if " " in cut[WHY_QUOTE_LENGTH // 2 :] else cut
+    return "“" + words.rstrip(" ,;:.-") + "…”"
 
 
 def why_items(labels, reasons, limit=WHY_LABELS):
@@ -296,12 +309,12 @@ def why_items(labels, reasons, limit=WHY_LABELS):
 
 def why_text(labels, reasons):
     """One line saying why a paper is there: its first labels with their reasons, then the other labels it matched
-    ("Why: Efficient inference — mentions “kv cache”; also “llm”"); "Matches: …" when there are no reasons; "" when
+    ("Why: Efficient inference — mentions “kv cache” · also “llm”"); "Matches: …" when there are no reasons; "" when
     there are no labels."""
     items = why_items(labels, reasons)
     if items:
-        line = "Why: " + "; ".join(f"{label} — {reason}" if reason else label for label, reason in items)
-        return line + ("; also " + ", ".join(labels[len(items) :]) if len(labels) > len(items) else "")
+        line = "Why: " + WHY_SEPARATOR.join(f"{label} — {reason}" if reason else label for label, reason in items)
+        return line + (f"{WHY_SEPARATOR}also " + ", ".join(labels[len(items) :]) if len(labels) > len(items) else "")
     return "Matches: " + ", ".join(labels) if labels else ""
 
 

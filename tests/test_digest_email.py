@@ -175,9 +175,9 @@ def test_a_card_explains_its_first_two_labels_and_names_the_rest(db, make_paper,
     pick = Pick(paper, 1.0, 1.0, labels, reasons)
     message = DigestRenderer().build(make_reader(), [pick], day=paper.first_seen_at.date(), labels=list(labels))
 
-    short = "Why: Efficient inference — mentions “kv cache”; “speculative decoding” — close in meaning"
+    short = "Why: Efficient inference — mentions “kv cache” · “speculative decoding” — close in meaning"
     assert why_lines(message.alternatives[0][0]) == [short]
-    assert f"{short}; also Large language models" in " ".join(message.body.split())
+    assert f"{short} · also Large language models" in " ".join(message.body.split())
     why_part = message.body.split("\nWhy: ", 1)[1].split("\n\n", 1)[0]
     assert max(len(line) for line in ("Why: " + why_part).splitlines()) <= 72
     assert message.shown["reasons"] == [list(reasons)]
