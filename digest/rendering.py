@@ -281,11 +281,11 @@ class DigestRenderer:
 
 
 def short_reason(label, reason):
-    """`reason` without a quote of `label` itself (a keyword “nerf” is "mentioned by name", not 'mentions “nerf”'), and
+    """`reason` without a quote of `label` itself (a keyword “nerf” is "mentioned", not 'mentions “nerf”'), and
     with long quotes cut short."""
     name = label.strip("“”").casefold()
     if reason.casefold() == f"mentions “{name}”":
-        return "mentioned by name"
+        return "mentioned"
     if reason.casefold() == f"close in meaning to “{name}”":
         return "close in meaning"
     return _QUOTED_RE.sub(_short_quote, reason)

@@ -194,3 +194,16 @@ def test_a_card_without_reasons_has_no_why_line_and_lists_its_matches(db, make_p
     assert why_lines(message.alternatives[0][0]) == []
     assert 'class="paper-why"' not in message.alternatives[0][0]
     assert "Matches: Graph neural networks\n" in message.body
+
+
+def test_a_reason_does_not_repeat_its_label_and_long_quotes_are_cut():
+    from digest.rendering import short_reason
+
+    assert short_reason("“nerf”", "mentions “nerf”") == "mentioned"
+    assert short_reason("Large language models", "mentions “large language models”") == "mentioned"
+    assert short_reason("“speculative decoding”", "close in meaning to “speculative decoding”") == "close in meaning"
+    assert short_reason("Efficient inference", "mentions “kv cache”, “llm”") == "mentions “kv cache”, “llm”"
+    title = "PagedAttention: efficient memory management for large language model serving systems"
+    assert short_reason("LLMs", f"mentions “llm”; close to “{title}”") == (
+        "mentions “llm”; close to “PagedAttention: efficient memory management for large…”"
+    )
