@@ -196,7 +196,8 @@ class DigestRenderer:
                 item_start + escape(label) + item_end + (f" &mdash; {_keep_quotes(escape(reason))}" if reason else "")
                 for label, reason in why_items(labels, reasons)
             ]
-            self._whys[key] = line_start + WHY_SEPARATOR.join(items) + line_end if items else ""
+            # The separator's dot stays with the item before it when the line wraps.
+            self._whys[key] = line_start + "&nbsp;&middot; ".join(items) + line_end if items else ""
         return self._whys[key]
 
     def shell(self, day):
