@@ -373,8 +373,10 @@ def naive_message(subscriber, picks, *, day, labels, css, responsive_css):
             "topics": pick.labels,
             "position": position,
         }
-        cards_html.append(render_to_string("emails/digest-paper.html", context))
-        cards_text.append(render_to_string("emails/digest-paper.txt", context).strip())
+        why = rendering.why_items(pick.labels, pick.reasons)
+        cards_html.append(render_to_string("emails/digest-paper.html", {**context, "why": why}))
+        why_line = rendering.why_line(pick.labels, pick.reasons)
+        cards_text.append(render_to_string("emails/digest-paper.txt", {**context, "why_line": why_line}).strip())
     unsubscribe = tokens.unsubscribe_url(subscriber)
     manage = tokens.manage_url(subscriber)
     date_label, date_label_short = rendering.date_labels(day)
@@ -551,7 +553,9 @@ def deep_size(value, seen=None):
 def memory_report(renderer, pool):
     """MB held by each per-run cache: what grows with the number of readers."""
     caches = {f"renderer.{name}": value for name, value in vars(renderer).items() if isinstance(value, dict)}
-    caches.update({f"pool.{name}": value for name, value in vars(pool).items() if name.startswith("_")})
+    # The pool's own caches (dicts named with "_"; the week's trending is None until a weekly reader asks for it).
+    private = {name: value for name, value in vars(pool).items() if name.startswith("_")}
+    caches.update({f"pool.{name}": value for name, value in private.items() if isinstance(value, dict)})
     report = {}
     for name, value in caches.items():
         report[name] = {"entries": len(value), "mb": round(deep_size(value) / 2**20, 1)}

@@ -164,8 +164,9 @@ class Delivery(models.Model):
     # The papers in the email, best first. A list on the row rather than a join table: a run writes one row per
     # reader, and "never send a paper twice" reads only the reader's recent rows.
     paper_ids = models.JSONField(default=list, blank=True)
-    # What the email showed beside each paper (its matched topics, its upvotes then) and in the footer, so "view in
-    # browser" shows the email as sent: {"labels": [[...], ...], "upvotes": [...], "topics": [...]}.
+    # What the email showed beside each paper (its matched topics and why they matched, its upvotes then) and in the
+    # footer, so "view in browser" shows the email as sent:
+    # {"labels": [[...], ...], "reasons": [[...], ...], "upvotes": [...], "topics": [...], "weekly": bool}.
     shown = models.JSONField(default=dict, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False, help_text="Which send attempt holds it.")
     message_id = models.CharField(max_length=255, blank=True)

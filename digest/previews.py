@@ -11,7 +11,7 @@ from email.utils import parseaddr
 from django.utils import timezone
 
 from digest import compose
-from digest.rendering import DigestRenderer
+from digest.rendering import DigestRenderer, why_text
 from papers.ranking import Pick, Pool
 
 TEST_SUBJECT_PREFIX = "[Test] "
@@ -27,6 +27,11 @@ class Preview:
     message: object  # the EmailMessage, or None when there is nothing to send
     reason: str  # why a real run would not send it ("" when it would)
     pool_size: int
+
+    @property
+    def papers(self):
+        """[(pick, why it is there)] as the email's cards say it (digest.rendering.why_text)."""
+        return [(pick, why_text(pick.labels, pick.reasons)) for pick in self.picks]
 
     @property
     def html(self):
@@ -78,18 +83,20 @@ def make_test_copy(preview, to):
 
 
 def build_delivered(delivery):
-    """The email a sent digest was, for "view in browser": its papers in order, with the topics and upvotes it
-    showed (kept on the Delivery as `shown`) and the reader's own links. Only a paper's text edited since, or a
-    paper deleted since, can make it differ from what was sent."""
+    """The email a sent digest was, for "view in browser": its papers in order, with the topics (and why they
+    matched) and upvotes it showed (kept on the Delivery as `shown`) and the reader's own links. Only a paper's text
+    edited since, or a paper deleted since, can make it differ from what was sent."""
     shown = delivery.shown or {}
-    labels, upvotes = shown.get("labels", []), shown.get("upvotes", [])
+    labels, reasons, upvotes = shown.get("labels", []), shown.get("reasons", []), shown.get("upvotes", [])
     position = {paper_id: index for index, paper_id in enumerate(delivery.paper_ids)}
     picks = []
     for paper in delivery.get_papers():
         index = position[paper.id]
         if index < len(upvotes):
             paper.upvotes = upvotes[index]
-        picks.append(Pick(paper, 0.0, 0.0, tuple(labels[index]) if index < len(labels) else ()))
+        paper_labels = tuple(labels[index]) if index < len(labels) else ()
+        paper_reasons = tuple(reasons[index]) if index < len(reasons) else ()
+        picks.append(Pick(paper, 0.0, 0.0, paper_labels, paper_reasons))
     message = DigestRenderer().build(
         delivery.subscriber, picks, day=delivery.digest_date, labels=shown.get("topics", []), weekly=shown.get("weekly")
     )

@@ -2,12 +2,16 @@
 
 Digests are many, so `DigestRenderer` renders and CSS-inlines (premailer) each paper card once per run (a chunk's new
 cards in one premailer pass) and the shell (header and footer) once per date, then assembles a reader's email by
-joining inlined cards and filling in the per-reader values (position, matched topics, signed links, address).
-Inlining whole emails per reader would cost premailer's full parse for every one.
+joining inlined cards and filling in the per-reader values (position, matched topics and why they matched, signed
+links, address). Inlining whole emails per reader would cost premailer's full parse for every one.
+
+A card says why its paper is there: a "Why:" line under the title naming the reader's first one or two matched topics
+or keywords, each with the few words `papers.matching.Index.explain` gave (`Pick.reasons`). The line's inlined markup is
+kept, like a topic label's, and filled per reader; both are cached by their values, which many readers share.
 
 A card's "more/less like this" links are signed per reader and paper, so they are placeholders too. Their markers
 carry a random part per renderer: they stand after the paper's title in the card, and a title must never be read as
-one.
+one. So does the "Why:" line's marker, which stands after the title too.
 """
 
 import functools
@@ -37,6 +41,10 @@ CARD_TOPIC = "%%TOPIC%%"
 CARD_TOPICS = "%%TOPICS%%"
 _TOPIC_LABEL_RE = re.compile(r"<span[^>]*>" + re.escape(CARD_TOPIC) + "</span>")
 SNIPPET_LENGTH = 280
+WHY_LABELS = 2  # the matched topics and keywords a card explains, best first
+# Between the explained labels: a reason may hold a "; " of its own ('mentions “gnn”; close to “…”').
+WHY_SEPARATOR = " · "
+WHY_QUOTE_LENGTH = 60  # a longer quote in a reason (a paper's title, a long keyword) is cut at a word, with "…"
 
 
 LINE_LIMIT = 900
@@ -79,10 +87,17 @@ class DigestRenderer:
         self.host = site_host()
         marker = secrets.token_hex(8)
         self.more_marker, self.less_marker = f"%%MORE-{marker}%%", f"%%LESS-{marker}%%"
-        # paper id -> (card html cut at the POSITION, TOPICS, MORE and LESS placeholders, topic label html)
+        self.why_marker = f"%%WHY-{marker}%%"
+        # The "Why:" line as inlined, cut where its items go: (line start, item label start, item label end, line end)
+        self._why_re = re.compile(
+            r"(<p[^>]*>\s*<span[^>]*>Why:</span>\s*)(<span[^>]*>)" + re.escape(self.why_marker) + r"(</span>)(</p>\n?)"
+        )
+        # paper id -> (card html cut at the POSITION, TOPICS, WHY, MORE and LESS placeholders, topic label html,
+        # "Why:" line parts)
         self._html_cards = {}
         self._text_cards = {}
         self._labels = {}
+        self._whys = {}
         self._shells = {}
         self._subjects = {}
 
@@ -91,14 +106,16 @@ class DigestRenderer:
 
         premailer's cost is mostly parsing and applying the stylesheet, per call; one call for a chunk's new cards
         costs little more than one for a single card. Position and topic labels differ per reader, so the card is
-        inlined with placeholders for them, and the inlined label markup is kept to repeat per label.
+        inlined with placeholders for them, and the inlined label markup is kept to repeat per label (and the "Why:"
+        line's, to fill per reader).
         """
         todo = {paper.id: paper for paper in papers if paper.id not in self._html_cards}
         if not todo:
             return
         parts = []
         for paper in todo.values():
-            card = render_to_string("emails/digest-paper.html", self._card_context(paper))
+            context = {**self._card_context(paper), "why": [(self.why_marker, "")]}
+            card = render_to_string("emails/digest-paper.html", context)
             parts.append(f'<div class="digest" id="card-{paper.id}">{card}</div>')
         document = lxml_html.fromstring(inline_css(f"<html><body>{''.join(parts)}</body></html>", self.css))
         elements = {element.get("id"): element for element in document.find_class("digest")}
@@ -107,15 +124,23 @@ class DigestRenderer:
             html = (element.text or "") + "".join(lxml_html.tostring(child, encoding="unicode") for child in element)
             label = _TOPIC_LABEL_RE.search(html)
             html = html[: label.start()] + CARD_TOPICS + html[label.end() :]
-            # Split once around the per-reader parts, so a reader's card is a join, not two searches.
+            why = self._why_re.search(html)
+            html = html[: why.start()] + self.why_marker + html[why.end() :]
+            # Split once around the per-reader parts, so a reader's card is a join, not several searches.
             before, rest = fold_long_lines(html).split(CARD_POSITION, 1)
             between, rest = rest.split(CARD_TOPICS, 1)
-            after_topics, rest = rest.split(self.more_marker, 1)
+            after_topics, rest = rest.split(self.why_marker, 1)
+            after_why, rest = rest.split(self.more_marker, 1)
             after_more, after_less = rest.split(self.less_marker, 1)
-            self._html_cards[paper_id] = (before, between, after_topics, after_more, after_less, label.group())
-            text = render_to_string("emails/digest-paper.txt", self._card_context(todo[paper_id])).strip()
-            text, after_more = text.split(self.more_marker, 1)
-            self._text_cards[paper_id] = (text, *after_more.split(self.less_marker, 1))
+            cut = (before, between, after_topics, after_why, after_more, after_less)
+            self._html_cards[paper_id] = (*cut, label.group(), why.groups())
+            context = {**self._card_context(todo[paper_id]), "why_line": self.why_marker}
+            text = render_to_string("emails/digest-paper.txt", context).strip()
+            # The card opens with its position, before anything from the paper; the "Why:" line is a line of its own.
+            text = text.removeprefix(CARD_POSITION)
+            text, rest = text.split(self.why_marker + "\n", 1)
+            after_why, rest = rest.split(self.more_marker, 1)
+            self._text_cards[paper_id] = (text, after_why, *rest.split(self.less_marker, 1))
 
     def _card_context(self, paper):
         return {
@@ -128,24 +153,52 @@ class DigestRenderer:
         }
 
     def card(self, pick, position, subscriber):
-        """(html, text) of one paper's card as this reader sees it: their position, matched topics and links."""
+        """(html, text) of one paper's card as this reader sees it: their position, matched topics (and why they
+        matched) and links."""
         self.prepare_cards([pick.paper])
-        before, between, after_topics, after_more, after_less, label = self._html_cards[pick.paper.id]
+        *cut, label, why = self._html_cards[pick.paper.id]
+        before, between, after_topics, after_why, after_more, after_less = cut
         more = tokens.feedback_url(subscriber, pick.paper.id, "more")
         less = tokens.feedback_url(subscriber, pick.paper.id, "less")
         labels = self._labels_html(label, pick.labels)
-        html = "".join((before, str(position), between, labels, after_topics, more, after_more, less, after_less))
-        matches = _matches_line(pick.labels)
-        text, text_after_more, text_after_less = self._text_cards[pick.paper.id]
-        text = text.replace(CARD_POSITION, str(position), 1)
-        text = text.replace(f"Matches: {CARD_TOPIC}\n" if not matches else f"Matches: {CARD_TOPIC}", matches, 1)
-        return html, "".join((text, more, text_after_more, less, text_after_less))
+        why = self._why_html(why, pick.labels[:WHY_LABELS], pick.reasons[:WHY_LABELS])
+        html = (
+            before,
+            str(position),
+            between,
+            labels,
+            after_topics,
+            why,
+            after_why,
+            more,
+            after_more,
+            less,
+            after_less,
+        )
+        text, text_after_why, text_after_more, text_after_less = self._text_cards[pick.paper.id]
+        line = why_line(pick.labels, pick.reasons)
+        line = line + "\n" if line else ""
+        text = (str(position), text, line, text_after_why, more, text_after_more, less, text_after_less)
+        return "".join(html), "".join(text)
 
     def _labels_html(self, label, labels):
         key = (label, labels)
         if key not in self._labels:
             self._labels[key] = " ".join(label.replace(CARD_TOPIC, escape(topic)) for topic in labels)
         return self._labels[key]
+
+    def _why_html(self, why, labels, reasons):
+        """The card's "Why:" line for these labels and reasons (the first WHY_LABELS), or "" when none has a reason."""
+        key = (why, labels, reasons)
+        if key not in self._whys:
+            line_start, item_start, item_end, line_end = why
+            items = [
+                item_start + escape(label) + item_end + (f" &mdash; {_keep_quotes(escape(reason))}" if reason else "")
+                for label, reason in why_items(labels, reasons)
+            ]
+            # The separator's dot stays with the item before it when the line wraps.
+            self._whys[key] = line_start + "&nbsp;&middot; ".join(items) + line_end if items else ""
+        return self._whys[key]
 
     def shell(self, day):
         """(html, text) of everything around the cards for a date, inlined once, with placeholders per reader."""
@@ -220,6 +273,7 @@ class DigestRenderer:
         # What this email showed beside each paper and in its footer, kept with the delivery for "view in browser".
         message.shown = {
             "labels": [list(pick.labels) for pick in picks],
+            "reasons": [list(pick.reasons) for pick in picks],
             "upvotes": [pick.paper.upvotes for pick in picks],
             "topics": list(labels),
             "weekly": weekly,
@@ -227,9 +281,59 @@ class DigestRenderer:
         return message
 
 
+def short_reason(label, reason):
+    """`reason` without a quote of `label` itself (a keyword “nerf” is "mentioned", not 'mentions “nerf”'), and
+    with long quotes cut short."""
+    name = label.strip("“”").casefold()
+    if reason.casefold() == f"mentions “{name}”":
+        return "mentioned"
+    if reason.casefold() == f"close in meaning to “{name}”":
+        return "close in meaning"
+    return _QUOTED_RE.sub(_short_quote, reason)
+
+
+def _short_quote(match):
+    quote = match.group()
+    if len(quote) <= WHY_QUOTE_LENGTH + 2:
+        return quote
+    cut = quote[1 : WHY_QUOTE_LENGTH + 1]
+    words = cut.rsplit(" ", 1)[0] if " " in cut[WHY_QUOTE_LENGTH // 2 :] else cut
+    return "“" + words.rstrip(" ,;:.-") + "…”"
+
+
+def why_items(labels, reasons, limit=WHY_LABELS):
+    """[(label, reason)] for a card's "Why:" line: the first `limit` labels with their reasons in a few words, or []
+    when none of them has a reason (a delivery sent before reasons were kept)."""
+    items = [(label, short_reason(label, reason)) for label, reason in zip(labels[:limit], reasons, strict=False)]
+    return items if any(reason for _label, reason in items) else []
+
+
+def why_text(labels, reasons):
+    """One line saying why a paper is there: its first labels with their reasons, then the other labels it matched
+    ("Why: Efficient inference — mentions “kv cache” · also “llm”"); "Matches: …" when there are no reasons; "" when
+    there are no labels."""
+    items = why_items(labels, reasons)
+    if items:
+        line = "Why: " + WHY_SEPARATOR.join(f"{label} — {reason}" if reason else label for label, reason in items)
+        return line + (f"{WHY_SEPARATOR}also " + ", ".join(labels[len(items) :]) if len(labels) > len(items) else "")
+    return "Matches: " + ", ".join(labels) if labels else ""
+
+
 @functools.lru_cache(maxsize=4096)
-def _matches_line(labels):
-    return "\n".join(textwrap.wrap("Matches: " + ", ".join(labels), 72)) if labels else ""
+def why_line(labels, reasons):
+    """why_text wrapped for the plain-text card, between quoted phrases rather than inside one."""
+    kept = _QUOTED_RE.sub(lambda match: match.group().replace(" ", "\0"), why_text(labels, reasons))
+    return "\n".join(textwrap.wrap(kept, 72)).replace("\0", " ")
+
+
+_QUOTED_RE = re.compile("“[^”]*”")
+
+
+def _keep_quotes(html):
+    """Short quoted phrases kept on one line (non-breaking spaces): “self supervised”, not “self / supervised”."""
+    return _QUOTED_RE.sub(
+        lambda match: match.group().replace(" ", "&nbsp;") if len(match.group()) <= 32 else match.group(), html
+    )
 
 
 class DigestMessage(EmailMultiAlternatives):

@@ -3,7 +3,8 @@
 A day's page ranks the papers first seen that day (UTC) and no others, so every paper is on exactly one day's page and
 a past day's page stays the same (upvotes aside). The ranking is the digest's own (`selection.Pool`): the day's
 papers are the pool, the topic the reader's only preference, and trending is measured as of the end of the day (or
-now, for today). Rankings are cached for RANKING_CACHE_SECONDS; the pages are the same for everyone and are sent with a
+now, for today). Each paper says why it is on the page: the reason that ranking gave (`Index.explain`), as a digest's
+card says it. Rankings are cached for RANKING_CACHE_SECONDS; the pages are the same for everyone and are sent with a
 short public max-age (pages behind signed links, like the reader's feed, are never cached).
 """
 
@@ -50,18 +51,19 @@ def active_topic(slug):
 
 
 def rank_day(topic, day):
-    """[(paper id, score)] for `topic` among the papers first seen on `day` (UTC), best first, as the digest ranks
-    them: the same Pool, the same relevance threshold and the same blend with trending."""
+    """[(paper id, score, reason)] for `topic` among the papers first seen on `day` (UTC), best first, as the digest
+    ranks them: the same Pool, the same relevance threshold and the same blend with trending. The reason is why the
+    paper matched the topic, in a few words (`Index.explain` over that pool, as the digest's cards say it)."""
     start, end = day_bounds(day)
     now = min(timezone.now(), end)
     papers = Paper.objects.filter(first_seen_at__gte=start, first_seen_at__lt=end).only(*POOL_FIELDS)
     pool = Pool(papers.order_by("arxiv_id"), [topic], now)
     picks = pool.choose(Preferences((topic.id,), ()), since=start, limit=len(pool))
-    return [(pick.paper.id, pick.score) for pick in picks]
+    return [(pick.paper.id, pick.score, pick.reasons[0] if pick.reasons else "") for pick in picks]
 
 
 def _ranking_key(topic, day):
-    return f"topic-day:{topic.id}:{day.isoformat()}"
+    return f"topic-day:v2:{topic.id}:{day.isoformat()}"  # v2: (paper id, score, reason), was (paper id, score)
 
 
 def cached_ranking(topic, day):
@@ -80,15 +82,16 @@ def forget_ranking(topic, day):
 
 
 def ranked_papers(topic, day, limit=None):
-    """(papers best first, each with .score, total matching) for a topic and day: one query, or two on a cache miss."""
+    """(papers best first, each with .score and .reason, total matching) for a topic and day: one query, or two on a
+    cache miss."""
     ranking = cached_ranking(topic, day)
     shown = ranking[:limit] if limit else ranking
-    by_id = Paper.objects.only(*POOL_FIELDS).in_bulk([paper_id for paper_id, _score in shown])
+    by_id = Paper.objects.only(*POOL_FIELDS).in_bulk([paper_id for paper_id, _score, _reason in shown])
     papers = []
-    for paper_id, score in shown:
+    for paper_id, score, reason in shown:
         paper = by_id.get(paper_id)
         if paper is not None:
-            paper.score = score
+            paper.score, paper.reason = score, reason
             papers.append(paper)
     return papers, len(ranking)
 

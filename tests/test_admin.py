@@ -46,6 +46,21 @@ def test_topic_page_previews_todays_matches_only(admin_client, papers):
     assert "Old graph neural networks" not in page
 
 
+def test_topic_preview_says_why_each_paper_matched(admin_client, papers):
+    from lxml import html
+
+    topic = Topic.objects.create(name="Graph neural networks", slug="gnn", aliases="GNN\nmessage passing")
+    tree = html.fromstring(admin_client.get(f"/admin/papers/topic/{topic.pk}/change/").content.decode())
+    rows = {
+        item.cssselect("a")[0].text_content(): item.cssselect(".why")[0].text_content()
+        for item in tree.cssselect("#matches ol > li")
+    }
+    assert rows == {
+        "Graph neural networks for molecules": "Why: mentions “graph neural networks”",
+        "A GNN that counts substructures": "Why: mentions “graph neural networks”",  # the concept, named as the topic
+    }
+
+
 def test_topic_preview_explains_an_empty_day(admin_client, db):
     topic = Topic.objects.create(name="Graph neural networks", slug="gnn")
     page = admin_client.get(f"/admin/papers/topic/{topic.pk}/change/").content.decode()

@@ -126,3 +126,84 @@ def test_long_html_lines_are_folded_outside_attribute_values():
     after = lxml_html.fromstring(f"<p>{folded}</p>")
     assert [a.get("aria-label") for a in after.iter("a")] == [a.get("aria-label") for a in before.iter("a")]
     assert [a.get("href") for a in after.iter("a")] == [a.get("href") for a in before.iter("a")]
+
+
+def why_lines(html):
+    """The "Why:" line of each card, as a reader reads it (non-breaking spaces read as spaces)."""
+    from lxml import html as lxml_html
+
+    lines = lxml_html.fromstring(html).find_class("paper-why")
+    return [" ".join(line.text_content().replace("\xa0", " ").split()) for line in lines]
+
+
+def test_each_card_says_why_its_paper_matched_in_both_parts(outbox_backend, make_paper, make_topic, make_reader):
+    gnn = make_topic("Graph neural networks", aliases=["GNN"])
+    make_paper("KV cache compression for long-context inference", "We compress the key-value cache.", upvotes=50)
+    make_reader(topics=[gnn], keywords=["kv cache compression"])
+    call_command("senddigests", "--now", "--no-progress")
+    [message] = mail.outbox
+    parsed = email.message_from_bytes(message.message().as_bytes(), policy=policy.default)
+    text = parsed.get_body(("plain",)).get_content()
+    html = parsed.get_body(("html",)).get_content()
+
+    assert why_lines(html) == ["Why: “kv cache compression” — mentions “kv cache”, “compression”"]
+    assert "▲ 50 upvotes on Hugging Face\nWhy: “kv cache compression” — mentions “kv cache”, “compression”\n" in text
+    assert "Matches:" not in text
+
+
+def test_a_keyword_with_html_characters_is_escaped_in_the_why_line(outbox_backend, make_paper, make_reader):
+    make_paper("Graph neural networks and friends", "Message passing on graphs.")
+    make_reader(keywords=["<b>graph</b> neural networks & co"])
+    call_command("senddigests", "--now", "--no-progress")
+    [message] = mail.outbox
+    html = message.alternatives[0][0]
+
+    [why] = why_lines(html)
+    assert why.startswith("Why: “<b>graph</b> neural networks & co” — mentions “graph neural networks”")
+    assert "<b>graph</b>" not in html
+    assert "“&lt;b&gt;graph&lt;/b&gt; neural networks &amp; co”</span> &mdash; mentions" in html
+    assert "Why: “<b>graph</b> neural networks & co” — mentions" in message.body  # plain text stays plain
+
+
+def test_a_card_explains_its_first_two_labels_and_names_the_rest(db, make_paper, make_reader):
+    from digest.rendering import DigestRenderer
+    from papers.ranking import Pick
+
+    paper = make_paper("Speculative decoding with a small KV cache")
+    labels = ("Efficient inference", "“speculative decoding”", "Large language models")
+    reasons = ("mentions “kv cache”", "close in meaning to “speculative decoding”", 'mentions "llm" <i>')
+    pick = Pick(paper, 1.0, 1.0, labels, reasons)
+    message = DigestRenderer().build(make_reader(), [pick], day=paper.first_seen_at.date(), labels=list(labels))
+
+    short = "Why: Efficient inference — mentions “kv cache” · “speculative decoding” — close in meaning"
+    assert why_lines(message.alternatives[0][0]) == [short]
+    assert f"{short} · also Large language models" in " ".join(message.body.split())
+    why_part = message.body.split("\nWhy: ", 1)[1].split("\n\n", 1)[0]
+    assert max(len(line) for line in ("Why: " + why_part).splitlines()) <= 72
+    assert message.shown["reasons"] == [list(reasons)]
+
+
+def test_a_card_without_reasons_has_no_why_line_and_lists_its_matches(db, make_paper, make_reader):
+    from digest.rendering import DigestRenderer
+    from papers.ranking import Pick
+
+    paper = make_paper("Graph neural networks")
+    pick = Pick(paper, 1.0, 1.0, ("Graph neural networks",))
+    message = DigestRenderer().build(make_reader(), [pick], day=paper.first_seen_at.date(), labels=[])
+
+    assert why_lines(message.alternatives[0][0]) == []
+    assert 'class="paper-why"' not in message.alternatives[0][0]
+    assert "Matches: Graph neural networks\n" in message.body
+
+
+def test_a_reason_does_not_repeat_its_label_and_long_quotes_are_cut():
+    from digest.rendering import short_reason
+
+    assert short_reason("“nerf”", "mentions “nerf”") == "mentioned"
+    assert short_reason("Large language models", "mentions “large language models”") == "mentioned"
+    assert short_reason("“speculative decoding”", "close in meaning to “speculative decoding”") == "close in meaning"
+    assert short_reason("Efficient inference", "mentions “kv cache”, “llm”") == "mentions “kv cache”, “llm”"
+    title = "PagedAttention: efficient memory management for large language model serving systems"
+    assert short_reason("LLMs", f"mentions “llm”; close to “{title}”") == (
+        "mentions “llm”; close to “PagedAttention: efficient memory management for large…”"
+    )

@@ -10,6 +10,7 @@ from django.core.management import call_command
 from digest.models import Delivery
 from subscriptions import tokens
 from subscriptions.models import Subscriber
+from tests.test_digest_email import why_lines
 from tests.test_smtp_delivery import SCRIPT_TITLE, seed_papers, seed_readers, seed_topic
 
 NOW = "2026-11-30 09:00Z"
@@ -145,3 +146,13 @@ def test_only_staff_with_permission_see_previews(client, reader, django_user_mod
     assert client.get(preview_path(reader)).status_code == 200
     assert client.post(preview_path(reader, "send/")).status_code == 403
     assert mail.outbox == [] and Subscriber.objects.get().status == Subscriber.Status.ACTIVE
+
+
+def test_the_preview_says_why_each_paper_is_there_as_the_email_does(admin_client, reader):
+    page = admin_client.get(preview_path(reader)).content.decode()
+    html = admin_client.get(preview_path(reader, "html/")).content.decode()
+    lines = why_lines(html)
+    assert lines and all(line.startswith("Why: Graph neural networks — ") for line in lines)
+    listed = re.findall(r'<span class="quiet preview-why">([^<]*)</span>', page)
+    assert [line.replace("&#x27;", "'") for line in listed] == lines  # the papers listed above the email
+    assert "\nWhy: Graph neural networks — " in page  # the text part

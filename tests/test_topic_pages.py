@@ -260,3 +260,18 @@ def test_queries_do_not_grow_with_the_number_of_papers(client, gnn, make_paper):
 
     assert len(titles_on(few_page)) == 2 and len(titles_on(many_page)) == 25
     assert len(many) == len(few) <= 4
+
+
+def test_each_paper_says_why_it_is_on_the_topics_page(client, gnn, todays_papers):
+    response = client.get(day_path(gnn, TODAY))
+
+    tree = html.fromstring(response.content)
+    shown = {
+        item.cssselect("h2 > a")[0].text_content(): item.cssselect("p.why")[0].text_content()
+        for item in tree.cssselect("ol.papers > li")
+    }
+    index = build_index(Paper.objects.filter(first_seen_at__date=TODAY))
+    query = Query.from_topic(gnn)
+    expected = {paper.title: f"Why: {index.explain(query, doc)}" for doc, paper in enumerate(index.papers)}
+    assert shown and shown == {title: expected[title] for title in shown}
+    assert shown["Message passing at scale"].startswith("Why: mentions “")

@@ -33,6 +33,7 @@ def test_the_page_is_the_email_as_sent(client, sent):
     assert response.status_code == 200
     assert response.content.decode() == message.alternatives[0][0]
     assert "&lt;script&gt;" in response.content.decode() and SCRIPT_TITLE not in response.content.decode()
+    assert response.content.decode().count('class="paper-why"') == len(message.shown["labels"])  # why, as sent
 
 
 def test_it_stays_the_email_as_sent_when_upvotes_and_topics_change_later(client, sent):

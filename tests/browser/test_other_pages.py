@@ -1,16 +1,20 @@
 """The reader pages the journey does not pass through, in Chromium at both widths: deleting one's data, an expired
-confirmation link, the 429 page, the sign-up form's errors, and the page in dark mode."""
+confirmation link, the 429 page, the sign-up form's errors, the page in dark mode, and a digest's "Why:" line on a
+phone (its view-in-browser page is the email as sent)."""
 
 import re
 from datetime import timedelta
 
 import pytest
 import time_machine
+from django.core import mail
+from django.core.management import call_command
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from subscriptions import tokens
 from subscriptions.models import ErasedAddress, Subscriber
+from tests.browser.conftest import PHONE
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,3 +94,24 @@ def test_the_pages_follow_a_dark_colour_scheme(open_page, make_topic, snap):
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(13, 17, 23)"
     snap(page, "landing-dark")
+
+
+@pytest.mark.parametrize(("scheme", "colour"), [("light", "rgb(48, 54, 61)"), ("dark", "rgb(201, 209, 217)")])
+def test_a_digest_says_why_each_paper_is_there_legibly_on_a_phone(
+    open_page, site, settings, make_topic, make_paper, make_reader, scheme, colour, snap
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    inference = make_topic("Efficient inference", aliases=["KV cache", "speculative decoding"])
+    make_paper("Speculative decoding with a compressed KV cache", "Faster LLM serving.", upvotes=30)
+    make_reader(topics=[inference], keywords=["<b>speculative</b> decoding & more"])
+    call_command("senddigests", "--now", "--no-progress")
+    [message] = mail.outbox
+    [link] = re.findall(r"View in browser: (\S+)", message.body)
+
+    page = open_page(link.removeprefix(site), width=PHONE, color_scheme=scheme)
+    why = page.locator(".paper-why")
+    expect(why).to_have_count(1)
+    expect(why).to_contain_text(re.compile(r"^Why: .*<b>speculative</b> decoding & more.*mentions"))
+    assert page.locator(".paper-why-topic").first.evaluate("element => getComputedStyle(element).color") == colour
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE  # nothing wider than the phone
+    snap(page, f"digest-why-{scheme}")
