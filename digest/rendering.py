@@ -282,11 +282,14 @@ class DigestRenderer:
 
 
 def short_reason(label, reason):
-    """`reason` without a quote of `label` itself (a keyword “nerf” is "mentioned", not 'mentions “nerf”'), and
+    """`reason` without a quote of `label` itself (a keyword “nerf” is "mentioned", not 'mentions “nerf”'; a topic
+    whose concept the paper is about, "about it"), and
     with long quotes cut short."""
     name = label.strip("“”").casefold()
     if reason.casefold() == f"mentions “{name}”":
         return "mentioned"
+    if reason.casefold() == f"about “{name}”":
+        return "about it"
     if reason.casefold() == f"close in meaning to “{name}”":
         return "close in meaning"
     return _QUOTED_RE.sub(_short_quote, reason)

@@ -139,6 +139,7 @@ class _Slot:
     related: tuple = ()  # stems or stem pairs, any of which meets it partly
     bigram: tuple | None = None  # a phrase: two stems that must stand side by side
     label: str = ""  # the query's own words for it, for "why this paper"
+    concept: bool = False  # a concept of the vocabulary: a paper may meet it in other words
 
 
 def _related_terms(keys):
@@ -149,6 +150,18 @@ def _related_terms(keys):
             if len(stems) in (1, 2) and stems not in found:
                 found.append(stems)
     return tuple(found)
+
+
+_STOP_WORDS_RE = "|".join(sorted(text.STOP_WORDS, key=len, reverse=True))
+
+
+def _as_written(value, words):
+    """The stretch of `value` that analysis turned into `words` (its folded, unstemmed words), as the reader wrote it:
+    'Mixture of Experts' for ["mixture", "experts"]; the folded words when it cannot be found (accents, markup)."""
+    between = rf"[\s\-/]+(?:(?:{_STOP_WORDS_RE})[\s\-/]+){{0,2}}"  # spaces and hyphens, "of", "the"
+    pattern = r"(?<![\w])" + between.join(re.escape(word) for word in words) + r"(?![\w])"
+    found = re.search(pattern, value or "", re.IGNORECASE)
+    return " ".join(found.group().split()) if found else " ".join(words)
 
 
 @dataclass
@@ -171,7 +184,8 @@ class QueryText:
                 terms=tuple(concept_term(key) for key in keys),
                 fallback=tuple(dict.fromkeys(tokens[start:end])) if end - start > 1 else (),
                 related=_related_terms(keys),
-                label=" ".join(words[start:end]),
+                label=_as_written(value, words[start:end]),
+                concept=True,
             )
             slots.append((start, slot))
         for position, token in enumerate(tokens):
@@ -185,7 +199,7 @@ class QueryText:
                 and chunk_of[before] == chunk_of[position]
                 and tokens[before] != token
             ):
-                label = f"{words[before]} {words[position]}"
+                label = _as_written(value, words[before : position + 1])
                 slots.append((position - 0.5, _Slot(terms=(), bigram=(tokens[before], token), label=label)))
         slots.sort(key=lambda item: item[0])
         unique, seen = [], set()
@@ -511,13 +525,20 @@ class Index:
                     return reason
                 if by_example and semantic[doc] > 0:
                     near_example = reason  # the example lifted it, though its words carry it
-        labels = []
+        chosen = []  # (label, concept), strongest first
         for _amount, slot in sorted(shared, key=lambda item: -item[0]):
-            # A phrase met covers its words: "kv cache" says enough without "cache".
-            if slot.label and not any(slot.label in label for label in labels):
-                labels.append(slot.label)
-        mentions = "mentions " + ", ".join(f"“{label}”" for label in labels[:2]) if labels else ""
-        return "; ".join(part for part in (mentions, near_example) if part)
+            label = slot.label
+            # A phrase met covers its words: "kv cache" says enough without "cache", whichever came first.
+            if not label or any(_contains(other, label) for other, _concept in chosen):
+                continue
+            chosen = [(other, concept) for other, concept in chosen if not _contains(label, other)]
+            chosen.append((label, slot.concept))
+        chosen = chosen[:2]
+        # A concept may be met in other words ("graph attention networks" for "GNN"): the paper is about it.
+        about = [f"“{label}”" for label, concept in chosen if concept]
+        mentions = [f"“{label}”" for label, concept in chosen if not concept]
+        parts = [f"about {', '.join(about)}" if about else "", f"mentions {', '.join(mentions)}" if mentions else ""]
+        return "; ".join(part for part in (*parts, near_example) if part)
 
     def matches(self, query, *, min_score=None, relative=None):
         """{doc: score} of the papers that match `query` (see the module's docstring); the cut-offs default to
@@ -541,6 +562,10 @@ class Index:
         matches = [Match(self.papers[doc], round(score, 6)) for doc, score in scores.items()]
         matches.sort(key=lambda match: (-match.score, match.paper.arxiv_id))
         return matches[:limit] if limit else matches
+
+
+def _contains(phrase, part):
+    return f" {part.lower()} " in f" {phrase.lower()} "
 
 
 def _count_pairs(sequence, first, second):

@@ -56,8 +56,8 @@ def test_topic_preview_says_why_each_paper_matched(admin_client, papers):
         for item in tree.cssselect("#matches ol > li")
     }
     assert rows == {
-        "Graph neural networks for molecules": "Why: mentions “graph neural networks”",
-        "A GNN that counts substructures": "Why: mentions “graph neural networks”",  # the concept, named as the topic
+        "Graph neural networks for molecules": "Why: about “Graph neural networks”",
+        "A GNN that counts substructures": "Why: about “Graph neural networks”",  # the concept, met in other words
     }
 
 

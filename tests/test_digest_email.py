@@ -146,8 +146,8 @@ def test_each_card_says_why_its_paper_matched_in_both_parts(outbox_backend, make
     text = parsed.get_body(("plain",)).get_content()
     html = parsed.get_body(("html",)).get_content()
 
-    assert why_lines(html) == ["Why: “kv cache compression” — mentions “kv cache”, “compression”"]
-    assert "▲ 50 upvotes on Hugging Face\nWhy: “kv cache compression” — mentions “kv cache”, “compression”\n" in text
+    assert why_lines(html) == ["Why: “kv cache compression” — about “kv cache”, “compression”"]
+    assert "▲ 50 upvotes on Hugging Face\nWhy: “kv cache compression” — about “kv cache”, “compression”\n" in text
     assert "Matches:" not in text
 
 
@@ -159,10 +159,10 @@ def test_a_keyword_with_html_characters_is_escaped_in_the_why_line(outbox_backen
     html = message.alternatives[0][0]
 
     [why] = why_lines(html)
-    assert why.startswith("Why: “<b>graph</b> neural networks & co” — mentions “graph neural networks”")
+    assert why.startswith("Why: “<b>graph</b> neural networks & co” — about “graph neural networks”")
     assert "<b>graph</b>" not in html
-    assert "“&lt;b&gt;graph&lt;/b&gt; neural networks &amp; co”</span> &mdash; mentions" in html
-    assert "Why: “<b>graph</b> neural networks & co” — mentions" in message.body  # plain text stays plain
+    assert "“&lt;b&gt;graph&lt;/b&gt; neural networks &amp; co”</span> &mdash; about" in html
+    assert "Why: “<b>graph</b> neural networks & co” — about" in message.body  # plain text stays plain
 
 
 def test_a_card_explains_its_first_two_labels_and_names_the_rest(db, make_paper, make_reader):

@@ -83,7 +83,10 @@ def test_scores_stay_between_0_and_1(weight):
 
 def test_why_names_the_shared_words_or_the_meaning():
     index = Index(PAPERS, semantic_weight=0.3)
-    assert index.explain(Query.from_interest("protein diffusion models"), 2) == "mentions “protein”, “diffusion models”"
+    assert (
+        index.explain(Query.from_interest("protein diffusion models"), 2)
+        == "about “diffusion models”; mentions “protein”"
+    )
     assert index.explain(Query.from_interest("low-power neural networks for handheld gadgets"), 0) == (
         "close in meaning to “low-power neural networks for handheld gadgets”"
     )

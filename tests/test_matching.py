@@ -157,3 +157,14 @@ def test_the_index_reads_stored_papers_in_a_stable_order():
     matches = build_index().rank(Query.from_interest("GNN"))
     # Equal scores fall back to arXiv id, so SQLite and PostgreSQL print the same list.
     assert [m.arxiv_id for m in matches] == ["2401.00091", "2401.00092", "2401.00093"]
+
+
+def test_why_quotes_the_readers_words_as_written_and_a_phrase_covers_its_words():
+    papers = [
+        make_paper("2401.00070", "Sparse mixture of experts layers", "Routing tokens to experts."),
+        make_paper("2401.00071", "Protein folding at scale", "Folding proteins with protein language models."),
+        *FILLER,
+    ]
+    index = lexical(papers)
+    assert index.explain(Query.from_interest("Mixture-of-Experts"), 0) == "about “Mixture-of-Experts”"
+    assert index.explain(Query.from_interest("Protein Folding"), 1) == "mentions “Protein Folding”"
