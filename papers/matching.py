@@ -50,7 +50,7 @@ from itertools import pairwise
 from papers import text
 from papers.vocabulary import CONCEPTS, RELATED
 
-TITLE_WEIGHT = 3.0
+TITLE_WEIGHT = 5.0
 SATURATION = 1.2
 # A concept slot partly met by its words alone ("graph networks" for "graph neural networks") or by words related to
 # it (vocabulary.RELATED) earns at most this share of a full match.

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from papers.ingest import import_items
-from papers.models import Topic
+from papers.models import Paper, Topic, TopicExample
 from papers.sources import InvalidInput
 from papers.sources.files import read_items
 from subscriptions.models import Subscriber
@@ -46,6 +46,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Topics from {topics}: {len(created)} created, {len(kept)} already there (left as is).")
         for topic in created:
             self.stdout.write(f"  + {topic.slug}: {topic.name}")
+        examples = add_examples(created, topic_list)
+        if examples:
+            self.stdout.write(f"  {examples} editor's corrections (“not this topic”) added to the new topics.")
         if demo_readers:
             for reader, is_new in create_demo_readers():
                 self.stdout.write(f"Demo reader {reader.email}: {'subscribed' if is_new else 'already there'}.")
@@ -77,16 +80,20 @@ def build_topic(entry, display_order):
         raise ValidationError("not an object")
     texts = {key: entry.get(key, "") for key in ("name", "slug", "description")}
     aliases = entry.get("aliases", [])
+    not_this_topic = entry.get("not_this_topic", [])
     if not all(isinstance(value, str) for value in texts.values()):
         raise ValidationError("name, slug and description must be text")
     if not isinstance(aliases, list) or not all(isinstance(alias, str) for alias in aliases):
         raise ValidationError("aliases must be a list of strings")
+    if not isinstance(not_this_topic, list) or not all(isinstance(value, str) for value in not_this_topic):
+        raise ValidationError("not_this_topic must be a list of arXiv ids")
     topic = Topic(
         **{key: value.strip() for key, value in texts.items()},
         aliases="\n".join(alias.strip() for alias in aliases if alias.strip()),
         display_order=display_order,
     )
     topic.full_clean(validate_unique=False, validate_constraints=False)
+    topic.not_this_topic = [value.strip() for value in not_this_topic if value.strip()]
     return topic
 
 
@@ -105,6 +112,21 @@ def create_missing_topics(topics):
         )
         (created if is_new else kept).append(stored)
     return created, kept
+
+
+def add_examples(created, topic_list):
+    """The sample's own editor's corrections ("not_this_topic": papers a topic's words catch but it is not about), for
+    the topics just created; a topic already there keeps the examples its operators gave it."""
+    wanted = {topic.slug: topic.not_this_topic for topic in topic_list}
+    papers = {paper.arxiv_id: paper for paper in Paper.objects.filter(arxiv_id__in=sum(wanted.values(), []))}
+    examples = [
+        TopicExample(topic=topic, paper=papers[arxiv_id], belongs=False)
+        for topic in created
+        for arxiv_id in wanted.get(topic.slug, [])
+        if arxiv_id in papers
+    ]
+    TopicExample.objects.bulk_create(examples, ignore_conflicts=True)
+    return len(examples)
 
 
 DEMO_READERS = [
