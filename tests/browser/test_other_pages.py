@@ -111,7 +111,7 @@ def test_a_digest_says_why_each_paper_is_there_legibly_on_a_phone(
     page = open_page(link.removeprefix(site), width=PHONE, color_scheme=scheme)
     why = page.locator(".paper-why")
     expect(why).to_have_count(1)
-    expect(why).to_contain_text(re.compile(r"^Why: .*<b>speculative</b> decoding & more.*mentions"))
+    expect(why).to_contain_text(re.compile(r"^Why: .*<b>speculative</b> decoding & more.*about"))
     assert page.locator(".paper-why-topic").first.evaluate("element => getComputedStyle(element).color") == colour
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE  # nothing wider than the phone
     snap(page, f"digest-why-{scheme}")
