@@ -18,11 +18,11 @@ def r_precision(paths, papers=None):
 
 
 def test_the_labelled_sets_parts_stay_at_their_measured_levels():
-    # Measured with the defaults (static embeddings, weight 0.3): 0.636 and 0.579.
+    # Measured with the defaults (static embeddings, weight 0.3): 0.650 and 0.587.
     development, held_out = r_precision([DEVELOPMENT]), r_precision([HELD_OUT])
     assert development["interests"] == 62 and held_out["interests"] == 43
-    assert development["mean_r_precision"] >= 0.62
-    assert held_out["mean_r_precision"] >= 0.56
+    assert development["mean_r_precision"] >= 0.63
+    assert held_out["mean_r_precision"] >= 0.57
 
 
 def test_the_lexical_matchers_own_set_keeps_its_level():
