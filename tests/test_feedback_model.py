@@ -22,6 +22,7 @@ from digest.previews import build_preview
 from digest.selection import FeedbackPaper, History, choose_papers
 from papers import ranking
 from papers.ranking import Pool
+from tests.test_feedback import ranked, show, titles
 
 
 @pytest.fixture(autouse=True)
@@ -127,22 +128,6 @@ def give_feedback(reader, clicked, more=3, less=3):
         reader_feedback.record(reader, paper, "more")
     for paper in clicked["less"][:less]:
         reader_feedback.record(reader, paper, "less")
-
-
-def ranked(reader):
-    now = timezone.now()
-    topic_ids = set(reader.topics.values_list("id", flat=True))
-    return choose_papers(Pool.load(now), reader, topic_ids, History.load([reader.id], now))
-
-
-def titles(picks):
-    return [pick.paper.title for pick in picks]
-
-
-def show(label, picks):
-    print(f"\n{label}:")
-    for position, pick in enumerate(picks, start=1):
-        print(f"  {position}. {pick.score:.3f}  {pick.paper.title}")
 
 
 def in_order(message, papers):

@@ -12,7 +12,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from papers.matching import Index, Query
-from papers.models import Paper
+from tests.test_embeddings import PAPERS
 from tests.test_settings import settings_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,27 +36,6 @@ def extra():
     return semantic
 
 
-def paper(arxiv_id, title, abstract):
-    item = Paper(arxiv_id=arxiv_id, title=title, raw_title=title)
-    item.abstract = abstract
-    item.keywords = []
-    item.refresh_search_text()
-    return item
-
-
-PAPERS = [
-    paper(
-        "2611.00001",
-        "Compressing deep models for on-device inference",
-        "We prune and quantize convolutional architectures so they fit the memory and energy budget of smartphones.",
-    ),
-    paper(
-        "2611.00002",
-        "Cellphone tower placement in small rural towns",
-        "A survey of where operators put cellphone masts, and what residents think of them.",
-    ),
-    paper("2611.00003", "Protein folding with diffusion", "We generate protein structures with a diffusion model."),
-]
 # No word in common with the compression paper; "cellphone" is all it shares with the one about towers.
 PARAPHRASE = "tiny neural nets on a cellphone"
 
