@@ -156,6 +156,7 @@ def generate(*, papers, topics, subscribers, per_email, seed, topic_skew=0.0, fe
     from django.conf import settings
     from django.utils import timezone
 
+    from papers import embeddings
     from papers.models import Paper, Topic
     from subscriptions.models import Subscriber
 
@@ -183,6 +184,9 @@ def generate(*, papers, topics, subscribers, per_email, seed, topic_skew=0.0, fe
         title, abstract = paper_text(rng, main, extra, domain)
         seen = now - timedelta(seconds=rng.uniform(60, 24 * 3600 - 60))
         batch.append(synthetic_paper(rng, number, title, abstract, seen))
+    if settings.MATCH_SEMANTIC_WEIGHT > 0:
+        # As papers.ingest does: papers arrive embedded, so a digest run reads their vectors, never computes them.
+        embeddings.paper_vectors(batch, save=False)
     Paper.objects.bulk_create(batch, batch_size=500)
     log(f"{papers} papers")
 
@@ -250,7 +254,10 @@ def generate(*, papers, topics, subscribers, per_email, seed, topic_skew=0.0, fe
 
 def add_feedback(share, first_number, concept_keys, seed, now, log):
     """OLD_PAPERS papers first seen a month ago and, for about `share` of the readers, FEEDBACK_CLICKS on them."""
+    from django.conf import settings
+
     from digest.models import Feedback
+    from papers import embeddings
     from papers.models import Paper
     from subscriptions.models import Subscriber
 
@@ -261,6 +268,8 @@ def add_feedback(share, first_number, concept_keys, seed, now, log):
         extra = rng.sample([key for key in concept_keys if key != main] or [main], k=1)
         title, abstract = paper_text(rng, main, extra, rng.choice(DOMAINS))
         old.append(synthetic_paper(rng, number, title, abstract, now - timedelta(days=30)))
+    if settings.MATCH_SEMANTIC_WEIGHT > 0:
+        embeddings.paper_vectors(old, save=False)  # as papers.ingest does
     old_ids = [paper.id for paper in Paper.objects.bulk_create(old, batch_size=500)]
     rows = []
     for subscriber_id in Subscriber.objects.order_by("id").values_list("id", flat=True).iterator():

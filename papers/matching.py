@@ -152,16 +152,31 @@ def _related_terms(keys):
     return tuple(found)
 
 
-_STOP_WORDS_RE = "|".join(sorted(text.STOP_WORDS, key=len, reverse=True))
+_WORD_RE = re.compile(r"[^\W_]+")
 
 
 def _as_written(value, words):
     """The stretch of `value` that analysis turned into `words` (its folded, unstemmed words), as the reader wrote it:
-    'Mixture of Experts' for ["mixture", "experts"]; the folded words when it cannot be found (accents, markup)."""
-    between = rf"[\s\-/]+(?:(?:{_STOP_WORDS_RE})[\s\-/]+){{0,2}}"  # spaces and hyphens, "of", "the"
-    pattern = r"(?<![\w])" + between.join(re.escape(word) for word in words) + r"(?![\w])"
-    found = re.search(pattern, value or "", re.IGNORECASE)
-    return " ".join(found.group().split()) if found else " ".join(words)
+    'Mixture of Experts' for ["mixture", "experts"], with at most two stop words between two of them; the folded
+    words when it cannot be found (accents, markup between them)."""
+    value = value or ""
+    tokens = [(match.group().lower(), match.start(), match.end()) for match in _WORD_RE.finditer(value)]
+    for first, (token, start, end) in enumerate(tokens):
+        if token != words[0]:
+            continue
+        found, skipped = 1, 0
+        for token, _start, token_end in tokens[first + 1 :]:
+            if found == len(words):
+                break
+            if token == words[found]:
+                found, skipped, end = found + 1, 0, token_end
+            elif token in text.STOP_WORDS and skipped < 2:
+                skipped += 1
+            else:
+                break
+        if found == len(words):
+            return " ".join(value[start:end].split())
+    return " ".join(words)
 
 
 @dataclass
