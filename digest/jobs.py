@@ -32,6 +32,8 @@ def run_digests(now, *, day=None, ignore_hour=False, processes=1, on_progress=No
             total.add(sending.send_with_retries(chunk, run_id=run.id, now=now, pool=pool, renderer=renderer))
             progress(len(chunk))
         return run, ids, total, recovered
+    # The pool's embeddings, loaded (or computed and stored) once here rather than in every forked process.
+    pool.warm()
     # A forked process must not reuse its parent's database connection: close them so each opens its own.
     connections.close_all()
     context = multiprocessing.get_context("fork")

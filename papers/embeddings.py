@@ -15,6 +15,8 @@ another model, gets a new one. Vectors are normalised, so a dot product is the c
 
 import functools
 import hashlib
+import logging
+import os
 import threading
 from pathlib import Path
 
@@ -27,6 +29,7 @@ STORED_DTYPE = np.float16
 QUERY_CACHE_SIZE = 4096
 
 _load_lock = threading.Lock()
+logger = logging.getLogger(__name__)
 
 
 class StaticEmbedder:
@@ -35,6 +38,9 @@ class StaticEmbedder:
     @functools.cached_property
     def model(self):
         with _load_lock:
+            # The tokenizer's own threads are of no use for short texts, and would not survive a fork
+            # (senddigests --processes): the library warns and turns them off in each child.
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             # Imported here: a process that never matches (the web server's other pages) does not load it.
             from model2vec import StaticModel
 
@@ -42,7 +48,8 @@ class StaticEmbedder:
 
     @functools.cached_property
     def version(self):
-        digest = hashlib.sha256((MODEL_DIR / "model.safetensors").read_bytes()).hexdigest()
+        # The checksums of the model, its tokenizer and its configuration: any of them changed is another model.
+        digest = hashlib.sha256((MODEL_DIR / "SHA256SUMS").read_bytes()).hexdigest()
         return f"static-{digest[:8]}"
 
     def encode(self, texts):
@@ -59,9 +66,13 @@ class TransformerEmbedder:
         return semantic.encode(texts)
 
 
-@functools.cache
 def embedder(name=None):
-    name = name or settings.MATCH_EMBEDDINGS
+    """The model `name` names ("static" or "transformer"; settings.MATCH_EMBEDDINGS when None), one per process."""
+    return _embedder(name or settings.MATCH_EMBEDDINGS)
+
+
+@functools.cache
+def _embedder(name):
     return {"static": StaticEmbedder, "transformer": TransformerEmbedder}[name]()
 
 
@@ -79,8 +90,13 @@ def encode(texts, name=None):
     return normalise(embedder(name).encode(texts))
 
 
-@functools.lru_cache(maxsize=QUERY_CACHE_SIZE)
 def query_vector(value, name=None):
+    """A query text's normalised vector, computed once per process and model."""
+    return _query_vector(value, name or settings.MATCH_EMBEDDINGS)
+
+
+@functools.lru_cache(maxsize=QUERY_CACHE_SIZE)
+def _query_vector(value, name):
     return encode([value], name)[0]
 
 
@@ -118,8 +134,20 @@ def paper_vectors(papers, name=None, *, save=True):
             if paper.pk is not None:
                 changed.append(paper)
         if save and changed:
-            from papers.models import Paper
-
-            # Only these two columns: a concurrent edit of anything else is not overwritten.
-            Paper.objects.bulk_update(changed, ["embedding", "embedding_key"], batch_size=500)
+            _store(changed)
     return normalise(np.stack(rows))
+
+
+def _store(papers):
+    """Keep computed vectors on their rows, for the next run or page. They are a cache: a write that fails (a locked
+    SQLite file, a lock timeout) is logged, and the caller goes on with the vectors it has."""
+    from django.db import DatabaseError, transaction
+
+    from papers.models import Paper
+
+    try:
+        with transaction.atomic():
+            # Only these two columns: a concurrent edit of anything else is not overwritten.
+            Paper.objects.bulk_update(papers, ["embedding", "embedding_key"], batch_size=500)
+    except DatabaseError:
+        logger.warning("Could not store %d papers' embeddings; they will be computed again", len(papers), exc_info=True)

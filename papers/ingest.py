@@ -137,14 +137,18 @@ def upsert_batch(batch):
 
     for paper in new_papers + changed_papers:
         paper.refresh_search_text()
+    reembedded = False
     if settings.MATCH_SEMANTIC_WEIGHT > 0:
         # Embedded here, in one batch, so that no digest run or page has to (papers.embeddings); a paper whose text
-        # did not change keeps its vector.
+        # did not change keeps its vector, and its row is not rewritten for it.
+        keys = [paper.embedding_key for paper in changed_papers]
         embeddings.paper_vectors(new_papers + changed_papers, save=False)
+        reembedded = keys != [paper.embedding_key for paper in changed_papers]
     Paper.objects.bulk_create(new_papers)
     if changed_papers:
         update_fields = [*sorted(changed_fields), "search_title", "search_abstract", "updated_at"]
-        update_fields += ["embedding", "embedding_key"]
+        if reembedded:
+            update_fields += ["embedding", "embedding_key"]
         Paper.objects.bulk_update(changed_papers, update_fields)
     result.created = len(new_papers)
     result.updated = len(changed_papers)

@@ -20,9 +20,11 @@ A topic is scored as its best alternative (name or alias), lifted a little by it
 
 Meaning counts too: with settings.MATCH_SEMANTIC_WEIGHT (w) above 0, the default, a sentence-embedding similarity
 (`papers.embeddings`: the cosine between the paper's title and abstract and the best of the query's texts, 0 when
-negative) is blended in, and the score becomes (1 - w) × lexical + w × semantic, still between 0 and 1. So
-"abbreviations and exact phrases" still count, and a paper that says what the reader meant in other words is found.
-At w = 0 nothing of the embeddings is loaded and scores are exactly the lexical ones.
+negative) is blended in, and the score becomes (1 - w) × lexical + w × semantic, still between 0 and 1.
+Abbreviations and exact phrases still count; meaning reorders the papers and lifts those that say more of what the
+reader meant. At the shipped weight (0.3) and floor (0.45) a paper that shares no word with the query cannot match
+on meaning alone: the static model's cosines are not reliable enough for that (docs/matching.md, Quality). At w = 0
+nothing of the embeddings is loaded and scores are exactly the lexical ones.
 
 What "matches" (`Index.matches`: a topic page, the topic admin preview, a digest) is calibrated on the development
 part of the labelled set (docs/matching.md): a score of at least settings.MATCH_MIN_SCORE, and at least
@@ -246,6 +248,7 @@ class Query:
     label: str = ""
     texts: list = field(default_factory=list)  # the words as written, for the embeddings
     examples: tuple = ()  # Example; a topic's editors' verdicts
+    separate: bool = False  # alternatives are separate subjects, each with its own bar (a reader's words)
 
     @property
     def verdicts(self):
@@ -257,12 +260,13 @@ class Query:
         """A reader's words. Commas, semicolons and new lines separate alternatives: "GNN, graph transformers"."""
         raw = _SEPARATORS_RE.split(interest or "")
         parts = [QueryText.parse(part) for part in raw]
-        return cls([part for part in parts if part], label=interest, texts=[interest or "", *raw])
+        return cls([part for part in parts if part], label=interest, texts=[interest or "", *raw], separate=True)
 
     @classmethod
     def from_keywords(cls, keywords):
         parts = [QueryText.parse(keyword) for keyword in keywords]
-        return cls([part for part in parts if part], label=", ".join(keywords), texts=list(keywords))
+        parts = [part for part in parts if part]
+        return cls(parts, label=", ".join(keywords), texts=list(keywords), separate=True)
 
     @classmethod
     def from_topic(cls, topic, examples=()):
@@ -275,7 +279,7 @@ class Query:
             [part for part in parts if part],
             [description] if description else [],
             label=topic.name,
-            texts=names,
+            texts=list(dict.fromkeys([topic.name, *names])),
             examples=tuple(examples),
         )
 
@@ -566,9 +570,23 @@ class Index:
         scores = self.score(query)
         # An editor's "belongs here" (a score of 1) matches whatever the cut-offs, and sets no bar for the others.
         forced = {self.doc_of(arxiv_id) for arxiv_id, belongs in query.verdicts.items() if belongs}
-        earned = [score for doc, score in scores.items() if doc not in forced]
-        cutoff = max(min_score, relative * max(earned, default=0.0))
-        return {doc: score for doc, score in scores.items() if score > 0 and (score >= cutoff or doc in forced)}
+        earned = {doc: score for doc, score in scores.items() if doc not in forced}
+        # A reader's "RAG and quantization" asks for two subjects: each paper is held to the best of its own subject
+        # (the alternative its words meet best), not to the other's. A topic's aliases name one subject.
+        groups = [0] * len(earned)
+        if query.separate and len(query.alternatives) > 1:
+            per_alternative = [self.score_text(alternative) for alternative in query.alternatives]
+            groups = [
+                max(range(len(per_alternative)), key=lambda i: per_alternative[i].get(doc, 0.0)) for doc in earned
+            ]
+        best = defaultdict(float)
+        for group, score in zip(groups, earned.values(), strict=True):
+            best[group] = max(best[group], score)
+        matched = {doc: scores[doc] for doc in forced if doc in scores}
+        for group, (doc, score) in zip(groups, earned.items(), strict=True):
+            if score > 0 and score >= max(min_score, relative * best[group]):
+                matched[doc] = score
+        return matched
 
     def rank(self, query, *, limit=None, min_score=0.0, relative=0.0):
         """Matches best first, scoring at least `min_score` and `relative` × the best score; ties broken by arXiv id so

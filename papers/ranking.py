@@ -45,7 +45,7 @@ FEEDBACK_WEIGHT = 0.3
 # The personal model (see the module docstring): fitted once a reader has this many clicks, this many of each kind.
 FEEDBACK_MODEL_MIN_CLICKS = 6
 FEEDBACK_MODEL_MIN_EACH = 2
-FEEDBACK_MODEL_MAX_CLICKS = 100  # the reader's latest clicks it is fitted to, which bounds the cost of a fit
+FEEDBACK_MODEL_MAX_CLICKS = 100  # the clicks it is fitted to (the last 100 recorded), which bounds a fit's cost
 FEEDBACK_MODEL_L2 = 0.03  # the penalty on the weights, against over-fitting a handful of clicks
 FEEDBACK_MODEL_WEIGHT = 0.9  # how far the model moves a score: × (1 - w) when surely "less", × (1 + w) when "more"
 
@@ -100,6 +100,11 @@ class Pool:
 
     def __len__(self):
         return len(self.papers)
+
+    def warm(self):
+        """Load what every ranking of the pool shares, now: the papers' embeddings (before forking, say)."""
+        if self.index.semantic_weight > 0 and self.papers:
+            self.index.vectors  # noqa: B018 - computed on first access
 
     def _scored(self, key):
         if key not in self._scores:

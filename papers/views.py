@@ -1,11 +1,11 @@
 """Public topic pages: a topic's trending papers of one UTC day, ranked as the digest ranks them (feeds: feeds.py).
 
-A day's page ranks the papers first seen that day (UTC) and no others, so every paper is on exactly one day's page and
-a past day's page stays the same (upvotes aside). The ranking is the digest's own (`selection.Pool`): the day's
-papers are the pool, the topic the reader's only preference, and trending is measured as of the end of the day (or
-now, for today). Each paper says why it is on the page: the reason that ranking gave (`Index.explain`), as a digest's
-card says it. Rankings are cached for RANKING_CACHE_SECONDS; the pages are the same for everyone and are sent with a
-short public max-age (pages behind signed links, like the reader's feed, are never cached).
+A day's page ranks the papers first seen that day (UTC) and no others, so every paper is on exactly one day's page and a
+past day's page stays the same (upvotes, and editors' corrections of the topic, aside). The ranking is the digest's own
+(`selection.Pool`): the day's papers are the pool, the topic the reader's only preference, and trending is measured as
+of the end of the day (or now, for today). Each paper says why it is on the page: the reason that ranking gave
+(`Index.explain`). Rankings are cached for RANKING_CACHE_SECONDS; the pages are the same for everyone and are sent with
+a short public max-age (pages behind signed links, like the reader's feed, are never cached).
 """
 
 from datetime import UTC, date, datetime, time, timedelta

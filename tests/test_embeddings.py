@@ -187,3 +187,19 @@ def test_what_matches_is_calibrated_on_the_pool_and_a_floor():
     assert set(index.matches(query, min_score=0.0, relative=0.0)) == set(scores)
     # Nothing in the pool is about it: nothing matches, rather than the least bad paper.
     assert index.matches(Query.from_interest("weather forecasting with graph networks"), min_score=0.45) == {}
+
+
+@pytest.mark.django_db
+def test_a_vector_that_cannot_be_stored_is_used_anyway_and_logged(make_paper, monkeypatch, caplog):
+    from django.db import DatabaseError
+
+    make_paper("Speculative decoding for faster LLM inference", "A draft model proposes tokens.")
+
+    def locked(*args, **kwargs):
+        raise DatabaseError("database is locked")
+
+    monkeypatch.setattr(Paper.objects, "bulk_update", locked)
+    ranking = build_index().rank(Query.from_interest("speculative decoding"))
+    assert [match.paper.title for match in ranking] == ["Speculative decoding for faster LLM inference"]
+    assert "Could not store 1 papers' embeddings" in caplog.text
+    assert Paper.objects.get().embedding is None

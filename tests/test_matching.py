@@ -168,3 +168,17 @@ def test_why_quotes_the_readers_words_as_written_and_a_phrase_covers_its_words()
     index = lexical(papers)
     assert index.explain(Query.from_interest("Mixture-of-Experts"), 0) == "about “Mixture-of-Experts”"
     assert index.explain(Query.from_interest("Protein Folding"), 1) == "mentions “Protein Folding”"
+
+
+def test_each_subject_of_a_readers_words_is_held_to_its_own_bar():
+    papers = [
+        make_paper("2401.00080", "Graph neural networks for graphs", "Graph neural networks on large graphs."),
+        make_paper("2401.00081", "A study of voices", "We improve speech recognition a little."),
+        *FILLER,
+    ]
+    index = lexical(papers)
+    query = Query.from_interest("graph neural networks and speech recognition")
+    assert set(index.matches(query, min_score=0.0, relative=0.75)) == {0, 1}
+    # Held to the stronger subject's bar, the speech paper would be lost; a topic's aliases share one bar.
+    query.separate = False
+    assert set(index.matches(query, min_score=0.0, relative=0.75)) == {0}

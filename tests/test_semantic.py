@@ -120,7 +120,7 @@ def test_a_pool_is_encoded_once_and_each_query_text_once(extra, monkeypatch):
     monkeypatch.setattr(extra, "encode", counting)
     from papers import embeddings
 
-    embeddings.query_vector.cache_clear()
+    embeddings._query_vector.cache_clear()
     for item in PAPERS:
         item.embedding = None
     index = Index(PAPERS, semantic_weight=0.5, embeddings="transformer")
