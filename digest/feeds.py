@@ -12,7 +12,7 @@ from django.views.decorators.http import require_safe
 from digest.models import Delivery
 from papers.feeds import Entry, PaperFeed
 from papers.models import Paper
-from papers.ranking import POOL_FIELDS
+from papers.ranking import DISPLAY_FIELDS
 from papers.views import day_bounds, site_url
 from subscriptions import tokens
 from subscriptions.models import Subscriber
@@ -47,7 +47,7 @@ class ReaderFeed(PaperFeed):
             .only("id", "digest_date", "paper_ids", "claimed_at", "finished_at")[:FEED_DELIVERIES]
         )
         wanted = {paper_id for delivery in deliveries for paper_id in delivery.paper_ids}
-        papers = Paper.objects.only(*POOL_FIELDS).in_bulk(wanted)
+        papers = Paper.objects.only(*DISPLAY_FIELDS).in_bulk(wanted)
         entries, seen = [], set()
         for delivery in deliveries:
             sent = delivery.finished_at or delivery.claimed_at or day_bounds(delivery.digest_date)[0]

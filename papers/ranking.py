@@ -50,10 +50,12 @@ FEEDBACK_MODEL_L2 = 0.03  # the penalty on the weights, against over-fitting a h
 FEEDBACK_MODEL_WEIGHT = 0.9  # how far the model moves a score: × (1 - w) when surely "less", × (1 + w) when "more"
 
 
-POOL_FIELDS = [
+# What a page or feed shows of a paper; a pool also reads what matching needs (its search text and embedding).
+DISPLAY_FIELDS = [
     "id", "arxiv_id", "title", "abstract", "authors", "upvotes", "github_url", "published_at", "featured_at",
-    "first_seen_at", "search_title", "search_abstract", "embedding", "embedding_key",
+    "first_seen_at",
 ]  # fmt: skip
+POOL_FIELDS = [*DISPLAY_FIELDS, "search_title", "search_abstract", "embedding", "embedding_key"]
 
 
 @dataclass(frozen=True)

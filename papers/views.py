@@ -19,7 +19,7 @@ from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_safe
 
 from papers.models import Paper, Topic
-from papers.ranking import POOL_FIELDS, Pool, Preferences
+from papers.ranking import DISPLAY_FIELDS, POOL_FIELDS, Pool, Preferences
 
 PAGE_LIMIT = 100  # papers shown on a day's page, best first
 RANKING_CACHE_SECONDS = 300
@@ -86,7 +86,7 @@ def ranked_papers(topic, day, limit=None):
     cache miss."""
     ranking = cached_ranking(topic, day)
     shown = ranking[:limit] if limit else ranking
-    by_id = Paper.objects.only(*POOL_FIELDS).in_bulk([paper_id for paper_id, _score, _reason in shown])
+    by_id = Paper.objects.only(*DISPLAY_FIELDS).in_bulk([paper_id for paper_id, _score, _reason in shown])
     papers = []
     for paper_id, score, reason in shown:
         paper = by_id.get(paper_id)
