@@ -521,6 +521,9 @@ class Index:
         shares, strongest first), or 'close in meaning to “…”' when meaning, not shared words, carries the score.
         A topic's examples add 'close to “<a positive example's title>”' for a paper nearer that example than the
         topic's texts, and an editor's verdict on the paper itself is said as such."""
+        if doc is None or not 0 <= doc < self.size:
+            # A negative number would quietly explain another paper; doc_of() gives None for a paper not in the pool.
+            raise ValueError(f"No paper {doc!r} in this pool of {self.size}.")
         verdict = query.verdicts.get(self.papers[doc].arxiv_id)
         if verdict is not None:
             return "marked as belonging here by an editor" if verdict else "marked as not this topic by an editor"

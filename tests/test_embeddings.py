@@ -81,6 +81,14 @@ def test_scores_stay_between_0_and_1(weight):
         assert all(0.0 <= score <= 1.0 for score in scores.values()), scores
 
 
+def test_why_refuses_a_paper_that_is_not_in_the_pool():
+    index = Index(PAPERS, semantic_weight=0.3)
+    query = Query.from_interest("protein diffusion models")
+    for doc in (-1, len(PAPERS), index.doc_of("2699.99999")):
+        with pytest.raises(ValueError, match="No paper"):
+            index.explain(query, doc)
+
+
 def test_why_names_the_shared_words_or_the_meaning():
     index = Index(PAPERS, semantic_weight=0.3)
     assert (
