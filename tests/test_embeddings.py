@@ -68,17 +68,20 @@ def test_meaning_finds_a_paper_that_shares_no_word_with_the_interest():
     assert blended[0].arxiv_id == "2611.00001"
 
 
-@pytest.mark.parametrize("weight", [0.3, 0.5, 1.0])
-def test_scores_stay_between_0_and_1(weight):
-    index = Index(PAPERS, semantic_weight=weight)
+def assert_scores_between_0_and_1(index, *interests):
     for query in [
-        Query.from_interest("tiny neural nets on a cellphone"),
+        *(Query.from_interest(interest) for interest in interests),
         Query.from_keywords(["diffusion", "protein"]),
         Query.from_interest("Protein folding with diffusion"),  # a paper's own title: cosine near 1
     ]:
         scores = index.score(query)
         assert scores
         assert all(0.0 <= score <= 1.0 for score in scores.values()), scores
+
+
+@pytest.mark.parametrize("weight", [0.3, 0.5, 1.0])
+def test_scores_stay_between_0_and_1(weight):
+    assert_scores_between_0_and_1(Index(PAPERS, semantic_weight=weight), "tiny neural nets on a cellphone")
 
 
 def test_why_refuses_a_paper_that_is_not_in_the_pool():
