@@ -15,7 +15,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from papers.ingest import upsert_papers
-from papers.models import Paper, Topic
+from papers.models import Paper, Topic, TopicExample
 from papers.sources import PaperRecord
 
 FIXTURES = Path(__file__).parent / "fixtures" / "import"
@@ -404,3 +404,31 @@ def test_it_draws_a_progress_bar_on_a_terminal_unless_told_not_to(shell_env):
     assert "hf_daily_papers.json: 100%" in with_bar
     assert "3/3" in with_bar
     assert without_bar == ""
+
+
+def test_loadsample_gives_new_topics_their_editors_corrections_once(tmp_path):
+    topics = [
+        {"name": "Graph learning", "slug": "graph-learning", "aliases": ["GNN"]},
+    ]
+    path = tmp_path / "topics.json"
+    papers = str(FIXTURES / "hf_daily_papers.json")
+    arxiv_id = json.loads((FIXTURES / "hf_daily_papers.json").read_text())[0]["paper"]["id"]
+    topics[0]["not_this_topic"] = [arxiv_id, "2699.99999"]  # a paper not in the sample is skipped
+    path.write_text(json.dumps(topics))
+
+    first = io.StringIO()
+    call_command("loadsample", "--papers", papers, "--topics", str(path), stdout=first)
+    call_command("loadsample", "--papers", papers, "--topics", str(path), stdout=io.StringIO())
+
+    assert "1 editor's corrections (“not this topic”) added to the new topics." in first.getvalue()
+    example = TopicExample.objects.get()
+    assert (example.topic.slug, example.paper.arxiv_id, example.belongs) == ("graph-learning", arxiv_id, False)
+
+
+def test_loadsample_refuses_corrections_that_are_not_a_list_of_ids(tmp_path):
+    path = tmp_path / "topics.json"
+    path.write_text(json.dumps([{"name": "Graph learning", "slug": "graph-learning", "not_this_topic": "2406.1"}]))
+    with pytest.raises(CommandError, match="topic 1: not_this_topic must be a list of arXiv ids") as error:
+        call_command("loadsample", "--topics", str(path), stdout=io.StringIO())
+    assert error.value.returncode == 2
+    assert not Topic.objects.exists()
