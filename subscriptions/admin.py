@@ -129,7 +129,14 @@ class SubscriberAdmin(admin.ModelAdmin):
     search_fields = ["email"]  # see get_search_results
     search_help_text = "A whole address finds that subscriber at once; part of one searches every address."
     filter_horizontal = ["topics"]
-    readonly_fields = ["created_at", "confirmed_at", "unsubscribed_at", "digest_preview"]
+    readonly_fields = [
+        "created_at",
+        "confirmed_at",
+        "unsubscribed_at",
+        "pending_since",
+        "pending_preferences",
+        "digest_preview",
+    ]
     inlines = [ConsentInline, MailEventInline]
     actions = ["preview_digest", "pause_selected", "suppress_selected", "export_csv", "erase_selected"]
     show_full_result_count = False

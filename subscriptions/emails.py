@@ -84,8 +84,9 @@ def send_subscription_email(subscriber_id, kind):
     subscriber = Subscriber.objects.filter(id=subscriber_id).first()
     if subscriber is None:
         return False
-    wanted = {CONFIRM: (Subscriber.Status.PENDING,), MANAGE_LINK: (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED)}
-    if subscriber.status not in wanted[kind]:
+    if kind == CONFIRM and not subscriber.awaits_confirmation:
+        return False
+    if kind == MANAGE_LINK and subscriber.status not in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
         return False
     make_subscription_email(subscriber, kind).send()
     return True

@@ -81,6 +81,14 @@ class Subscriber(models.Model):
     signup_email_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="When the last confirmation or preferences-link email went."
     )
+    # A sign-up for an address whose saved preferences are not the form's to change (an unsubscribed reader, or
+    # one who confirmed before): the choices wait here until the confirmation link is followed (signup.subscribe).
+    pending_preferences = models.JSONField(
+        null=True, blank=True, editable=False, help_text="Choices sent on the sign-up form, not yet confirmed."
+    )
+    pending_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the latest unconfirmed sign-up form was sent."
+    )
 
     objects = SubscriberQuerySet.as_manager()
 
@@ -117,6 +125,14 @@ class Subscriber(models.Model):
     def is_active(self):
         return self.status == self.Status.ACTIVE
 
+    @property
+    def awaits_confirmation(self):
+        """A confirmation link would do something: a new sign-up, or an unsubscribed reader's return with new
+        choices."""
+        return self.status == self.Status.PENDING or (
+            self.status == self.Status.UNSUBSCRIBED and self.pending_preferences is not None
+        )
+
     def record(self, action, *, ip=None, user_agent="", wording="", form_version="", details=None):
         """Keep proof of what the reader did and was shown (GDPR Art. 7(1)); see Consent."""
         return self.consents.create(
@@ -130,8 +146,10 @@ class Subscriber(models.Model):
 
     def _change_status(self, status, action, **proof):
         """Only if the row still has the status this instance read: a change made meanwhile (a bounce suppressed
-        the reader) wins over a click on a page loaded before it. True if this changed anything."""
-        changes = {"status": status}
+        the reader) wins over a click on a page loaded before it. True if this changed anything.
+
+        A sign-up waiting for confirmation was for the status it found: any change of status ends it."""
+        changes = {"status": status, "pending_preferences": None, "pending_since": None}
         now = timezone.now()
         if action == Consent.Action.CONFIRM or (status == self.Status.ACTIVE and self.confirmed_at is None):
             changes["confirmed_at"] = now
@@ -139,7 +157,9 @@ class Subscriber(models.Model):
             changes["unsubscribed_at"] = now if status == self.Status.UNSUBSCRIBED else None
         with transaction.atomic():
             if not Subscriber.objects.filter(pk=self.pk, status=self.status).update(**changes):
-                self.refresh_from_db(fields=["status", "status_reason", "confirmed_at", "unsubscribed_at"])
+                self.refresh_from_db(
+                    fields=["status", "status_reason", "confirmed_at", "unsubscribed_at", "pending_preferences"]
+                )
                 return False
             for name, value in changes.items():
                 setattr(self, name, value)
@@ -147,8 +167,10 @@ class Subscriber(models.Model):
         return True
 
     def confirm(self, **proof):
-        """The reader opened their confirmation link: digests start. True if this changed anything."""
-        if self.status != self.Status.PENDING:
+        """The reader followed their confirmation link: digests start. True if this changed anything.
+
+        Pending choices are applied first, by signup.confirm."""
+        if not self.awaits_confirmation:
             return False
         with transaction.atomic():
             changed = self._change_status(self.Status.ACTIVE, Consent.Action.CONFIRM, **proof)
@@ -208,6 +230,7 @@ class Subscriber(models.Model):
             "confirmed_at": self.confirmed_at and self.confirmed_at.isoformat(),
             "unsubscribed_at": self.unsubscribed_at and self.unsubscribed_at.isoformat(),
             "preferences": self.get_preferences(),
+            "pending_preferences": self.pending_preferences,
             "consents": [
                 {
                     "action": consent.action,
