@@ -21,8 +21,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from subscriptions import tasks
 from papers.models import Topic
+from subscriptions import tasks
 from subscriptions.emails import CONFIRM, MANAGE_LINK
 from subscriptions.models import Consent, Subscriber
 
