@@ -284,6 +284,26 @@ class Subscriber(models.Model):
         self.delete()
 
 
+class PurgeRun(models.Model):
+    """One run of the daily purge of unconfirmed sign-ups (signup.purge_unconfirmed), with what it removed."""
+
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    older_than = models.DateTimeField(help_text="Sign-ups and changes sent before this, and never confirmed, went.")
+    deleted_count = models.PositiveIntegerField(
+        "sign-ups deleted", default=0, help_text="Pending subscribers who never confirmed."
+    )
+    dropped_count = models.PositiveIntegerField(
+        "changes dropped", default=0, help_text="Unconfirmed preference changes of readers who were kept."
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"Purge of unconfirmed sign-ups at {self.started_at:%Y-%m-%d %H:%M}"
+
+
 class ErasedAddress(models.Model):
     """The SHA-256 of an address whose owner asked to be deleted, and nothing else.
 

@@ -24,9 +24,10 @@ from django.utils import timezone
 from papers.models import Topic
 from subscriptions import tasks
 from subscriptions.emails import CONFIRM, MANAGE_LINK
-from subscriptions.models import Consent, Subscriber
+from subscriptions.models import Consent, PurgeRun, Subscriber
 
 logger = logging.getLogger(__name__)
+PURGE_BATCH = 500
 
 
 def client_ip(request):
@@ -160,3 +161,43 @@ def may_email(subscriber):
 
 def send_subscription_email_later(subscriber_id, kind):
     tasks.send_subscription_email.delay(subscriber_id, kind)
+
+
+def stale_signups(cutoff):
+    """Pending subscribers nobody ever confirmed whose latest sign-up is older than `cutoff`. A row from before
+    sign-ups recorded their time (no pending_since) is as old as its creation or its last sign-up email."""
+    never_confirmed = Q(status=Subscriber.Status.PENDING, confirmed_at=None) & ~Q(
+        consents__action__in=[Consent.Action.CONFIRM, Consent.Action.RESUBSCRIBE]
+    )
+    old = Q(pending_since__lt=cutoff) | (
+        Q(pending_since=None, created_at__lt=cutoff) & (Q(signup_email_at=None) | Q(signup_email_at__lt=cutoff))
+    )
+    return Subscriber.objects.filter(never_confirmed & old)
+
+
+def purge_unconfirmed(now=None):
+    """Delete sign-ups nobody confirmed within UNCONFIRMED_SIGNUP_DAYS, with their consent records, and drop the
+    unconfirmed preference changes of readers who are kept; returns the PurgeRun that records it. A reader who ever
+    confirmed is never deleted. Each batch is locked and checked again, so a confirmation at the same moment wins."""
+    now = now or timezone.now()
+    days = settings.UNCONFIRMED_SIGNUP_DAYS
+    run = PurgeRun.objects.create(started_at=now, older_than=now - timedelta(days=days))
+    ids = list(stale_signups(run.older_than).values_list("id", flat=True))
+    for start in range(0, len(ids), PURGE_BATCH):
+        with transaction.atomic():
+            batch = stale_signups(run.older_than).filter(id__in=ids[start : start + PURGE_BATCH])
+            locked = list(Subscriber.objects.select_for_update().filter(id__in=batch).values_list("id", flat=True))
+            Consent.objects.filter(subscriber_id__in=locked).delete()
+            run.deleted_count += Subscriber.objects.filter(id__in=locked).delete()[1].get("subscriptions.Subscriber", 0)
+    run.dropped_count = Subscriber.objects.filter(
+        pending_preferences__isnull=False, pending_since__lt=run.older_than
+    ).update(pending_preferences=None, pending_since=None)
+    run.finished_at = timezone.now()
+    run.save()
+    logger.info(
+        "Purged unconfirmed sign-ups older than %d days: %d deleted, %d unconfirmed preference changes dropped",
+        days,
+        run.deleted_count,
+        run.dropped_count,
+    )
+    return run
