@@ -261,6 +261,10 @@ class Subscriber(models.Model):
                 }
                 for feedback in self.feedback.select_related("paper").order_by("updated_at", "id")
             ],
+            "signup_emails": [
+                {"kind": email.kind, "sent_at": email.sent_at.isoformat()}
+                for email in self.signup_emails.order_by("sent_at", "id")
+            ],
             "mail_events": [
                 {
                     "occurred_at": event.occurred_at.isoformat(),
@@ -363,6 +367,26 @@ class Consent(models.Model):
 
     def __str__(self):
         return f"{self.get_action_display()} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class SignupEmail(models.Model):
+    """A sign-up email (confirmation or manage link) handed to the mail backend, with its message id: what the
+    Health page counts sign-up emails' bounce and complaint rates against, apart from the digests'.
+
+    Like MailEvent it holds no address; erasing or purging the reader sets `subscriber` to null."""
+
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.SET_NULL, null=True, blank=True, related_name="signup_emails"
+    )
+    kind = models.CharField(max_length=16, help_text='The email\'s template: "confirm" or "manage-link".')
+    message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    sent_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-sent_at"]
+
+    def __str__(self):
+        return f"{self.kind} email at {self.sent_at:%Y-%m-%d %H:%M}"
 
 
 class MailEvent(models.Model):
