@@ -136,11 +136,11 @@ def subscribe(email, preferences, proof, *, repeat=True):
 
 def confirm(subscriber, proof):
     """The confirmation link was followed: apply the choices waiting for it, if any, and start digests, together or
-    not at all. Returns the subscriber as it now is."""
+    not at all. Returns the subscriber as it now is, or None if it is gone (purged meanwhile)."""
     with transaction.atomic():
         locked = Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
         if locked is None or not locked.awaits_confirmation:
-            return locked or subscriber
+            return locked
         changes = {}
         if locked.pending_preferences is not None:
             changes = apply_preferences(locked, pending_choices(locked))

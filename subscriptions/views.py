@@ -123,6 +123,8 @@ def confirm(request, token, subscriber):
     # Mail scanners open links too: a GET only shows the button, so nobody is subscribed by a robot.
     if request.method == "POST":
         subscriber = signup.confirm(subscriber, signup.Proof.from_request(request, wording=CONFIRM_WORDING))
+        if subscriber is None:
+            return bad_link(request)
     if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
         return render(request, "subscriptions/confirmed.html", {"manage_url": tokens.manage_url(subscriber)})
     if not subscriber.awaits_confirmation:
