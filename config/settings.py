@@ -232,6 +232,14 @@ SUBSCRIBE_RATE_PER_ADDRESS = env_rate("SUBSCRIBE_RATE_PER_ADDRESS", "5/h")
 # Least time between two confirmation or manage-link emails to the same address.
 CONFIRMATION_RESEND_SECONDS = env_int("CONFIRMATION_RESEND_SECONDS", 600, minimum=0, maximum=24 * 3600)
 CONFIRMATION_MAX_AGE_DAYS = env_int("CONFIRMATION_MAX_AGE_DAYS", 7, minimum=1, maximum=90)
+# Unconfirmed sign-ups (and unconfirmed changes of preferences) older than this are purged daily.
+UNCONFIRMED_SIGNUP_DAYS = env_int("UNCONFIRMED_SIGNUP_DAYS", 30, minimum=1, maximum=3650)
+if UNCONFIRMED_SIGNUP_DAYS < CONFIRMATION_MAX_AGE_DAYS:
+    # A purge would delete sign-ups whose confirmation links still work.
+    raise ImproperlyConfigured(
+        f"UNCONFIRMED_SIGNUP_DAYS={UNCONFIRMED_SIGNUP_DAYS} is shorter than "
+        f"CONFIRMATION_MAX_AGE_DAYS={CONFIRMATION_MAX_AGE_DAYS}: sign-ups would go while their links still work."
+    )
 
 # Anymail reads its ESP settings (API keys, sender domains) from ANYMAIL_* variables, e.g. ANYMAIL_MAILGUN_API_KEY.
 ANYMAIL = {name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")}

@@ -1,16 +1,21 @@
 """The operator's health dashboard: today's digests, deliverability, readers by status, and daily sends.
 
 Every figure is one aggregate query over an indexed column, so the page stays fast at a million deliveries.
+
+Digests and sign-up emails have separate rates, each its own reports over its own sends: a provider's report is the
+sign-up emails' when its message id is a recorded sign-up email's (SignupEmail), and the digests' otherwise. A report
+that matches no email recorded here (another sender on the same account, or a sign-up email sent before they were
+recorded) is counted with the digests, so an alarm errs on the side of showing, and the page says how many there are.
 """
 
 import dataclasses
 from datetime import timedelta
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
 from digest.models import Delivery, DigestRun
-from subscriptions.models import MailEvent, Subscriber
+from subscriptions.models import MailEvent, SignupEmail, Subscriber
 
 # Gmail and Yahoo ask bulk senders to stay under 0.1 % spam complaints and never reach 0.3 %.
 COMPLAINT_WARNING = 0.001
@@ -20,12 +25,36 @@ BOUNCE_WARNING = 0.02
 CHART_DAYS = 30
 
 
+DIGESTS = "digests"
+SIGNUP_EMAILS = "sign-up emails"
+# What a bounce rate above BOUNCE_WARNING most likely means, by kind of email.
+BOUNCE_ADVICE = {
+    DIGESTS: "look for an old or imported list.",
+    SIGNUP_EMAILS: "someone may be sending the sign-up form with made-up or other people's addresses.",
+}
+
+
 @dataclasses.dataclass
 class Rates:
     days: int
     sent: int
     bounces: int
     complaints: int
+    kind: str = DIGESTS
+    # Reports counted here that match no email recorded as sent (see the module's docstring).
+    unmatched: int = 0
+
+    @property
+    def title(self):
+        return f"{self.kind.capitalize()}, last {self.days} days"
+
+    @property
+    def anchor(self):
+        return f"rates-{self.kind.split()[0].lower()}-{self.days}"
+
+    @property
+    def bounce_advice(self):
+        return BOUNCE_ADVICE[self.kind]
 
     @property
     def bounce_rate(self):
@@ -75,14 +104,36 @@ def today_runs(now=None):
 
 
 def rates(days, now=None):
+    """[digests' Rates, sign-up emails' Rates] over the last `days` days."""
     now = now or timezone.now()
     since = now - timedelta(days=days)
     sent = Delivery.objects.filter(status=Delivery.Status.SENT, finished_at__gte=since).count()
-    events = MailEvent.objects.filter(occurred_at__gte=since).aggregate(
-        bounces=Count("id", filter=Q(event_type__in=MailEvent.BOUNCE_TYPES)),
-        complaints=Count("id", filter=Q(event_type=MailEvent.EventType.COMPLAINED)),
+    signup_sent = SignupEmail.objects.filter(sent_at__gte=since).count()
+    has_id = ~Q(message_id="")
+    events = (
+        MailEvent.objects.filter(occurred_at__gte=since)
+        .annotate(
+            signup=Exists(SignupEmail.objects.filter(message_id=OuterRef("message_id"))),
+            digest=Exists(Delivery.objects.filter(message_id=OuterRef("message_id"))),
+        )
+        .aggregate(
+            bounces=Count("id", filter=Q(event_type__in=MailEvent.BOUNCE_TYPES) & ~(has_id & Q(signup=True))),
+            complaints=Count("id", filter=Q(event_type=MailEvent.EventType.COMPLAINED) & ~(has_id & Q(signup=True))),
+            signup_bounces=Count("id", filter=Q(event_type__in=MailEvent.BOUNCE_TYPES) & has_id & Q(signup=True)),
+            signup_complaints=Count(
+                "id", filter=Q(event_type=MailEvent.EventType.COMPLAINED) & has_id & Q(signup=True)
+            ),
+            unmatched=Count(
+                "id",
+                filter=Q(event_type__in=[*MailEvent.BOUNCE_TYPES, MailEvent.EventType.COMPLAINED])
+                & ~(has_id & (Q(signup=True) | Q(digest=True))),
+            ),
+        )
     )
-    return Rates(days, sent, events["bounces"], events["complaints"])
+    return [
+        Rates(days, sent, events["bounces"], events["complaints"], DIGESTS, events["unmatched"]),
+        Rates(days, signup_sent, events["signup_bounces"], events["signup_complaints"], SIGNUP_EMAILS),
+    ]
 
 
 def readers_by_status():
@@ -136,7 +187,8 @@ def get_dashboard(now=None):
     series = daily_sends(now=now)
     return {
         "today": today_runs(now),
-        "rates": [rates(7, now), rates(30, now)],
+        # Digests' 7 and 30 days, then the sign-up emails'.
+        "rates": [rate for pair in zip(*(rates(days, now) for days in (7, 30)), strict=True) for rate in pair],
         "readers": readers_by_status(),
         "chart": chart_bars(series),
         "series": series,

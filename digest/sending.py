@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from digest import compose
 from digest.models import Delivery, DigestRun
+from subscriptions.emails import sent_message_id
 from subscriptions.mailerrors import Permanent, Transient, classify, retry_delay
 from subscriptions.models import Subscriber
 
@@ -197,10 +198,7 @@ def _hand_over(connection, message, delivery, picks, outcome, refused_readers, l
             if isinstance(problem, Permanent) and problem.flag_reader:
                 refused_readers[delivery.subscriber_id] = str(problem)
         return
-    # Anymail backends give the provider's id (which may be 0); others leave our Message-ID.
-    status = getattr(message, "anymail_status", None)
-    provider_id = status.message_id if status is not None else None
-    delivery.message_id = message.extra_headers["Message-ID"] if provider_id is None else str(provider_id)
+    delivery.message_id = sent_message_id(message)
     delivery.status, delivery.error = Delivery.Status.SENT, ""
     delivery.paper_ids = [pick.paper.id for pick in picks]
     delivery.shown = message.shown

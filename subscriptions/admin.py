@@ -14,7 +14,7 @@ from django.utils.html import format_html
 
 from papers.models import Topic
 from subscriptions.forms import normalise_email
-from subscriptions.models import Consent, ErasedAddress, MailEvent, Subscriber
+from subscriptions.models import Consent, ErasedAddress, MailEvent, PurgeRun, Subscriber
 
 EXPORT_BATCH = 2000
 CSV_HEADER = ["email", "status", "topics", "keywords", "time_zone", "send_hour", "frequency", "created", "confirmed"]
@@ -129,7 +129,14 @@ class SubscriberAdmin(admin.ModelAdmin):
     search_fields = ["email"]  # see get_search_results
     search_help_text = "A whole address finds that subscriber at once; part of one searches every address."
     filter_horizontal = ["topics"]
-    readonly_fields = ["created_at", "confirmed_at", "unsubscribed_at", "digest_preview"]
+    readonly_fields = [
+        "created_at",
+        "confirmed_at",
+        "unsubscribed_at",
+        "pending_since",
+        "pending_preferences",
+        "digest_preview",
+    ]
     inlines = [ConsentInline, MailEventInline]
     actions = ["preview_digest", "pause_selected", "suppress_selected", "export_csv", "erase_selected"]
     show_full_result_count = False
@@ -298,4 +305,19 @@ class MailEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PurgeRun)
+class PurgeRunAdmin(admin.ModelAdmin):
+    """The daily purge of unconfirmed sign-ups (the "Purge unconfirmed sign-ups" periodic task): read-only."""
+
+    list_display = ["started_at", "older_than", "deleted_count", "dropped_count", "finished_at"]
+    date_hierarchy = "started_at"
+    readonly_fields = [field.name for field in PurgeRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

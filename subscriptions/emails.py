@@ -13,7 +13,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from subscriptions import tokens
-from subscriptions.models import Subscriber
+from subscriptions.models import SignupEmail, Subscriber
 
 # The sign-up emails, by template name.
 CONFIRM = "confirm"
@@ -84,8 +84,18 @@ def send_subscription_email(subscriber_id, kind):
     subscriber = Subscriber.objects.filter(id=subscriber_id).first()
     if subscriber is None:
         return False
-    wanted = {CONFIRM: (Subscriber.Status.PENDING,), MANAGE_LINK: (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED)}
-    if subscriber.status not in wanted[kind]:
+    if kind == CONFIRM and not subscriber.awaits_confirmation:
         return False
-    make_subscription_email(subscriber, kind).send()
+    if kind == MANAGE_LINK and subscriber.status not in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
+        return False
+    message = make_subscription_email(subscriber, kind)
+    message.send()
+    SignupEmail.objects.create(subscriber=subscriber, kind=kind, message_id=sent_message_id(message))
     return True
+
+
+def sent_message_id(message):
+    """The id a provider's reports will name: an Anymail backend's (which may be 0), else our Message-ID."""
+    status = getattr(message, "anymail_status", None)
+    provider_id = status.message_id if status is not None else None
+    return message.extra_headers["Message-ID"] if provider_id is None else str(provider_id)

@@ -81,6 +81,14 @@ class Subscriber(models.Model):
     signup_email_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="When the last confirmation or preferences-link email went."
     )
+    # A sign-up for an address whose saved preferences are not the form's to change (an unsubscribed reader, or
+    # one who confirmed before): the choices wait here until the confirmation link is followed (signup.subscribe).
+    pending_preferences = models.JSONField(
+        null=True, blank=True, editable=False, help_text="Choices sent on the sign-up form, not yet confirmed."
+    )
+    pending_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the latest unconfirmed sign-up form was sent."
+    )
 
     objects = SubscriberQuerySet.as_manager()
 
@@ -117,6 +125,14 @@ class Subscriber(models.Model):
     def is_active(self):
         return self.status == self.Status.ACTIVE
 
+    @property
+    def awaits_confirmation(self):
+        """A confirmation link would do something: a new sign-up, or an unsubscribed reader's return with new
+        choices."""
+        return self.status == self.Status.PENDING or (
+            self.status == self.Status.UNSUBSCRIBED and self.pending_preferences is not None
+        )
+
     def record(self, action, *, ip=None, user_agent="", wording="", form_version="", details=None):
         """Keep proof of what the reader did and was shown (GDPR Art. 7(1)); see Consent."""
         return self.consents.create(
@@ -130,8 +146,10 @@ class Subscriber(models.Model):
 
     def _change_status(self, status, action, **proof):
         """Only if the row still has the status this instance read: a change made meanwhile (a bounce suppressed
-        the reader) wins over a click on a page loaded before it. True if this changed anything."""
-        changes = {"status": status}
+        the reader) wins over a click on a page loaded before it. True if this changed anything.
+
+        A sign-up waiting for confirmation was for the status it found: any change of status ends it."""
+        changes = {"status": status, "pending_preferences": None, "pending_since": None}
         now = timezone.now()
         if action == Consent.Action.CONFIRM or (status == self.Status.ACTIVE and self.confirmed_at is None):
             changes["confirmed_at"] = now
@@ -139,7 +157,9 @@ class Subscriber(models.Model):
             changes["unsubscribed_at"] = now if status == self.Status.UNSUBSCRIBED else None
         with transaction.atomic():
             if not Subscriber.objects.filter(pk=self.pk, status=self.status).update(**changes):
-                self.refresh_from_db(fields=["status", "status_reason", "confirmed_at", "unsubscribed_at"])
+                self.refresh_from_db(
+                    fields=["status", "status_reason", "confirmed_at", "unsubscribed_at", "pending_preferences"]
+                )
                 return False
             for name, value in changes.items():
                 setattr(self, name, value)
@@ -147,8 +167,10 @@ class Subscriber(models.Model):
         return True
 
     def confirm(self, **proof):
-        """The reader opened their confirmation link: digests start. True if this changed anything."""
-        if self.status != self.Status.PENDING:
+        """The reader followed their confirmation link: digests start. True if this changed anything.
+
+        Pending choices are applied first, by signup.confirm."""
+        if not self.awaits_confirmation:
             return False
         with transaction.atomic():
             changed = self._change_status(self.Status.ACTIVE, Consent.Action.CONFIRM, **proof)
@@ -208,6 +230,7 @@ class Subscriber(models.Model):
             "confirmed_at": self.confirmed_at and self.confirmed_at.isoformat(),
             "unsubscribed_at": self.unsubscribed_at and self.unsubscribed_at.isoformat(),
             "preferences": self.get_preferences(),
+            "pending_preferences": self.pending_preferences,
             "consents": [
                 {
                     "action": consent.action,
@@ -238,6 +261,10 @@ class Subscriber(models.Model):
                 }
                 for feedback in self.feedback.select_related("paper").order_by("updated_at", "id")
             ],
+            "signup_emails": [
+                {"kind": email.kind, "sent_at": email.sent_at.isoformat()}
+                for email in self.signup_emails.order_by("sent_at", "id")
+            ],
             "mail_events": [
                 {
                     "occurred_at": event.occurred_at.isoformat(),
@@ -259,6 +286,26 @@ class Subscriber(models.Model):
         self.consents.all().delete()
         self.deliveries.all().delete()
         self.delete()
+
+
+class PurgeRun(models.Model):
+    """One run of the daily purge of unconfirmed sign-ups (signup.purge_unconfirmed), with what it removed."""
+
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    older_than = models.DateTimeField(help_text="Sign-ups and changes sent before this, and never confirmed, went.")
+    deleted_count = models.PositiveIntegerField(
+        "sign-ups deleted", default=0, help_text="Pending subscribers who never confirmed."
+    )
+    dropped_count = models.PositiveIntegerField(
+        "changes dropped", default=0, help_text="Unconfirmed preference changes of readers who were kept."
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"Purge of unconfirmed sign-ups at {self.started_at:%Y-%m-%d %H:%M}"
 
 
 class ErasedAddress(models.Model):
@@ -320,6 +367,26 @@ class Consent(models.Model):
 
     def __str__(self):
         return f"{self.get_action_display()} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class SignupEmail(models.Model):
+    """A sign-up email (confirmation or manage link) handed to the mail backend, with its message id: what the
+    Health page counts sign-up emails' bounce and complaint rates against, apart from the digests'.
+
+    Like MailEvent it holds no address; erasing or purging the reader sets `subscriber` to null."""
+
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.SET_NULL, null=True, blank=True, related_name="signup_emails"
+    )
+    kind = models.CharField(max_length=16, help_text='The email\'s template: "confirm" or "manage-link".')
+    message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    sent_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-sent_at"]
+
+    def __str__(self):
+        return f"{self.kind} email at {self.sent_at:%Y-%m-%d %H:%M}"
 
 
 class MailEvent(models.Model):

@@ -1,9 +1,14 @@
 """Sign-up with double opt-in, and the transactional emails it sends.
 
-The sign-up form answers every address the same way, so nobody can use it to learn who is subscribed: a new or
-pending address gets a confirmation link, an active or paused one gets a link to its preferences instead, and a
-suppressed one (it bounced or complained) gets nothing. Emails to one address are spaced by
+The sign-up form answers every address the same way, so nobody can use it to learn who is subscribed: a new,
+pending or unsubscribed address gets a confirmation link, an active or paused one gets a link to its preferences
+instead, and a suppressed one (it bounced or complained) gets nothing. Emails to one address are spaced by
 CONFIRMATION_RESEND_SECONDS however often the form is sent, so it cannot be used to flood someone's inbox.
+
+Anyone can send the form with anyone's address, so it changes saved preferences only where nobody has confirmed any
+(a new address, or a pending one never confirmed). For an unsubscribed reader, or one who confirmed before, the
+choices are kept aside (Subscriber.pending_preferences) and applied when the confirmation link is followed; until
+then the reader's status and preferences stay as they were.
 """
 
 import dataclasses
@@ -16,11 +21,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from papers.models import Topic
 from subscriptions import tasks
 from subscriptions.emails import CONFIRM, MANAGE_LINK
-from subscriptions.models import Consent, Subscriber
+from subscriptions.models import Consent, PurgeRun, Subscriber
 
 logger = logging.getLogger(__name__)
+PURGE_BATCH = 500
 
 
 def client_ip(request):
@@ -77,6 +84,19 @@ def apply_preferences(subscriber, preferences):
     return {name: [before.get(name), value] for name, value in after.items() if before.get(name) != value}
 
 
+def pending_json(preferences):
+    """The form's choices as JSON for Subscriber.pending_preferences: topics by id, the rest as they are."""
+    return {**preferences, "topics": sorted(topic.pk for topic in preferences["topics"])}
+
+
+def pending_choices(subscriber):
+    """The choices waiting in `subscriber.pending_preferences`, as apply_preferences takes them. A topic deleted or
+    switched off since is left out."""
+    preferences = dict(subscriber.pending_preferences)
+    preferences["topics"] = list(Topic.objects.filter(pk__in=preferences["topics"], is_active=True))
+    return preferences
+
+
 def subscribe(email, preferences, proof, *, repeat=True):
     """Record a sign-up and queue the email it calls for. Returns the kind of email it calls for, or None."""
     try:
@@ -90,10 +110,19 @@ def subscribe(email, preferences, proof, *, repeat=True):
                 kind = MANAGE_LINK
             elif subscriber.status == Subscriber.Status.SUPPRESSED:
                 kind = None
-            else:
-                subscriber.status = Subscriber.Status.PENDING
+            elif subscriber.status == Subscriber.Status.PENDING and subscriber.confirmed_at is None:
+                # Nobody has confirmed these preferences yet: the latest form's are the ones to confirm.
+                subscriber.pending_since = timezone.now()
                 changes = apply_preferences(subscriber, preferences)
                 subscriber.record(Consent.Action.SUBSCRIBE, details={"preferences": changes}, **proof.as_kwargs())
+                kind = CONFIRM
+            else:
+                # The reader's own saved preferences: they change only when the link is followed (confirm).
+                subscriber.pending_preferences = pending_json(preferences)
+                subscriber.pending_since = timezone.now()
+                subscriber.save(update_fields=["pending_preferences", "pending_since"])
+                details = {"pending_preferences": subscriber.pending_preferences}
+                subscriber.record(Consent.Action.SUBSCRIBE, details=details, **proof.as_kwargs())
                 kind = CONFIRM
     except IntegrityError:
         # The same new address sent twice at once: the other request made the row, and this one is a repeat.
@@ -103,6 +132,20 @@ def subscribe(email, preferences, proof, *, repeat=True):
     if kind and may_email(subscriber):
         transaction.on_commit(lambda: send_subscription_email_later(subscriber.id, kind))
     return kind
+
+
+def confirm(subscriber, proof):
+    """The confirmation link was followed: apply the choices waiting for it, if any, and start digests, together or
+    not at all. Returns the subscriber as it now is, or None if it is gone (purged meanwhile)."""
+    with transaction.atomic():
+        locked = Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
+        if locked is None or not locked.awaits_confirmation:
+            return locked
+        changes = {}
+        if locked.pending_preferences is not None:
+            changes = apply_preferences(locked, pending_choices(locked))
+        locked.confirm(details={"preferences": changes} if changes else None, **proof.as_kwargs())
+    return locked
 
 
 def may_email(subscriber):
@@ -118,3 +161,43 @@ def may_email(subscriber):
 
 def send_subscription_email_later(subscriber_id, kind):
     tasks.send_subscription_email.delay(subscriber_id, kind)
+
+
+def stale_signups(cutoff):
+    """Pending subscribers nobody ever confirmed whose latest sign-up is older than `cutoff`. A row from before
+    sign-ups recorded their time (no pending_since) is as old as its creation or its last sign-up email."""
+    never_confirmed = Q(status=Subscriber.Status.PENDING, confirmed_at=None) & ~Q(
+        consents__action__in=[Consent.Action.CONFIRM, Consent.Action.RESUBSCRIBE]
+    )
+    old = Q(pending_since__lt=cutoff) | (
+        Q(pending_since=None, created_at__lt=cutoff) & (Q(signup_email_at=None) | Q(signup_email_at__lt=cutoff))
+    )
+    return Subscriber.objects.filter(never_confirmed & old)
+
+
+def purge_unconfirmed(now=None):
+    """Delete sign-ups nobody confirmed within UNCONFIRMED_SIGNUP_DAYS, with their consent records, and drop the
+    unconfirmed preference changes of readers who are kept; returns the PurgeRun that records it. A reader who ever
+    confirmed is never deleted. Each batch is locked and checked again, so a confirmation at the same moment wins."""
+    now = now or timezone.now()
+    days = settings.UNCONFIRMED_SIGNUP_DAYS
+    run = PurgeRun.objects.create(started_at=now, older_than=now - timedelta(days=days))
+    ids = list(stale_signups(run.older_than).values_list("id", flat=True))
+    for start in range(0, len(ids), PURGE_BATCH):
+        with transaction.atomic():
+            batch = stale_signups(run.older_than).filter(id__in=ids[start : start + PURGE_BATCH])
+            locked = list(Subscriber.objects.select_for_update().filter(id__in=batch).values_list("id", flat=True))
+            Consent.objects.filter(subscriber_id__in=locked).delete()
+            run.deleted_count += Subscriber.objects.filter(id__in=locked).delete()[1].get("subscriptions.Subscriber", 0)
+    run.dropped_count = Subscriber.objects.filter(
+        pending_preferences__isnull=False, pending_since__lt=run.older_than
+    ).update(pending_preferences=None, pending_since=None)
+    run.finished_at = timezone.now()
+    run.save()
+    logger.info(
+        "Purged unconfirmed sign-ups older than %d days: %d deleted, %d unconfirmed preference changes dropped",
+        days,
+        run.deleted_count,
+        run.dropped_count,
+    )
+    return run

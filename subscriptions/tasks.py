@@ -1,4 +1,4 @@
-"""Celery tasks of the sign-up flow: thin wrappers around subscriptions.emails."""
+"""Celery tasks of the sign-up flow: thin wrappers around subscriptions.emails and subscriptions.signup."""
 
 import logging
 
@@ -21,3 +21,12 @@ def send_subscription_email(self, subscriber_id, kind):
             logger.warning("Sign-up email (%s) to subscriber %s not sent: %s", kind, subscriber_id, problem)
             return False
         raise self.retry(countdown=retry_delay(self.request.retries)) from error
+
+
+@shared_task(acks_late=True)
+def purge_unconfirmed():
+    """Beat runs this daily: sign-ups nobody confirmed within UNCONFIRMED_SIGNUP_DAYS go."""
+    from subscriptions import signup  # here: signup imports this module to queue its emails
+
+    run = signup.purge_unconfirmed()
+    return {"deleted": run.deleted_count, "dropped": run.dropped_count}

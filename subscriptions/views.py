@@ -122,12 +122,18 @@ def signed_link(purpose):
 def confirm(request, token, subscriber):
     # Mail scanners open links too: a GET only shows the button, so nobody is subscribed by a robot.
     if request.method == "POST":
-        subscriber.confirm(**signup.Proof.from_request(request, wording=CONFIRM_WORDING).as_kwargs())
+        subscriber = signup.confirm(subscriber, signup.Proof.from_request(request, wording=CONFIRM_WORDING))
+        if subscriber is None:
+            return bad_link(request)
     if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
         return render(request, "subscriptions/confirmed.html", {"manage_url": tokens.manage_url(subscriber)})
-    if subscriber.status != Subscriber.Status.PENDING:
+    if not subscriber.awaits_confirmation:
         return bad_link(request)
-    return render(request, "subscriptions/confirm.html", {"subscriber": subscriber})
+    # The choices the button confirms, so the reader sees them before agreeing.
+    choices = signup.pending_choices(subscriber) if subscriber.pending_preferences is not None else None
+    if choices is None:
+        choices = {**subscriber.get_preferences(), "topics": list(subscriber.topics.all())}
+    return render(request, "subscriptions/confirm.html", {"subscriber": subscriber, "choices": choices})
 
 
 def _manage_context(subscriber, form, **extra):

@@ -136,6 +136,16 @@ def test_download_my_data_is_json_with_everything_kept(client, reader, manage_pa
     assert data["deliveries"] == [{"digest_date": "2026-11-29", "status": "sent", "papers": [3, 1], "sent_at": None}]
 
 
+def test_download_my_data_includes_sign_up_emails_and_unconfirmed_choices(client, reader, manage_path):
+    from subscriptions.models import SignupEmail
+
+    SignupEmail.objects.create(subscriber=reader, kind="confirm", message_id="<m1@example.org>")
+    Subscriber.objects.filter(pk=reader.pk).update(pending_preferences={"send_hour": 22})
+    data = json.loads(client.get(manage_path + "data/").content)
+    assert [email["kind"] for email in data["signup_emails"]] == ["confirm"]
+    assert data["pending_preferences"] == {"send_hour": 22}
+
+
 def test_delete_me_asks_then_erases_everything_but_a_hash(client, reader, manage_path):
     reader.record(Consent.Action.CONFIRM)
     Delivery.objects.create(subscriber=reader, digest_date="2026-11-29", status="sent")

@@ -13,6 +13,21 @@ def test_the_digest_job_is_scheduled_every_15_minutes_after_migrating(db):
     assert task.crontab is None and task.clocked is None and task.solar is None
 
 
+def test_unconfirmed_sign_ups_are_purged_daily_after_migrating(db):
+    task = PeriodicTask.objects.get(name="Purge unconfirmed sign-ups")
+    assert task.task == "subscriptions.tasks.purge_unconfirmed"
+    assert task.enabled and not task.one_off
+    schedule = task.crontab
+    assert (schedule.minute, schedule.hour, schedule.day_of_week, schedule.day_of_month, schedule.month_of_year) == (
+        "15",
+        "3",
+        "*",
+        "*",
+        "*",
+    )
+    assert task.interval is None and task.clocked is None and task.solar is None
+
+
 def test_operators_find_the_schedule_in_the_admin(admin_client):
     page = lxml_html.fromstring(admin_client.get("/admin/django_celery_beat/periodictask/").content)
     [row] = [row for row in page.iter("tr") if PLAN_DIGESTS in row.text_content()]
@@ -32,7 +47,11 @@ def test_every_stored_schedule_names_a_task_the_workers_know(db):
 
     app.loader.import_default_modules()
     stored = set(PeriodicTask.objects.exclude(task="celery.backend_cleanup").values_list("task", flat=True))
-    assert stored == {"digest.tasks.plan_digests", "digest.tasks.fetch_papers"}
+    assert stored == {
+        "digest.tasks.plan_digests",
+        "digest.tasks.fetch_papers",
+        "subscriptions.tasks.purge_unconfirmed",
+    }
     assert stored <= set(app.tasks)
 
 

@@ -77,6 +77,7 @@ def test_production_settings_start_with_everything_set():
         ("EMAIL_PORT", "70000", "EMAIL_PORT=70000 is out of range"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL='localhost:6379' is not a URL"),
         ("MATCH_MIN_SCORE", "high", "MATCH_MIN_SCORE='high' is not a number"),
+        ("UNCONFIRMED_SIGNUP_DAYS", "5", "UNCONFIRMED_SIGNUP_DAYS=5 is shorter than CONFIRMATION_MAX_AGE_DAYS=7"),
     ],
 )
 def test_a_bad_or_missing_value_stops_start_up_naming_the_variable(name, value, message):

@@ -137,12 +137,60 @@ def test_a_pending_address_gets_the_confirmation_again_but_not_too_often(client,
     assert mail.outbox[0].body != mail.outbox[1].body  # a fresh link, with its own time
 
 
-def test_an_unsubscribed_address_must_confirm_again(client, topics, make_reader):
-    reader = make_reader("ada@example.com", topics=topics, status=Subscriber.Status.UNSUBSCRIBED)
-    client.post("/", form_data(topics))
-    reader.refresh_from_db()
-    assert reader.status == Subscriber.Status.PENDING
-    assert "/confirm/" in mail.outbox[0].body
+def saved_row(reader):
+    """What the database holds for a reader: status and every preference."""
+    reader = Subscriber.objects.get(pk=reader.pk)
+    return {"status": reader.status, **reader.get_preferences()}
+
+
+def test_an_unsubscribed_address_keeps_its_preferences_until_the_link_is_followed(client, topics, make_reader):
+    reader = make_reader(
+        "ada@example.com", topics=topics[:1], status=Subscriber.Status.UNSUBSCRIBED, keywords=["graphs"], send_hour=9
+    )
+    before = saved_row(reader)
+    # Anyone can send the form with this address: until the mailbox's owner follows the link, nothing changes.
+    client.post("/", form_data(topics[1:], send_hour="22", time_zone="Asia/Tokyo"))
+    assert saved_row(reader) == before
+    assert before["status"] == "unsubscribed" and before["topics"] == ["computer-vision"] and before["send_hour"] == 9
+    [message] = mail.outbox
+    assert message.subject == "Confirm your subscription to Paper Digest"
+    [confirm_link] = [link for link in links_in(message) if "/confirm/" in link]
+    path = "/" + confirm_link.split("/", 3)[3]
+
+    page = client.get(path).content.decode()
+    assert "Language models" in page and "22:00 Asia/Tokyo" in page and "protein folding" in page
+    assert saved_row(reader) == before
+
+    assert client.post(path).status_code == 200
+    after = saved_row(reader)
+    assert after["status"] == "active"
+    assert after["topics"] == ["language-models"]
+    assert (after["keywords"], after["send_hour"], after["time_zone"]) == (
+        ["protein folding", "sparse attention"],
+        22,
+        "Asia/Tokyo",
+    )
+    confirm = reader.consents.get(action=Consent.Action.CONFIRM)
+    assert confirm.details["preferences"]["send_hour"] == [9, 22]
+    # Following the link again changes nothing more.
+    client.post(path)
+    assert saved_row(reader) == after and reader.consents.filter(action=Consent.Action.CONFIRM).count() == 1
+
+
+def test_an_unconfirmed_change_never_touches_the_saved_preferences(client, topics, make_reader):
+    reader = make_reader("ada@example.com", topics=topics[:1], status=Subscriber.Status.UNSUBSCRIBED, send_hour=9)
+    before = saved_row(reader)
+    with time_machine.travel("2026-11-30 09:00Z", tick=False) as clock:
+        client.post("/", form_data(topics[1:], send_hour="22"))
+        clock.shift(3600 * 24 * 8)
+        [message] = mail.outbox
+        [confirm_link] = [link for link in links_in(message) if "/confirm/" in link]
+        response = client.post("/" + confirm_link.split("/", 3)[3])
+    assert response.status_code == 400 and b"This link has expired" in response.content
+    assert saved_row(reader) == before
+    consent = reader.consents.get()
+    assert consent.action == Consent.Action.SUBSCRIBE
+    assert consent.details["pending_preferences"]["send_hour"] == 22
 
 
 def test_a_suppressed_address_gets_no_email_and_the_same_page(client, topics, make_reader):
