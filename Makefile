@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Development defaults (a throwaway SECRET_KEY, SQLite under var/). Production sets its own environment.
 export DEBUG ?= true
 
-.PHONY: demo test semantic embedding-model run lint format migrate clean
+.PHONY: demo test semantic html-checker embedding-model run lint format migrate clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version.split()[0]'
@@ -50,8 +50,27 @@ demo: migrate
 	@echo "Emails written (open an .html in a browser, an .eml in a mail client):"
 	@ls -1 $(OUTBOX)/*.eml $(OUTBOX)/*.html 2>/dev/null || echo "  none in $(OUTBOX)"
 
+# The Nu HTML Checker that tests/test_valid_html.py runs over the reader pages: vnu.jar from npm's vnu-jar package
+# (version pinned in tests/html_checker/), run with the system's Java (Debian: `apt-get install default-jre-headless`).
+# Downloaded once per version into var/html-checker/<version>/; npm's install script, which would fetch a Java of its
+# own, is skipped. Without npm nothing is installed and the test says so (docs/development.md).
+HTML_CHECKER := tests/html_checker
+VNU_VERSION := $(shell sed -n 's/^ *"vnu-jar": "\([^"]*\)".*/\1/p' $(HTML_CHECKER)/package.json)
+VNU_DIR := var/html-checker/$(VNU_VERSION)
+VNU_JAR := $(VNU_DIR)/node_modules/vnu-jar/build/dist/vnu.jar
+
+html-checker: $(VNU_JAR)
+
+$(VNU_JAR): $(HTML_CHECKER)/package.json $(HTML_CHECKER)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		mkdir -p $(VNU_DIR) && cp $^ $(VNU_DIR)/ && \
+		cd $(VNU_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch node_modules/vnu-jar/build/dist/vnu.jar; \
+	else \
+		echo "make: npm not found, so the Nu HTML Checker is not installed (tests/test_valid_html.py needs it)" >&2; \
+	fi
+
 # pytest exits 5 when it collected no tests; that must fail loudly, never pass as green.
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(VNU_JAR)
 	@$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from digest import feedback as reader_feedback
 from digest.models import Delivery
 from digest.previews import build_delivered
+from digest.webpage import web_page
 from papers.models import Paper
 from subscriptions import tokens
 from subscriptions.views import bad_link, signed_link
@@ -68,7 +69,8 @@ def undo_feedback(request, token, subscriber):
     }
 )
 def view_digest(request, token):
-    """A sent digest as a web page, identical to the email ("View in browser" in every digest)."""
+    """A sent digest as a web page that looks identical to the email ("View in browser" in every digest): the email's
+    markup less what only mail clients read (digest.webpage)."""
     try:
         subscriber, day = tokens.read_view(token)
     except tokens.BadToken:
@@ -76,4 +78,4 @@ def view_digest(request, token):
     delivery = subscriber.deliveries.filter(digest_date=day, status=Delivery.Status.SENT).first()
     if delivery is None:
         return render(request, "digest/digest_gone.html", {"day": day}, status=404)
-    return HttpResponse(build_delivered(delivery), content_type="text/html; charset=utf-8")
+    return HttpResponse(web_page(build_delivered(delivery)), content_type="text/html; charset=utf-8")

@@ -1,6 +1,6 @@
 """The reader pages the journey does not pass through, in Chromium at both widths: deleting one's data, an expired
 confirmation link, the 429 page, the sign-up form's errors, the page in dark mode, and a digest's "Why:" line on a
-phone (its view-in-browser page is the email as sent)."""
+phone (its view-in-browser page is the email as sent, pixel for pixel)."""
 
 import re
 from datetime import timedelta
@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from subscriptions import tokens
 from subscriptions.models import ErasedAddress, Subscriber
-from tests.browser.conftest import PHONE
+from tests.browser.conftest import DESKTOP, PHONE
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -115,3 +115,28 @@ def test_a_digest_says_why_each_paper_is_there_legibly_on_a_phone(
     assert page.locator(".paper-why-topic").first.evaluate("element => getComputedStyle(element).color") == colour
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE  # nothing wider than the phone
     snap(page, f"digest-why-{scheme}")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("width", [PHONE, DESKTOP])
+def test_the_view_in_browser_page_looks_exactly_like_the_email_as_sent(
+    open_page, site, settings, make_topic, make_paper, make_reader, snap, scheme, width
+):
+    """The page is a valid web page, not the email's own markup (test_valid_html.py), yet shows the same pixels as the
+    email does in the same browser."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    inference = make_topic("Efficient inference", aliases=["KV cache", "speculative decoding"])
+    make_paper("Speculative decoding with a compressed KV cache", "Faster LLM serving.", upvotes=30)
+    make_paper(
+        "A KV cache that fits on a phone", "Quantised attention keys.", upvotes=12, github_url="https://github.com/x/y"
+    )
+    make_reader("ada@example.com", topics=[inference], keywords=["speculative decoding"])
+    call_command("senddigests", "--now", "--no-progress")
+    [message] = mail.outbox
+    [link] = re.findall(r"View in browser: (\S+)", message.body)
+
+    served = open_page(link.removeprefix(site), width=width, color_scheme=scheme)
+    email = open_page(width=width, color_scheme=scheme)
+    email.set_content(message.alternatives[0][0])
+    assert served.locator(".paper-title").all_text_contents() == email.locator(".paper-title").all_text_contents()
+    assert snap(served, "served").read_bytes() == snap(email, "email").read_bytes()
