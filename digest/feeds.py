@@ -4,6 +4,8 @@ first and in each digest's order (`Delivery.paper_ids`). The token is a signed l
 built as the topic feeds' are (papers.feeds).
 """
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -52,12 +54,18 @@ class ReaderFeed(PaperFeed):
         for delivery in deliveries:
             sent = delivery.finished_at or delivery.claimed_at or day_bounds(delivery.digest_date)[0]
             category = f"Digest of {delivery.digest_date:%Y-%m-%d}"
-            for paper_id in delivery.paper_ids:
+            for position, paper_id in enumerate(delivery.paper_ids):
                 # Papers deleted since are left out; a paper is listed once, in its newest digest.
                 if paper_id in papers and paper_id not in seen:
                     seen.add(paper_id)
-                    entries.append(Entry(papers[paper_id], sent, category, ""))
+                    entries.append(Entry(papers[paper_id], entry_time(sent, position), category, ""))
         return entries
+
+
+def entry_time(sent, position):
+    """A digest's entry is updated when the digest was sent, less a microsecond per place in it: each entry has a time
+    of its own (no two entries of a feed may share one), and a feed reader sorting by time shows the digest's order."""
+    return sent - timedelta(microseconds=position)
 
 
 @require_safe

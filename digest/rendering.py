@@ -22,7 +22,6 @@ import uuid
 from email.utils import make_msgid
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
@@ -30,7 +29,7 @@ from django.utils.text import wrap
 from lxml import html as lxml_html
 
 from subscriptions import tokens
-from subscriptions.emails import inline_css, one_line, site_host, stylesheets
+from subscriptions.emails import Email, inline_css, one_line, phrase_header, site_host, stylesheets
 
 # Values the shell is rendered with once, and that each reader's email fills in (see DigestRenderer.build).
 PER_READER = ("subject", "preheader", "intro", "why", "email", "manage_url", "unsubscribe_url", "view_url")
@@ -262,7 +261,8 @@ class DigestRenderer:
             headers={
                 "List-Unsubscribe": f"<{unsubscribe}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                "List-Id": f"{one_line(settings.DIGEST_SITE_NAME)} <digest.{self.host}>",
+                # RFC 2919: the list id stays literal; only the site's name before it may be encoded.
+                "List-Id": f"{phrase_header('List-Id', one_line(settings.DIGEST_SITE_NAME))} <digest.{self.host}>",
                 "Message-ID": make_msgid(domain=self.host),
             },
         )
@@ -339,7 +339,7 @@ def _keep_quotes(html):
     )
 
 
-class DigestMessage(EmailMultiAlternatives):
+class DigestMessage(Email):
     def message(self, *args, **kwargs):
         message = super().message(*args, **kwargs)
         # A boundary chosen here spares the email generator its search of every line for a safe one; a random one

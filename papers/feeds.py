@@ -6,6 +6,8 @@
 
 Entry ids are the paper's arXiv abstract URL (version-less): stable across fetches, feeds and SITE_URL changes, so a
 feed reader never shows one paper twice. A paper appears on one day only, and is never sent twice to one reader.
+An entry is updated when it joined its feed: its paper first seen (each paper of a fetch has an instant of its own,
+papers.ingest.stamp_first_seen) or its digest sent (digest.feeds.entry_time); the feed is updated with its newest entry.
 """
 
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ FEED_AUTHORS = 20  # <author> elements per entry at most; the summary names the 
 @dataclass(frozen=True)
 class Entry:
     paper: Paper
-    updated: datetime  # when the paper was first seen (topic feed) or its digest was sent (reader feed)
+    updated: datetime  # when the paper was first seen (topic feed) or its digest was sent (reader feed); no two alike
     category: str
     context_url: str  # the day page the entry belongs to ("" in a reader feed)
 

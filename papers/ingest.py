@@ -5,6 +5,7 @@ ever fills in or refreshes a field; an empty value never erases one another sour
 """
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, models, transaction
@@ -135,6 +136,7 @@ def upsert_batch(batch):
         else:
             result.unchanged += 1
 
+    stamp_first_seen(new_papers, now)
     for paper in new_papers + changed_papers:
         paper.refresh_search_text()
     reembedded = False
@@ -153,6 +155,16 @@ def upsert_batch(batch):
     result.created = len(new_papers)
     result.updated = len(changed_papers)
     return result
+
+
+def stamp_first_seen(papers, now):
+    """Give each new paper of a batch its own first-seen instant, a microsecond apart from `now` back, in arXiv-id
+    order (so the catalogue's order, newest first then by arXiv id, is what it would be with one instant for all).
+
+    A topic feed's entry is updated when its paper was first seen, and feed readers and the W3C feed validator expect
+    no two entries of a feed to share that time."""
+    for position, paper in enumerate(sorted(papers, key=lambda paper: paper.arxiv_id)):
+        paper.first_seen_at = now - timedelta(microseconds=position)
 
 
 def group_by_arxiv_id(records):

@@ -4,13 +4,17 @@ The digest's own renderer (digest.rendering) builds on these; sign-up emails use
 """
 
 import functools
-from email.utils import make_msgid
+import itertools
+from email import charset, policy
+from email.headerregistry import Address
+from email.utils import formataddr, make_msgid
 from urllib.parse import urlsplit
 
 import premailer
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.utils.encoding import punycode
 
 from subscriptions import tokens
 from subscriptions.models import SignupEmail, Subscriber
@@ -27,6 +31,69 @@ def site_host():
 def one_line(value):
     # A header must not carry a newline (header injection); subjects come from templates and paper titles.
     return " ".join(value.split())
+
+
+# RFC 2047 2: an encoded word is at most 75 characters, and a header line holding one at most 76.
+ENCODED_WORD_LENGTH = 75
+HEADER_LINE_LENGTH = 76
+_UTF8 = charset.Charset("utf-8")
+_POLICY = policy.compat32.clone(max_line_length=HEADER_LINE_LENGTH)
+
+
+@functools.lru_cache(maxsize=1024)
+def encoded_words(name, text):
+    """`text` as RFC 2047 encoded words separated by spaces, each short enough to stand on a header line of its own,
+    the first one after "`name`: ". The spaces between them fold the header and are not part of the text."""
+    first = min(ENCODED_WORD_LENGTH, HEADER_LINE_LENGTH - len(name) - 2)
+    return " ".join(_UTF8.header_encode_lines(text, itertools.chain([first], itertools.repeat(ENCODED_WORD_LENGTH))))
+
+
+def _plain(text):
+    # ASCII that a mail client would not decode: "=?" could start an encoded word (RFC 2047 6.2).
+    return text.isascii() and "=?" not in text
+
+
+def unstructured_header(name, text):
+    """The value of header `name` (a Subject) as sent: `text` itself when it is plain ASCII, else encoded words."""
+    return text if _plain(text) else encoded_words(name, text)
+
+
+def phrase_header(name, text):
+    """`text` as the phrase of header `name` (the name before an address or a list id, RFC 5322 3.2.5): an atom or a
+    quoted string when it is plain ASCII, else encoded words."""
+    if not _plain(text):
+        return encoded_words(name, text)
+    return formataddr((text, "x@x")).removesuffix(" <x@x>")
+
+
+@functools.lru_cache(maxsize=64)
+def mailbox_header(name, value):
+    """An address header's value as sent: as given when ASCII, else with its display name encoded as a phrase
+    (`phrase_header`) and its domain in punycode."""
+    if value.isascii():
+        return value
+    [address] = policy.default.header_factory(name, value).addresses
+    addr_spec = Address(username=address.username, domain=punycode(address.domain)).addr_spec
+    return f"{phrase_header(name, address.display_name)} <{addr_spec}>" if address.display_name else addr_spec
+
+
+class Email(EmailMultiAlternatives):
+    """An email whose Subject and From name are encoded here, and whose headers fold at 76 characters.
+
+    Django encodes a non-ASCII header in one go, before it knows the header's name, into encoded words of up to 77
+    characters (RFC 2047 allows 75); the email generator then finds the first one too long to follow "Subject: " and
+    moves it to the next line, and the fold's space becomes the decoded subject's first character. Here every encoded
+    word fits a line of its own (`encoded_words`). Only the MIME bytes are encoded so: `subject` stays plain text for
+    the backends that send it as such (Anymail's ESP APIs). A header built elsewhere (List-Id) is passed in already
+    encoded, as ASCII that Django leaves alone.
+    """
+
+    def message(self, *args, **kwargs):
+        message = super().message(*args, **kwargs)
+        message.policy = _POLICY
+        message.replace_header("Subject", unstructured_header("Subject", self.subject))
+        message.replace_header("From", mailbox_header("From", self.extra_headers.get("From", self.from_email)))
+        return message
 
 
 def inline_css(document, css="", *, keep_style_tags=False):
@@ -62,9 +129,7 @@ def make_message(name, to, context, headers=None):
     subject = one_line(render_to_string(f"emails/{name}-subject.txt", context))
     text = render_to_string(f"emails/{name}-body.txt", context)
     html = inline_css(render_to_string(f"emails/{name}-body.html", context), stylesheets()[0])
-    message = EmailMultiAlternatives(
-        subject, text, to=[to], headers={"Message-ID": make_msgid(domain=site_host()), **(headers or {})}
-    )
+    message = Email(subject, text, to=[to], headers={"Message-ID": make_msgid(domain=site_host()), **(headers or {})})
     message.attach_alternative(html, "text/html")
     message.tags = [name]
     return message

@@ -1,5 +1,6 @@
 """The Atom feeds: /topics/<slug>/feed/ (public) and /feed/<signed token>/ (a reader's digests)."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
@@ -12,6 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from lxml import html
 
 from digest.models import Delivery
+from papers.ingest import upsert_papers
+from papers.models import Paper
+from papers.sources import PaperRecord
 from subscriptions import tokens
 from subscriptions.models import Subscriber
 
@@ -36,7 +40,8 @@ def path_of(url):
 
 
 def valid_atom(response):
-    """The feed's entries as (id, title) after checking it is well-formed Atom with RFC 4287's required elements."""
+    """The feed's entries as (id, title) after checking it is well-formed Atom with RFC 4287's required elements, and
+    free of what the W3C feed validator warns about (`assert_validator_rules`)."""
     assert response.status_code == 200
     assert response["Content-Type"] == "application/atom+xml; charset=utf-8"
     parsed = feedparser.parse(response.content)
@@ -62,7 +67,37 @@ def valid_atom(response):
     ids = [entry_id for entry_id, _title in entries]
     assert len(ids) == len(set(ids)), "entry ids repeat"
     assert [entry.title for entry in parsed.entries] == [title for _id, title in entries]
+    assert_validator_rules(feed, response.wsgi_request.build_absolute_uri())
     return entries
+
+
+def assert_validator_rules(feed, location):
+    """The W3C feed validator's Atom checks that a well-formed feed can still fail, each as it words its message."""
+    links = feed.findall(f"{ATOM}link")
+    [self_link] = [link for link in links if link.get("rel") == "self"]  # 'Missing atom:link with rel="self"'
+    assert self_link.get("type") in (None, "application/atom+xml")  # '"self" link references a non-Atom ...'
+    assert path_of(self_link.get("href")) == path_of(location)  # "Self reference doesn't match document location"
+    for link in feed.iter(f"{ATOM}link"):
+        assert_uri(link.get("href"))  # relative links need an xml:base this feed does not give
+    entries = feed.findall(f"{ATOM}entry")
+    updated = [parse_time(entry.findtext(f"{ATOM}updated")) for entry in entries]
+    # "Two entries with the same value for atom:updated"
+    assert len(updated) == len(set(updated)), f"entries share an updated time: {sorted(updated)}"
+    if entries:
+        assert parse_time(feed.findtext(f"{ATOM}updated")) == max(updated)
+    for entry, entry_updated in zip(entries, updated, strict=True):
+        published = entry.findtext(f"{ATOM}published")
+        assert published is None or parse_time(published) <= entry_updated
+        for name in ("title", "summary"):  # text constructs: "text" or escaped "html", never undeclared markup
+            element = entry.find(f"{ATOM}{name}")
+            assert element is None or element.get("type", "text") in ("text", "html")
+            assert element is None or not list(element), f"{name} holds elements"
+
+
+def parse_time(value):
+    """An RFC 3339 date-time the validator accepts: a time zone, at most microseconds."""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)", value), value
+    return datetime.fromisoformat(value)
 
 
 def assert_uri(value):
@@ -84,10 +119,10 @@ def three_days(make_paper):
         (1, [("Graph neural networks yesterday", 50), ("Deep GNN yesterday", 7), ("Graph neural nets, again", 1)]),
         (4, [("Graph neural networks long ago", 500)]),
     ]:
-        for title, upvotes in titles:
-            made[title] = make_paper(
-                title, "A graph neural network.", upvotes=upvotes, first_seen_at=NOW - timedelta(days=back, hours=1)
-            )
+        for position, (title, upvotes) in enumerate(titles):
+            # Papers of one fetch, each first seen at an instant of its own (papers.ingest.stamp_first_seen).
+            seen = NOW - timedelta(days=back, hours=1, microseconds=position)
+            made[title] = make_paper(title, "A graph neural network.", upvotes=upvotes, first_seen_at=seen)
     made["Protein folding today"] = make_paper("Protein folding today", "Sequences.", first_seen_at=NOW)
     return made
 
@@ -147,6 +182,21 @@ def test_markup_in_a_title_stays_text_in_the_feed(client, gnn, make_paper):
     assert "<img" not in summary and "&lt;img src=x" in summary
 
 
+def test_the_papers_of_one_fetch_each_have_their_own_updated_time_in_a_topic_feed(client, gnn):
+    records = [PaperRecord(f"2606.0{number}001", f"Graph neural networks, part {number}") for number in range(1, 5)]
+    upsert_papers(records)
+
+    response = client.get(f"/topics/{gnn.slug}/feed/")
+    entries = valid_atom(response)
+
+    feed = ElementTree.fromstring(response.content)
+    updated = {entry.findtext(f"{ATOM}id"): entry.findtext(f"{ATOM}updated") for entry in feed.findall(f"{ATOM}entry")}
+    first_seen = {paper.abs_url: paper.first_seen_at.isoformat() for paper in Paper.objects.all()}
+    assert len(entries) == 4 and updated == first_seen
+    assert len(set(updated.values())) == 4
+    assert feed.findtext(f"{ATOM}updated") == max(updated.values()) == NOW.isoformat()
+
+
 def test_an_empty_topic_feed_is_still_valid(client, gnn):
     assert valid_atom(client.get(f"/topics/{gnn.slug}/feed/")) == []
 
@@ -190,7 +240,15 @@ def test_a_readers_feed_lists_their_sent_digests_newest_first_in_each_digests_or
     feed = ElementTree.fromstring(response.content)
     assert feed.findtext(f"{ATOM}id") == url
     updated = [entry.findtext(f"{ATOM}updated") for entry in feed.findall(f"{ATOM}entry")]
-    assert updated == ["2026-06-10T08:00:00+00:00"] * 3 + ["2026-06-09T08:00:00+00:00"] * 2
+    # When each digest was sent, less a microsecond per place in it: sorted by time, the feed keeps each digest's order.
+    assert updated == [
+        "2026-06-10T08:00:00+00:00",
+        "2026-06-10T07:59:59.999999+00:00",
+        "2026-06-10T07:59:59.999998+00:00",
+        "2026-06-09T08:00:00+00:00",
+        "2026-06-09T07:59:59.999999+00:00",
+    ]
+    assert feed.findtext(f"{ATOM}updated") == "2026-06-10T08:00:00+00:00"
     assert "no-store" in response["Cache-Control"]
 
 

@@ -117,7 +117,8 @@ def test_the_digest_has_exactly_its_headers_whatever_the_titles_and_keywords(mak
     assert parsed["Subject"].startswith("Your papers for ") and parsed["Subject"].endswith(
         "Graph neural networks Bcc: evil@attacker.example X-Injected: yes and 3 more"
     )
-    assert parsed["List-Id"].startswith("Paper Digest Bcc: evil@attacker.example X-Injected: yes <digest.")
+    # The name holds specials (":", "@"), so it stands as a quoted phrase before the literal list id (RFC 2919).
+    assert parsed["List-Id"].startswith('"Paper Digest Bcc: evil@attacker.example X-Injected: yes" <digest.')
     assert_one_line_headers(parsed)
 
 
