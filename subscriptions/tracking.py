@@ -22,7 +22,7 @@ most providers (Amazon SES notifications carry no checked signature), and anyone
 import functools
 import logging
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from anymail.exceptions import AnymailAPIError, AnymailConfigurationError, AnymailWebhookValidationFailure
 from anymail.signals import EventType, RejectReason, tracking
@@ -115,7 +115,8 @@ class MalformedBody(Exception):
 
 class ReadsBodyOrRefuses:
     """Mixed in before an Anymail webhook view class: a MALFORMED error while Anymail checks the body's signature
-    (run_validators) or turns the body into events (parse_events) becomes MalformedBody.
+    (run_validators) or turns the body into events (parse_events) becomes MalformedBody. So does an event time that
+    UTC cannot hold (0001-01-01T00:00:00+14:00: OverflowError), which no database could store.
 
     The line is drawn there because Anymail reads the whole body into events before it sends the first one to
     record_event. An error in record_event, or in anything else of this project's, is a bug or an outage and stays a
@@ -129,7 +130,11 @@ class ReadsBodyOrRefuses:
 
     def parse_events(self, request):
         try:
-            return super().parse_events(request)
+            events = super().parse_events(request)
+            for event in events:
+                if isinstance(event.timestamp, datetime):
+                    event.timestamp.astimezone(UTC)
+            return events
         except MALFORMED as error:
             raise MalformedBody from error
 

@@ -252,3 +252,13 @@ def test_a_sendgrid_bounce_with_the_secret_is_recorded(client, ada):
         ada.status_reason
         == "Hard bounce (sendgrid): 550 5.1.1 The email account that you tried to reach does not exist."
     )
+
+
+@pytest.mark.parametrize("bounced_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_postmark_bounce_dated_where_utc_cannot_reach_answers_400(client, ada, caplog, bounced_at):
+    client.raise_request_exception = False
+    body = {**complaint(), "RecordType": "Bounce", "Type": "HardBounce", "TypeCode": 1, "BouncedAt": bounced_at}
+
+    response = post_raw(client, POSTMARK_URL, json.dumps(body), SECRET)
+
+    assert_refused_as_malformed(response, caplog, ada)
