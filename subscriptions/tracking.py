@@ -1,8 +1,9 @@
 """Bounces, complaints and unsubscribes reported by the mail provider, through Anymail's tracking webhooks.
 
-Anymail's views (`anymail/<esp>/tracking/`, see config/urls.py) check each call (HTTP basic auth against
-ANYMAIL_WEBHOOK_SECRET, and the provider's signature where it has one), parse the provider's payload and send one
-normalised AnymailTrackingEvent per recipient through the `tracking` signal. `record_event` receives them:
+Anymail's views (`anymail/<esp>/tracking/`, see config/urls.py) check each call (the provider's signature where it
+has one), parse the provider's payload and send one normalised AnymailTrackingEvent per recipient through the
+`tracking` signal. Each view is guarded here: HTTP basic auth against ANYMAIL_WEBHOOK_SECRET is checked before the
+view reads the body, and a body Anymail cannot read gets 400 (`guarded`). `record_event` receives the events:
 
 - a hard bounce, a spam complaint, an unsubscribe at the provider, or the provider refusing to send because the
   address is invalid or already on its own bounce, complaint or unsubscribe list: the reader is suppressed at once,
@@ -21,18 +22,19 @@ most providers (Amazon SES notifications carry no checked signature), and anyone
 import functools
 import logging
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from anymail.exceptions import AnymailAPIError, AnymailConfigurationError, AnymailWebhookValidationFailure
 from anymail.signals import EventType, RejectReason, tracking
-from anymail.utils import get_anymail_setting
+from anymail.utils import get_anymail_setting, get_request_basic_auth
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.dispatch import receiver
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponse
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from subscriptions.forms import normalise_email
 from subscriptions.models import Consent, MailEvent, Subscriber
@@ -80,61 +82,127 @@ def redact(text):
     return ADDRESS.sub("<address>", re.sub(r"^smtp;\s*", "", text, flags=re.IGNORECASE))
 
 
+def webhook_secrets():
+    """The `user:password` values a webhook call may carry: ANYMAIL_WEBHOOK_SECRET, one or a list (as Anymail takes
+    it, to change the secret without refusing the provider's calls meanwhile)."""
+    secret = get_anymail_setting("webhook_secret", default=None)
+    return [secret] if isinstance(secret, str) else [value for value in secret or () if value]
+
+
+NO_SECRET = (
+    "Refused a mail provider's webhook call: ANYMAIL_WEBHOOK_SECRET is not set (see docs/deploying.md, \"Bounces and "
+    'complaints").'
+)
+
+
 def require_webhook_secret():
-    if not get_anymail_setting("webhook_secret", default=None):
-        raise AnymailWebhookValidationFailure(
-            "Refused a mail provider's webhook call: ANYMAIL_WEBHOOK_SECRET is not set (see README.md, "
-            '"Bounces and complaints").'
-        )
+    if not webhook_secrets():
+        raise AnymailWebhookValidationFailure(NO_SECRET)
 
 
-# What Anymail raises on a body it cannot read: not JSON, not UTF-8, or JSON of another shape than the provider's.
-MALFORMED = (AnymailAPIError, ValueError, TypeError, AttributeError, KeyError, IndexError)
+# What Anymail raises while it checks a signature in a body or turns a body into events, when the body is not what
+# the provider sends: not JSON or not UTF-8 (AnymailAPIError, ValueError, UnicodeError), JSON of another shape
+# (KeyError, IndexError, TypeError, AttributeError), a number out of range (a timestamp of 1e300: OverflowError),
+# nesting deeper than Python's recursion limit (RecursionError). The JSON parser gives up at that limit, about a
+# thousand levels down, and Django refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) with 400 before any
+# parsing: a deeply nested body costs milliseconds.
+MALFORMED = (AnymailAPIError, ValueError, LookupError, TypeError, AttributeError, ArithmeticError, RecursionError)
 
 
-def raised_in_record_event(error):
-    traceback = error.__traceback__
-    while traceback is not None:
-        if traceback.tb_frame.f_code is record_event.__code__:
-            return True
-        traceback = traceback.tb_next
-    return False
+class MalformedBody(Exception):
+    """Anymail could not read a webhook body; the error it ran into is the __cause__."""
 
 
-def refuse_unconfigured(view):
-    """A provider's webhook view that answers 400, not 500, when that provider is not set up here (Anymail then
-    raises AnymailConfigurationError, e.g. for a missing signing key): anyone can call the URL of any provider.
+class ReadsBodyOrRefuses:
+    """Mixed in before an Anymail webhook view class: a MALFORMED error while Anymail checks the body's signature
+    (run_validators) or turns the body into events (parse_events) becomes MalformedBody. So does an event time that
+    UTC cannot hold (0001-01-01T00:00:00+14:00: OverflowError), which no database could store.
 
-    A body Anymail cannot read gets 400 too: Amazon SES's view parses the body before it checks the secret, so
-    without this anyone could make it answer 500. An error in record_event itself stays an error."""
+    The line is drawn there because Anymail reads the whole body into events before it sends the first one to
+    record_event. An error in record_event, or in anything else of this project's, is a bug or an outage and stays a
+    server error (the provider then retries the call later)."""
 
-    @functools.wraps(view)
-    def wrapped(request, *args, **kwargs):
+    def run_validators(self, request):
         try:
-            return view(request, *args, **kwargs)
+            super().run_validators(request)
+        except MALFORMED as error:
+            raise MalformedBody from error
+
+    def parse_events(self, request):
+        try:
+            events = super().parse_events(request)
+            for event in events:
+                if isinstance(event.timestamp, datetime):
+                    event.timestamp.astimezone(UTC)
+            return events
+        except MALFORMED as error:
+            raise MalformedBody from error
+
+
+def plain(status, text):
+    return HttpResponse(text + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+def refuse_unauthenticated(request):
+    """The answer to a call without the webhook secret, or None for a call with it. Only the Authorization header is
+    read, never the body: Anymail checks the secret only after parsing the body at some providers (Amazon SES).
+
+    401 without credentials (Amazon SNS sends them only after a 401), 403 with wrong ones, 400 when no secret is set
+    here: Anymail alone would accept unauthenticated calls for most providers, and anyone could suppress any reader."""
+    secrets = webhook_secrets()
+    if not secrets:
+        logger.warning("%s (%s)", NO_SECRET, request.path)
+        return plain(400, "Webhooks are not set up here.")
+    credentials = get_request_basic_auth(request)
+    if credentials is None:
+        response = plain(401, "Credentials required.")
+        response["WWW-Authenticate"] = 'Basic realm="Anymail WEBHOOK_SECRET"'
+        return response
+    if not any(constant_time_compare(credentials, secret) for secret in secrets):
+        logger.warning("Refused a webhook call to %s: wrong ANYMAIL_WEBHOOK_SECRET credentials", request.path)
+        return plain(403, "Wrong credentials.")
+    return None
+
+
+def guarded(view):
+    """A provider's Anymail webhook view behind the webhook secret, answering 400, never 500, for whatever body it
+    gets:
+
+    - the secret is checked first (refuse_unauthenticated), so no call without it reaches a parser;
+    - a body Anymail cannot read gets 400 "Malformed webhook body." (ReadsBodyOrRefuses), logged as a warning that
+      names the error's type and nothing of the body;
+    - a provider not set up here (Anymail raises AnymailConfigurationError, e.g. for a missing signing key) gets 400:
+      anyone can call the URL of any provider."""
+    view_class = type(view.view_class.__name__, (ReadsBodyOrRefuses, view.view_class), {})
+    anymail_view = view_class.as_view(**view.view_initkwargs)
+
+    @functools.wraps(anymail_view)
+    def wrapped(request, *args, **kwargs):
+        refusal = refuse_unauthenticated(request) if request.method == "POST" else None
+        if refusal is not None:
+            return refusal
+        try:
+            return anymail_view(request, *args, **kwargs)
         except AnymailConfigurationError as error:
             logger.warning("Refused a webhook call to %s: that provider is not set up: %s", request.path, error)
-            return HttpResponseBadRequest()
-        except MALFORMED as error:
-            if raised_in_record_event(error):
-                raise
-            logger.warning(
-                "Refused a webhook call to %s: its body is malformed (%s)", request.path, type(error).__name__
-            )
-            return HttpResponseBadRequest()
+            return plain(400, "This provider is not set up here.")
+        except MalformedBody as error:
+            reason = type(error.__cause__).__name__
+            logger.warning("Refused a webhook call to %s: its body is malformed (%s)", request.path, reason)
+            return plain(400, "Malformed webhook body.")
 
     return wrapped
 
 
 def webhook_urls():
-    """Anymail's tracking webhook URLs, anymail/<esp>/tracking/ (and Mandrill's combined one), each behind
-    refuse_unconfigured. Its inbound-mail URLs are left out: this site receives no mail."""
+    """Anymail's tracking webhook URLs, anymail/<esp>/tracking/ (and Mandrill's combined one), each guarded. Its
+    inbound-mail URLs are left out: this site receives no mail."""
     # Only the URLconf needs Anymail's webhook views; apps.ready() loads this module for its signal receiver alone.
     from anymail.urls import urlpatterns
     from django.urls import URLPattern
 
     return [
-        URLPattern(pattern.pattern, refuse_unconfigured(pattern.callback), pattern.default_args, pattern.name)
+        URLPattern(pattern.pattern, guarded(pattern.callback), pattern.default_args, pattern.name)
         for pattern in urlpatterns
         if pattern.name.endswith("tracking_webhook") or pattern.name == "mandrill_webhook"
     ]
