@@ -1,8 +1,12 @@
 """Log output without the links that act for a reader.
 
-A signed link value (subscriptions.tokens) is as good as the reader's password for what it does, and Django writes
-request paths into its logs: the path of every 4xx answer ("Bad Request: /manage/…/" after a form error), every CSRF
-failure, and at DEBUG the template context of a page. The formatter cuts every signed value out of what it writes.
+A signed link value (subscriptions.tokens) is as good as the reader's password for what it does, and both Django and
+gunicorn write request paths into their logs: gunicorn's access log has every request line and Referer, Django the
+path of every 4xx answer ("Bad Request: /manage/…/" after a form error), every CSRF failure, and at DEBUG the template
+context of a page. A link cut short or lengthened by one character is nearly as good as the link itself (the one
+missing character can be guessed), so a value is not recognised by its length or shape: whatever follows a signed
+link route (tokens.ROUTES) as the first segment of a path is cut out, whatever it is, and so are values shaped like a
+signed value wherever else they appear.
 """
 
 import logging
@@ -10,27 +14,79 @@ import re
 
 from gunicorn import glogging
 
-# A signed value: the signed text (a reader's token, maybe with a paper and direction or a date), an optional
-# timestamp, and a SHA-256 signature in URL-safe base64 (43 characters).
-SIGNED_VALUE = re.compile(r"[A-Za-z0-9_.-]+(?::[A-Za-z0-9_-]+)?:[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+from subscriptions.routes import ROUTES
+
 REDACTED = "[signed link]"
+
+# A signed value out of a path: the signed text (a reader's token, maybe with a paper and direction or a date), an
+# optional timestamp, and a signature in URL-safe base64 (43 characters, or part of one, or more).
+SIGNED_VALUE = re.compile(r"[A-Za-z0-9_.-]+(?::[A-Za-z0-9_-]+)?:[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_-])")
+
+
+def _sent(char):
+    """A pattern for `char` as a client may send it, which Django or gunicorn may log undecoded: itself, or
+    percent-encoded once or more (%2F, %252F). Matched ignoring case."""
+    return f"(?:{re.escape(char)}|%(?:25)*{ord(char):02x})"
+
+
+_SLASH = _sent("/")
+_ROUTE = "|".join("".join(map(_sent, name)) for name in sorted(ROUTES.values(), key=len, reverse=True))
+# A path's start up to its first real segment: "/", "//", "/./", "/../" (a server does not resolve them).
+_START = rf"{_SLASH}(?:{_sent('.')}{{0,2}}{_SLASH})*"
+# A full URL's scheme and host (a Referer, a link in a message or a query string), maybe percent-encoded.
+_ORIGIN = rf"[a-z][a-z0-9+.-]*(?::|%(?:25)*3a){_SLASH}{_SLASH}[^/%\s\"'<>?#]*"
+# What may follow the route: the rest of the path, or a query string or fragment.
+_AFTER = rf"(?:{_SLASH}|[?#;])"
+_KEEP = rf"{_START}(?:{_ROUTE}){_AFTER}"
+# In running text: a path (not the middle of one) or a URL whose first segment is a route, and everything after the
+# route up to a space or a quote; text already redacted is left as it is.
+LINK_PATH = re.compile(
+    rf"(?P<keep>(?:{_ORIGIN}|(?<![\w.~%-])){_KEEP})(?!{re.escape(REDACTED)}(?![^\s\"'<>]))[^\s\"'<>]+",
+    re.IGNORECASE,
+)
+# A value that is one path or URL (a request's path, a Referer): everything after the route, whatever it contains.
+WHOLE_LINK_PATH = re.compile(rf"\A(?P<keep>(?:{_ORIGIN})?{_KEEP})(?!{re.escape(REDACTED)}\Z).+\Z", re.I | re.S)
 
 
 def redact(text):
-    return SIGNED_VALUE.sub(REDACTED, text)
+    """`text` with every signed link path and every signed value in it replaced."""
+    return SIGNED_VALUE.sub(REDACTED, LINK_PATH.sub(rf"\g<keep>{REDACTED}", text))
+
+
+def redact_path(path):
+    """A path or URL with everything after a signed link route replaced (spaces and quotes included)."""
+    return WHOLE_LINK_PATH.sub(rf"\g<keep>{REDACTED}", path)
+
+
+def _request_paths(record):
+    """The paths of the record's request as Django writes them into messages: decoded (request.path, where "%20" has
+    become a space) and escaped for the log (log_response's unicode_escape: "\\n", "\\xe9")."""
+    path = getattr(getattr(record, "request", None), "path", None)
+    if not isinstance(path, str):
+        return []
+    shown = {path, path.encode("unicode_escape").decode("ascii")}
+    return sorted((each for each in shown if redact_path(each) != each), key=len, reverse=True)
 
 
 class RedactingFormatter(logging.Formatter):
-    """logging.Formatter whose output, traceback included, has every signed link value replaced."""
+    """logging.Formatter whose output, traceback included, has every signed link path and value replaced."""
 
     def format(self, record):
-        return redact(super().format(record))
+        text = super().format(record)
+        for path in _request_paths(record):
+            text = text.replace(path, redact_path(path))
+        return redact(text)
 
 
 class GunicornLogger(glogging.Logger):
     """gunicorn's logger (the Procfile's --logger-class): its access log shows each request line and Referer, which
-    carry signed links too."""
+    carry signed links too, and its error log the request line of a request it could not handle."""
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
-        return {key: redact(value) if isinstance(value, str) else value for key, value in atoms.items()}
+        raw_uri = redact_path(environ["RAW_URI"])
+        atoms["r"] = f"{environ['REQUEST_METHOD']} {raw_uri} {environ['SERVER_PROTOCOL']}"
+        return {key: redact(redact_path(value)) if isinstance(value, str) else value for key, value in atoms.items()}
+
+    def _set_handler(self, log, output, fmt, stream=None):
+        super()._set_handler(log, output, RedactingFormatter(fmt._fmt, fmt.datefmt), stream=stream)

@@ -15,10 +15,7 @@ from django.core import signing
 from django.urls import reverse
 
 from subscriptions.models import Subscriber
-
-UNSUBSCRIBE = "unsubscribe"
-MANAGE = "manage"
-CONFIRM = "confirm"
+from subscriptions.routes import CONFIRM, FEED, FEEDBACK, MANAGE, UNSUBSCRIBE, VIEW
 
 
 class BadToken(Exception):
@@ -86,15 +83,11 @@ def confirm_url(subscriber):
     return _link("subscriptions:confirm", subscriber, CONFIRM)
 
 
-FEED = "feed"
-
-
 def feed_url(subscriber):
     """The reader's Atom feed of their digests. It never expires, and reading it needs no other purpose's rights."""
     return _link("digest:reader_feed", subscriber, FEED)
 
 
-FEEDBACK = "feedback"
 FEEDBACK_DIRECTIONS = ("more", "less")
 
 
@@ -121,9 +114,6 @@ def read_feedback(value):
     if subscriber is None:
         raise BadToken("the feedback link is for a subscription that no longer exists")
     return subscriber, int(paper_id), direction
-
-
-VIEW = "view"
 
 
 def view_value(subscriber, day):
