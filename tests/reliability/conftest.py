@@ -55,9 +55,11 @@ def fresh_example(request, db):
 
 @pytest.fixture
 def generous_rate_limits(settings):
-    """Thousands of posts from one client in a minute: the rate limits have their own tests (test_rate_limits.py)."""
+    """Thousands of posts and bad links from one client in a minute: the rate limits have their own tests
+    (test_rate_limits.py)."""
     settings.SUBSCRIBE_RATE_PER_IP = "1000000/h"
     settings.SUBSCRIBE_RATE_PER_ADDRESS = "1000000/h"
+    settings.BAD_LINK_RATE_PER_IP = "1000000/h"
     settings.CONFIRMATION_RESEND_SECONDS = 0
 
 
