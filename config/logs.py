@@ -9,9 +9,11 @@ link route (tokens.ROUTES) as the first segment of a path is cut out, whatever i
 signed value wherever else they appear.
 """
 
+import contextvars
 import logging
 import re
 
+from django.core.signals import request_finished, request_started
 from gunicorn import glogging
 
 from subscriptions.routes import ROUTES
@@ -39,9 +41,11 @@ _ORIGIN = rf"[a-z][a-z0-9+.-]*(?::|%(?:25)*3a){_SLASH}{_SLASH}[^/%\s\"'<>?#]*"
 _AFTER = rf"(?:{_SLASH}|[?#;])"
 _KEEP = rf"{_START}(?:{_ROUTE}){_AFTER}"
 # In running text: a path (not the middle of one) or a URL whose first segment is a route, and everything after the
-# route up to a space or a quote; text already redacted is left as it is.
+# route up to a space or a quote (a part already redacted, with its space, included); text already redacted is left
+# as it is.
 LINK_PATH = re.compile(
-    rf"(?P<keep>(?:{_ORIGIN}|(?<![\w.~%-])){_KEEP})(?!{re.escape(REDACTED)}(?![^\s\"'<>]))[^\s\"'<>]+",
+    rf"(?P<keep>(?:{_ORIGIN}|(?<![\w.~%-])){_KEEP})"
+    rf"(?!{re.escape(REDACTED)}(?![^\s\"'<>]))(?:{re.escape(REDACTED)}|[^\s\"'<>])+",
     re.IGNORECASE,
 )
 # A value that is one path or URL (a request's path, a Referer): everything after the route, whatever it contains.
@@ -58,23 +62,51 @@ def redact_path(path):
     return WHOLE_LINK_PATH.sub(rf"\g<keep>{REDACTED}", path)
 
 
-def _request_paths(record):
-    """The paths of the record's request as Django writes them into messages: decoded (request.path, where "%20" has
-    become a space) and escaped for the log (log_response's unicode_escape: "\\n", "\\xe9")."""
-    path = getattr(getattr(record, "request", None), "path", None)
-    if not isinstance(path, str):
-        return []
-    shown = {path, path.encode("unicode_escape").decode("ascii")}
-    return sorted((each for each in shown if redact_path(each) != each), key=len, reverse=True)
+# The request this thread is answering (Django's path_info, and the query string), for the lines logged meanwhile.
+_current_request = contextvars.ContextVar("current_request", default=None)
+
+
+def _request_started(sender, environ, **kwargs):
+    from django.core.handlers.wsgi import get_path_info
+
+    _current_request.set((get_path_info(environ), environ.get("QUERY_STRING", "")))
+
+
+def _request_finished(sender, **kwargs):
+    _current_request.set(None)
+
+
+request_started.connect(_request_started, dispatch_uid="config.logs")
+request_finished.connect(_request_finished, dispatch_uid="config.logs")
+
+
+def _secrets_of(path, query=""):
+    """What no log line may show of a request under a signed link route, however the line writes it: every run of 8
+    or more URL-safe base64 characters (a reader's token, a signature, or part of one) after the route, in the path
+    or the query string. Quoting,
+    escaping and repr leave such runs as they are, so a line that shows the path in any form shows them. Shorter runs
+    give nothing away, and would cut words out of unrelated text."""
+    match = WHOLE_LINK_PATH.match(path)
+    return set(re.findall(r"[A-Za-z0-9_-]{8,}", f"{path[match.end('keep') :]}?{query}")) if match else set()
+
+
+def _request_secrets(record):
+    """The secrets of the request being answered, and of the one the record names (Django's request log records)."""
+    request = getattr(record, "request", None)
+    secrets = _secrets_of(*_current_request.get() or ("",))
+    if isinstance(getattr(request, "path", None), str):
+        secrets |= _secrets_of(request.path, request.META.get("QUERY_STRING", ""))
+    return sorted(secrets, key=len, reverse=True)
 
 
 class RedactingFormatter(logging.Formatter):
-    """logging.Formatter whose output, traceback included, has every signed link path and value replaced."""
+    """logging.Formatter whose output, traceback included, has every signed link path and value replaced, and every
+    part of the link in the path of the request being answered, wherever in the line it is."""
 
     def format(self, record):
         text = super().format(record)
-        for path in _request_paths(record):
-            text = text.replace(path, redact_path(path))
+        for secret in _request_secrets(record):
+            text = text.replace(secret, REDACTED)
         return redact(text)
 
 

@@ -6,7 +6,6 @@ import http.client
 import io
 import itertools
 import json
-import logging
 import os
 import smtplib
 import socket
@@ -32,25 +31,6 @@ EMAIL_HOST_PASSWORD = "smtp-pa55word-never-logged"
 API_KEY = "key-mailgun-api-key-never-logged"
 WEBHOOK_SECRET = "tracker:webhook-secret-never-logged"
 SIGNING_KEY = "mailgun-signing-key-never-logged"
-
-
-@pytest.fixture
-def logs():
-    """What the console handler prints, with the root logger and every named logger at DEBUG."""
-    root = logging.getLogger()
-    [console] = [handler for handler in root.handlers if handler.get_name() == "console"]
-    loggers = [root, *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
-    saved = [(logger, logger.level) for logger in loggers]
-    stream, saved_level = io.StringIO(), console.level
-    saved_stream = console.setStream(stream)
-    console.setLevel(logging.DEBUG)
-    for logger in loggers:
-        logger.setLevel(logging.DEBUG)
-    yield stream
-    console.setStream(saved_stream)
-    console.setLevel(saved_level)
-    for logger, level in saved:
-        logger.setLevel(level)
 
 
 @pytest.fixture
