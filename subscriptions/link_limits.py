@@ -7,6 +7,8 @@ BAD_LINK_RATE_PER_IP, every page behind a signed link answers that address 429 w
 link, until the window ends. A reader's own links, expired or for an erased subscription, never count.
 """
 
+import math
+
 from django.conf import settings
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
@@ -28,9 +30,11 @@ def count_bad_link(request):
 
 
 def too_many_bad_links(request, time_left):
-    response = render(request, "subscriptions/too_many_bad_links.html", status=429)
     # The window's last second (time_left 0) still counts: the next one is the first of a new window.
-    response["Retry-After"] = str(max(time_left, 0) + 1)
+    retry_after = max(time_left, 0) + 1
+    context = {"minutes": math.ceil(retry_after / 60)}
+    response = render(request, "subscriptions/too_many_bad_links.html", context, status=429)
+    response["Retry-After"] = str(retry_after)
     add_never_cache_headers(response)
     return response
 

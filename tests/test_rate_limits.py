@@ -1,3 +1,4 @@
+import math
 import string
 
 import pytest
@@ -93,7 +94,9 @@ def test_guessing_a_links_last_character_gets_429_after_the_limit_even_for_the_r
 
         assert codes == [400] * 10 + [429] * 54  # the right one, last, among them
         assert refused.status_code == 429 and b"Too many broken links" in refused.content
-        assert 0 < int(refused["Retry-After"]) <= 3600
+        retry_after = int(refused["Retry-After"])
+        assert 0 < retry_after <= 3600
+        assert f"try again in {math.ceil(retry_after / 60)} minute".encode() in refused.content
         # Another client, with the same link, is not affected.
         assert client.get(f"/manage/{value}/", REMOTE_ADDR="198.51.100.1").status_code == 200
         clock.shift(int(refused["Retry-After"]))
