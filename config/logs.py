@@ -22,7 +22,9 @@ REDACTED = "[signed link]"
 
 # A signed value out of a path: the signed text (a reader's token, maybe with a paper and direction or a date), an
 # optional timestamp, and a signature in URL-safe base64 (43 characters, or part of one, or more).
-SIGNED_VALUE = re.compile(r"[A-Za-z0-9_.-]+(?::[A-Za-z0-9_-]+)?:[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_-])")
+# Each pattern starts only where a run of its characters starts (the lookbehinds): a long line is scanned once, not
+# once from every character of it.
+SIGNED_VALUE = re.compile(r"(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]+(?::[A-Za-z0-9_-]+)?:[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_-])")
 
 
 def _sent(char):
@@ -34,9 +36,9 @@ def _sent(char):
 _SLASH = _sent("/")
 _ROUTE = "|".join("".join(map(_sent, name)) for name in sorted(ROUTES.values(), key=len, reverse=True))
 # A path's start up to its first real segment: "/", "//", "/./", "/../" (a server does not resolve them).
-_START = rf"{_SLASH}(?:{_sent('.')}{{0,2}}{_SLASH})*"
+_START = rf"{_SLASH}(?:{_sent('.')}{{0,2}}{_SLASH})*+"
 # A full URL's scheme and host (a Referer, a link in a message or a query string), maybe percent-encoded.
-_ORIGIN = rf"[a-z][a-z0-9+.-]*(?::|%(?:25)*3a){_SLASH}{_SLASH}[^/%\s\"'<>?#]*"
+_ORIGIN = rf"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*(?::|%(?:25)*3a){_SLASH}{_SLASH}[^/%\s\"'<>?#]*"
 # What may follow the route: the rest of the path, or a query string or fragment.
 _AFTER = rf"(?:{_SLASH}|[?#;])"
 _KEEP = rf"{_START}(?:{_ROUTE}){_AFTER}"
@@ -44,7 +46,7 @@ _KEEP = rf"{_START}(?:{_ROUTE}){_AFTER}"
 # route up to a space or a quote (a part already redacted, with its space, included); text already redacted is left
 # as it is.
 LINK_PATH = re.compile(
-    rf"(?P<keep>(?:{_ORIGIN}|(?<![\w.~%-])){_KEEP})"
+    rf"(?P<keep>(?:{_ORIGIN}|(?<![\w.~%/-])){_KEEP})"
     rf"(?!{re.escape(REDACTED)}(?![^\s\"'<>]))(?:{re.escape(REDACTED)}|[^\s\"'<>])+",
     re.IGNORECASE,
 )

@@ -176,6 +176,18 @@ def test_sign_ups_and_refused_signed_links_log_no_link(logs, client, readers, se
     assert_no_secret_in(output, secrets_of(readers, settings))
 
 
+def test_a_very_long_path_is_logged_at_once(logs, client):
+    # 40,000 characters of one kind each: a pattern that tried every starting point would take seconds or minutes.
+    path = "/" + "a" * 20_000 + "/" * 20_000
+
+    started = time.monotonic()
+    response = client.get(path)
+    took = time.monotonic() - started
+
+    assert response.status_code == 404 and "Not Found: /aaaa" in logs.getvalue()
+    assert took < 2, took
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
