@@ -5,8 +5,8 @@ gunicorn write request paths into their logs: gunicorn's access log has every re
 path of every 4xx answer ("Bad Request: /manage/…/" after a form error), every CSRF failure, and at DEBUG the template
 context of a page. A link cut short or lengthened by one character is nearly as good as the link itself (the one
 missing character can be guessed), so a value is not recognised by its length or shape: whatever follows a signed
-link route (tokens.ROUTES) as the first segment of a path is cut out, whatever it is, and so are values shaped like a
-signed value wherever else they appear.
+link route (subscriptions/routes.py) as the first segment of a path is cut out, whatever it is, and so are values
+shaped like a signed value wherever else they appear.
 """
 
 import contextvars
