@@ -62,6 +62,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns django-ratelimit's Ratelimited exception into RATELIMIT_VIEW's 429 page.
     "django_ratelimit.middleware.RatelimitMiddleware",
+    # A client over BAD_LINK_RATE_PER_IP gets 429 on every signed link page (subscriptions/link_limits.py).
+    "subscriptions.link_limits.BadLinkLimitMiddleware",
 ]
 
 # Security headers. See README.md, "Deploying", "Security".
@@ -229,6 +231,8 @@ RATELIMIT_IP_META_KEY = "subscriptions.signup.ratelimit_ip"
 CSRF_FAILURE_VIEW = "subscriptions.views.csrf_failure"
 SUBSCRIBE_RATE_PER_IP = env_rate("SUBSCRIBE_RATE_PER_IP", "20/h")
 SUBSCRIBE_RATE_PER_ADDRESS = env_rate("SUBSCRIBE_RATE_PER_ADDRESS", "5/h")
+# Links this site did not sign that one IP address may send before every signed link page answers it 429.
+BAD_LINK_RATE_PER_IP = env_rate("BAD_LINK_RATE_PER_IP", "10/h")
 # Least time between two confirmation or manage-link emails to the same address.
 CONFIRMATION_RESEND_SECONDS = env_int("CONFIRMATION_RESEND_SECONDS", 600, minimum=0, maximum=24 * 3600)
 CONFIRMATION_MAX_AGE_DAYS = env_int("CONFIRMATION_MAX_AGE_DAYS", 7, minimum=1, maximum=90)

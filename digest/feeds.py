@@ -18,7 +18,7 @@ from papers.ranking import DISPLAY_FIELDS
 from papers.views import day_bounds, site_url
 from subscriptions import tokens
 from subscriptions.models import Subscriber
-from subscriptions.views import bad_link
+from subscriptions.views import refused_link
 
 FEED_DELIVERIES = 10
 
@@ -75,8 +75,8 @@ def reader_feed(request, token):
     subscription has ended (unsubscribed, suppressed, erased), so that feed readers stop asking."""
     try:
         subscriber_token = tokens.read_token(token, tokens.FEED)
-    except tokens.BadToken:
-        return bad_link(request)
+    except tokens.BadToken as error:
+        return refused_link(request, error)
     subscriber = Subscriber.objects.filter(token=subscriber_token).first()
     if subscriber is None or subscriber.status not in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
         return render(request, "digest/feed_gone.html", status=410)

@@ -3,12 +3,13 @@
 from django.urls import path
 
 from digest import feeds, views
+from subscriptions.routes import FEED, FEEDBACK, MANAGE, VIEW, route
 
 app_name = "digest"
 
 urlpatterns = [
-    path("digest/<str:token>/", views.view_digest, name="view_digest"),
-    path("feedback/<str:token>/", views.feedback, name="feedback"),
-    path("manage/<str:token>/feedback/undo/", views.undo_feedback, name="undo_feedback"),
-    path("feed/<str:token>/", feeds.reader_feed, name="reader_feed"),
+    path(route(VIEW), views.view_digest, name="view_digest"),
+    path(route(FEEDBACK), views.feedback, name="feedback"),
+    path(route(MANAGE, "feedback/undo/"), views.undo_feedback, name="undo_feedback"),
+    path(route(FEED), feeds.reader_feed, name="reader_feed"),
 ]

@@ -16,7 +16,7 @@ from digest.previews import build_delivered
 from digest.webpage import web_page
 from papers.models import Paper
 from subscriptions import tokens
-from subscriptions.views import bad_link, signed_link
+from subscriptions.views import bad_link, refused_link, signed_link
 
 # "More/less like this" links from the digest (digest.feedback). The link is signed for one reader, one paper and one
 # direction; a GET only shows the button (mail scanners open links), a POST records it.
@@ -28,8 +28,8 @@ FEEDBACK_QUESTIONS = {"more": "More like this", "less": "Less like this"}
 def feedback(request, token):
     try:
         subscriber, paper_id, direction = tokens.read_feedback(token)
-    except tokens.BadToken:
-        return bad_link(request)
+    except tokens.BadToken as error:
+        return refused_link(request, error)
     paper = Paper.objects.filter(id=paper_id).only("id", "title", "arxiv_id").first()
     if paper is None:
         return bad_link(request)
@@ -73,8 +73,8 @@ def view_digest(request, token):
     markup less what only mail clients read (digest.webpage)."""
     try:
         subscriber, day = tokens.read_view(token)
-    except tokens.BadToken:
-        return bad_link(request)
+    except tokens.BadToken as error:
+        return refused_link(request, error)
     delivery = subscriber.deliveries.filter(digest_date=day, status=Delivery.Status.SENT).first()
     if delivery is None:
         return render(request, "digest/digest_gone.html", {"day": day}, status=404)

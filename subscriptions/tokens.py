@@ -15,10 +15,7 @@ from django.core import signing
 from django.urls import reverse
 
 from subscriptions.models import Subscriber
-
-UNSUBSCRIBE = "unsubscribe"
-MANAGE = "manage"
-CONFIRM = "confirm"
+from subscriptions.routes import CONFIRM, FEED, FEEDBACK, MANAGE, UNSUBSCRIBE, VIEW
 
 
 class BadToken(Exception):
@@ -27,6 +24,10 @@ class BadToken(Exception):
 
 class ExpiredToken(BadToken):
     pass
+
+
+class BadSignature(BadToken):
+    """A value this site did not sign: mistyped, cut short, lengthened or made up (link_limits counts these)."""
 
 
 @functools.cache
@@ -47,16 +48,21 @@ def make_token(subscriber, purpose):
     return _signer(purpose).sign(subscriber.token)
 
 
-def read_token(value, purpose):
-    """The subscriber token inside a signed link value, or BadToken (ExpiredToken for an old confirmation link)."""
+def _unsign(value, purpose, **kwargs):
     try:
-        if purpose == CONFIRM:
-            return _signer(purpose).unsign(value, max_age=timedelta(days=settings.CONFIRMATION_MAX_AGE_DAYS))
-        return _signer(purpose).unsign(value)
+        return _signer(purpose).unsign(value, **kwargs)
     except signing.SignatureExpired:
         raise ExpiredToken(f"the {purpose} link has expired") from None
     except signing.BadSignature:
-        raise BadToken(f"not a valid {purpose} link") from None
+        raise BadSignature(f"not a valid {purpose} link") from None
+
+
+def read_token(value, purpose):
+    """The subscriber token inside a signed link value, or BadToken (ExpiredToken for an old confirmation link,
+    BadSignature for a value this site did not sign)."""
+    if purpose == CONFIRM:
+        return _unsign(value, purpose, max_age=timedelta(days=settings.CONFIRMATION_MAX_AGE_DAYS))
+    return _unsign(value, purpose)
 
 
 def find_subscriber(value, purpose):
@@ -86,15 +92,11 @@ def confirm_url(subscriber):
     return _link("subscriptions:confirm", subscriber, CONFIRM)
 
 
-FEED = "feed"
-
-
 def feed_url(subscriber):
     """The reader's Atom feed of their digests. It never expires, and reading it needs no other purpose's rights."""
     return _link("digest:reader_feed", subscriber, FEED)
 
 
-FEEDBACK = "feedback"
 FEEDBACK_DIRECTIONS = ("more", "less")
 
 
@@ -112,8 +114,8 @@ def feedback_url(subscriber, paper_id, direction):
 def read_feedback(value):
     """(Subscriber, paper id, direction) from a feedback link value, or BadToken (tampered, foreign, reader gone)."""
     try:
-        token, paper_id, direction = _signer(FEEDBACK).unsign(value).split(".")
-    except (signing.BadSignature, ValueError):
+        token, paper_id, direction = _unsign(value, FEEDBACK).split(".")
+    except ValueError:
         raise BadToken("not a valid feedback link") from None
     if direction not in FEEDBACK_DIRECTIONS or not paper_id.isdigit():
         raise BadToken("not a valid feedback link")
@@ -121,9 +123,6 @@ def read_feedback(value):
     if subscriber is None:
         raise BadToken("the feedback link is for a subscription that no longer exists")
     return subscriber, int(paper_id), direction
-
-
-VIEW = "view"
 
 
 def view_value(subscriber, day):
@@ -139,9 +138,9 @@ def view_url(subscriber, day):
 def read_view(value):
     """(Subscriber, date) from a "view in browser" link value, or BadToken. It never expires."""
     try:
-        token, day = _signer(VIEW).unsign(value).split(".")
+        token, day = _unsign(value, VIEW).split(".")
         day = date.fromisoformat(day)
-    except (signing.BadSignature, ValueError):
+    except ValueError:
         raise BadToken("not a valid view link") from None
     subscriber = Subscriber.objects.filter(token=token).first()
     if subscriber is None:

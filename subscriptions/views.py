@@ -21,7 +21,7 @@ from django_ratelimit.exceptions import Ratelimited
 
 from papers.models import Paper
 from papers.trending import trending_score
-from subscriptions import signup, tokens
+from subscriptions import link_limits, signup, tokens
 from subscriptions.forms import FORM_VERSION, PreferencesForm, SubscribeForm, consent_wording
 from subscriptions.models import Consent, ErasedAddress, Subscriber
 
@@ -39,6 +39,14 @@ SAMPLE_CACHE_SECONDS = 300
 def bad_link(request, *, expired=False):
     context = {"expired": expired, "max_age_days": settings.CONFIRMATION_MAX_AGE_DAYS}
     return render(request, "subscriptions/bad_link.html", context, status=400)
+
+
+def refused_link(request, error):
+    """The bad-link page for a signed link value that tokens refused (`error`, a BadToken). A value this site did not
+    sign counts against the client (link_limits)."""
+    if isinstance(error, tokens.BadSignature):
+        link_limits.count_bad_link(request)
+    return bad_link(request, expired=isinstance(error, tokens.ExpiredToken))
 
 
 def rate_limited(request, exception):
@@ -106,10 +114,8 @@ def signed_link(purpose):
         def wrapped(request, token):
             try:
                 subscriber = tokens.find_subscriber(token, purpose)
-            except tokens.ExpiredToken:
-                return bad_link(request, expired=True)
-            except tokens.BadToken:
-                return bad_link(request)
+            except tokens.BadToken as error:
+                return refused_link(request, error)
             return view(request, token, subscriber)
 
         return wrapped

@@ -1,5 +1,11 @@
-import pytest
+import math
+import string
 
+import pytest
+import time_machine
+from django.utils import timezone
+
+from subscriptions import tokens
 from subscriptions.models import Subscriber
 
 
@@ -69,3 +75,48 @@ def test_without_any_client_address_sign_ups_share_one_limit_instead_of_failing(
     settings.SUBSCRIBE_RATE_PER_IP = "1/h"
     assert sign_up(client, topic, "one@example.com", ip="").status_code == 302
     assert sign_up(client, topic, "two@example.com", ip="").status_code == 429
+
+
+# The characters of a signature (URL-safe base64): whoever has a link with its last one cut off can try them all.
+LAST_CHARACTERS = string.ascii_letters + string.digits + "-_"
+
+
+def test_guessing_a_links_last_character_gets_429_after_the_limit_even_for_the_right_one(
+    client, make_reader, topic, settings
+):
+    settings.BAD_LINK_RATE_PER_IP = "10/h"
+    value = tokens.make_token(make_reader("ada@example.com", topics=[topic]), tokens.MANAGE)
+    guesses = [value[:-1] + char for char in LAST_CHARACTERS if char != value[-1]] + [value]
+
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        codes = [client.get(f"/manage/{guess}/", REMOTE_ADDR="203.0.113.5").status_code for guess in guesses]
+        refused = client.get(f"/manage/{value}/data/", REMOTE_ADDR="203.0.113.5")
+
+        assert codes == [400] * 10 + [429] * 54  # the right one, last, among them
+        assert refused.status_code == 429 and b"Too many broken links" in refused.content
+        retry_after = int(refused["Retry-After"])
+        assert 0 < retry_after <= 3600
+        assert f"try again in {math.ceil(retry_after / 60)} minute".encode() in refused.content
+        # Another client, with the same link, is not affected.
+        assert client.get(f"/manage/{value}/", REMOTE_ADDR="198.51.100.1").status_code == 200
+        clock.shift(int(refused["Retry-After"]))
+        assert client.get(f"/manage/{value}/", REMOTE_ADDR="203.0.113.5").status_code == 200
+
+
+def test_readers_opening_their_own_links_again_and_again_are_never_slowed_down(client, make_reader, topic, settings):
+    settings.BAD_LINK_RATE_PER_IP = "10/h"
+    reader = make_reader("ada@example.com", topics=[topic])
+    pages = [
+        f"/manage/{tokens.make_token(reader, tokens.MANAGE)}/",
+        f"/unsubscribe/{tokens.make_token(reader, tokens.UNSUBSCRIBE)}/",
+        f"/feed/{tokens.make_token(reader, tokens.FEED)}/",
+    ]
+    # An erased reader's links, and a confirmation link past its age, are this site's own: no guesswork to slow down.
+    gone = make_reader("bob@example.com", topics=[topic])
+    gone_link = f"/manage/{tokens.make_token(gone, tokens.MANAGE)}/"
+    gone.erase()
+
+    codes = {client.get(page, REMOTE_ADDR="203.0.113.5").status_code for page in pages * 20}
+    gone_codes = {client.get(gone_link, REMOTE_ADDR="203.0.113.5").status_code for _ in range(20)}
+
+    assert (codes, gone_codes) == ({200}, {400})

@@ -12,6 +12,8 @@ under pytest-xdist.
 """
 
 import contextlib
+import io
+import logging
 
 import pytest
 from django.conf import settings as django_settings
@@ -55,9 +57,11 @@ def fresh_example(request, db):
 
 @pytest.fixture
 def generous_rate_limits(settings):
-    """Thousands of posts from one client in a minute: the rate limits have their own tests (test_rate_limits.py)."""
+    """Thousands of posts and bad links from one client in a minute: the rate limits have their own tests
+    (test_rate_limits.py)."""
     settings.SUBSCRIBE_RATE_PER_IP = "1000000/h"
     settings.SUBSCRIBE_RATE_PER_ADDRESS = "1000000/h"
+    settings.BAD_LINK_RATE_PER_IP = "1000000/h"
     settings.CONFIRMATION_RESEND_SECONDS = 0
 
 
@@ -80,3 +84,22 @@ def broker(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def logs():
+    """What the console handler prints, with the root logger and every named logger at DEBUG."""
+    root = logging.getLogger()
+    [console] = [handler for handler in root.handlers if handler.get_name() == "console"]
+    loggers = [root, *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
+    saved = [(logger, logger.level) for logger in loggers]
+    stream, saved_level = io.StringIO(), console.level
+    saved_stream = console.setStream(stream)
+    console.setLevel(logging.DEBUG)
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    yield stream
+    console.setStream(saved_stream)
+    console.setLevel(saved_level)
+    for logger, level in saved:
+        logger.setLevel(level)

@@ -14,7 +14,7 @@ from digest.models import Feedback
 from subscriptions import tokens
 from subscriptions.models import Consent, ErasedAddress, Subscriber
 
-pytestmark = pytest.mark.usefixtures("plain_template_rendering")
+pytestmark = pytest.mark.usefixtures("plain_template_rendering", "generous_rate_limits")
 
 DAY = datetime.date(2026, 11, 30)
 # (method, path, the purpose of the link the page takes)

@@ -2,10 +2,17 @@
 the operator reads, and nothing in its output is a key, a password or a link that acts for a reader."""
 
 import base64
+import http.client
 import io
+import itertools
 import json
-import logging
+import os
 import smtplib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -17,32 +24,13 @@ from django.test import Client
 
 from subscriptions import tokens
 from subscriptions.models import Subscriber
-from tests.test_settings import PRODUCTION, configuration_error
+from tests.test_settings import PRODUCTION, ROOT, configuration_error
 from tests.test_smtp_delivery import free_port, seed_papers, seed_readers, seed_topic
 
 EMAIL_HOST_PASSWORD = "smtp-pa55word-never-logged"
 API_KEY = "key-mailgun-api-key-never-logged"
 WEBHOOK_SECRET = "tracker:webhook-secret-never-logged"
 SIGNING_KEY = "mailgun-signing-key-never-logged"
-
-
-@pytest.fixture
-def logs():
-    """What the console handler prints, with the root logger and every named logger at DEBUG."""
-    root = logging.getLogger()
-    [console] = [handler for handler in root.handlers if handler.get_name() == "console"]
-    loggers = [root, *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
-    saved = [(logger, logger.level) for logger in loggers]
-    stream, saved_level = io.StringIO(), console.level
-    saved_stream = console.setStream(stream)
-    console.setLevel(logging.DEBUG)
-    for logger in loggers:
-        logger.setLevel(logging.DEBUG)
-    yield stream
-    console.setStream(saved_stream)
-    console.setLevel(saved_level)
-    for logger, level in saved:
-        logger.setLevel(level)
 
 
 @pytest.fixture
@@ -188,6 +176,18 @@ def test_sign_ups_and_refused_signed_links_log_no_link(logs, client, readers, se
     assert_no_secret_in(output, secrets_of(readers, settings))
 
 
+def test_a_very_long_path_is_logged_at_once(logs, client):
+    # 40,000 characters of one kind each: a pattern that tried every starting point would take seconds or minutes.
+    path = "/" + "a" * 20_000 + "/" * 20_000
+
+    started = time.monotonic()
+    response = client.get(path)
+    took = time.monotonic() - started
+
+    assert response.status_code == 404 and "Not Found: /aaaa" in logs.getvalue()
+    assert took < 2, took
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -204,43 +204,133 @@ def test_a_settings_error_names_the_variable_but_not_the_password_in_it(name, va
     assert "pa55word" not in message and PRODUCTION["SECRET_KEY"] not in message
 
 
-def test_the_web_servers_access_log_shows_no_signed_link(tmp_path):
-    import os
-    import subprocess
-    import sys
-    import time
-    import urllib.error
-    import urllib.request
-    from pathlib import Path
+# Every page a signed link opens, with the purpose of the link it takes.
+LINK_PAGES = [
+    ("/confirm/{}/", tokens.CONFIRM),
+    ("/manage/{}/", tokens.MANAGE),
+    ("/manage/{}/pause/", tokens.MANAGE),
+    ("/manage/{}/data/", tokens.MANAGE),
+    ("/manage/{}/delete/", tokens.MANAGE),
+    ("/manage/{}/feedback/undo/", tokens.MANAGE),
+    ("/unsubscribe/{}/", tokens.UNSUBSCRIBE),
+    ("/unsubscribe/{}/resubscribe/", tokens.UNSUBSCRIBE),
+    ("/digest/{}/", tokens.VIEW),
+    ("/feedback/{}/", tokens.FEEDBACK),
+    ("/feed/{}/", tokens.FEED),
+]
+# What a reader's mail app or a tamperer may make of a link: one character short, one too many, more path after it.
+NEAR_MISSES = [
+    lambda value: value[:-1],
+    lambda value: value + "A",
+    lambda value: value + "/more/path",
+    lambda value: value[:-1] + "?utm_source=mail&next=/manage/" + value[:-1],
+]
+# How a client may spell a path: as it is, or with the route's first letter and the value's colons percent-encoded
+# (the server decodes them: it is the same page).
+SPELLINGS = [lambda path: path, lambda path: f"/%{ord(path[1]):02X}{path[2:]}".replace(":", "%3A")]
 
-    root = Path(__file__).resolve().parents[2]
-    [web] = [line.split(":", 1)[1] for line in (root / "Procfile").read_text().splitlines() if line.startswith("web:")]
+
+def fragments(value, size=8):
+    """Every run of `size` characters of a signed value's secret parts, the reader's token and the signature (not a
+    digest's date or a paper's id): a log line that kept any of them gave part of the link away."""
+    reader_token, signature = value.split(".")[0].split(":")[0], value.rsplit(":", 1)[1]
+    return {part[start : start + size] for part in (reader_token, signature) for start in range(len(part) - size + 1)}
+
+
+def procfile(process):
+    [command] = [
+        line.split(":", 1)[1] for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith(f"{process}:")
+    ]
+    return command
+
+
+@pytest.fixture
+def production_web_server(tmp_path):
+    """The Procfile's release step, then its web process, with production settings behind a TLS-terminating proxy
+    (plain HTTP from 127.0.0.1 with X-Forwarded-Proto). Yields (port, run: a Python snippet run under the same
+    settings, read: everything the server printed so far, stdout and stderr)."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DEBUG": "true",
-        "VAR_DIR": str(tmp_path),
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
-    # A link shaped like a manage link; the page refuses it without reading the database.
-    link = f"/manage/{'A' * 32}:{'b' * 43}/"
-    server = subprocess.Popen(["bash", "-c", f"exec {web}"], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        request = urllib.request.Request(f"http://127.0.0.1:{port}{link}", headers={"Referer": f"http://x{link}"})
-        for _attempt in range(100):
-            try:
-                urllib.request.urlopen(request, timeout=5)
-            except urllib.error.HTTPError as answer:
-                status = answer.code
-                break
-            except OSError:
-                time.sleep(0.1)
-    finally:
-        server.terminate()
-        output = server.communicate(timeout=30)[0]
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "DATABASE_URL", "REDIS_URL"}}
+    env.update(PRODUCTION)
+    env.update(
+        VAR_DIR=str(tmp_path),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'digest.sqlite3'}",
+        SECURE_PROXY_SSL_HEADER="true",
+        PORT=str(port),
+        WEB_CONCURRENCY="1",
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    )
+    released = subprocess.run(["bash", "-c", procfile("release")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert released.returncode == 0, released.stderr
 
-    assert status == 400
-    assert '"GET /manage/[signed link]/ HTTP/1.1" 400' in output and '"http://x/manage/[signed link]/"' in output
-    assert "b" * 43 not in output
+    def run(snippet):
+        script = "import django; django.setup()\n" + snippet
+        env_run = {**env, "DJANGO_SETTINGS_MODULE": "config.settings"}
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env_run, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    log = tmp_path / "web.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            ["bash", "-c", f"exec {procfile('web')}"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            for _attempt in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            yield port, run, log.read_text
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def test_a_signed_link_cut_short_or_lengthened_is_in_no_log_line_of_the_production_web_server(
+    production_web_server,
+):
+    port, run, read = production_web_server
+    values = json.loads(
+        run(
+            "import datetime, json\n"
+            "from subscriptions import tokens; from subscriptions.models import Subscriber\n"
+            "reader = Subscriber.objects.create(email='ada@example.com', status='active')\n"
+            "print(json.dumps({purpose: tokens.make_token(reader, purpose) for purpose in "
+            "(tokens.CONFIRM, tokens.MANAGE, tokens.UNSUBSCRIBE, tokens.FEED)} | "
+            "{tokens.FEEDBACK: tokens.feedback_value(reader, 1, 'more'), "
+            "tokens.VIEW: tokens.view_value(reader, datetime.date(2026, 12, 1))}))\n"
+        )
+    )
+    answers = []
+    for template, purpose in LINK_PAGES:
+        for near_miss, spelling in itertools.product(NEAR_MISSES, SPELLINGS):
+            path = spelling(template.format(near_miss(values[purpose])))
+            for method in ("GET", "POST"):
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                headers = {
+                    "Host": "digest.example.org",
+                    "X-Forwarded-Proto": "https",
+                    "Referer": f"https://digest.example.org{path}",
+                }
+                connection.request(method, path, headers=headers)
+                answers.append(connection.getresponse().status)
+                connection.close()
+    time.sleep(0.5)  # the access log line is written after the answer
+    output = read()
+
+    assert set(answers) <= {301, 400, 403, 404, 405, 429} and {400, 404, 429} <= set(answers), answers
+    # The requests were logged, by gunicorn and by Django, with the route and without the link.
+    assert '"GET /manage/[signed link] HTTP/1.1" 400' in output, output
+    assert '"https://digest.example.org/manage/[signed link]"' in output
+    assert "django.request: Bad Request: /manage/[signed link]" in output
+    assert "django.request: Not Found: /manage/[signed link]" in output
+    leaks = [
+        (purpose, fragment, line)
+        for line in output.splitlines()
+        for purpose, value in values.items()
+        for fragment in fragments(value)
+        if fragment in line
+    ]
+    assert leaks == []
