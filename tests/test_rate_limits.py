@@ -120,3 +120,21 @@ def test_readers_opening_their_own_links_again_and_again_are_never_slowed_down(c
     gone_codes = {client.get(gone_link, REMOTE_ADDR="203.0.113.5").status_code for _ in range(20)}
 
     assert (codes, gone_codes) == ({200}, {400})
+
+
+def test_one_click_unsubscribe_works_while_the_cache_is_down(client, make_reader, topic, settings):
+    """The bad link limit lives in the cache (Redis in production). With it unreachable, a reader's own link still
+    unsubscribes them (RFC 8058 asks that it always work), and a bad link is still refused with 400, not 500."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:9/0"},
+    }
+    reader = make_reader("ada@example.com", topics=[topic])
+    link = f"/unsubscribe/{tokens.make_token(reader, tokens.UNSUBSCRIBE)}/"
+
+    bad = client.post(link[:-2] + "x/", {"List-Unsubscribe": "One-Click"}, REMOTE_ADDR="203.0.113.5")
+    good = client.post(link, {"List-Unsubscribe": "One-Click"}, REMOTE_ADDR="203.0.113.5")
+
+    assert (bad.status_code, good.status_code) == (400, 200)
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.UNSUBSCRIBED
