@@ -142,7 +142,7 @@ def state():
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=[route.name for route in ROUTES])
-def test_a_forged_link_gets_the_bad_link_page_and_changes_nothing(client, world, route):
+def test_a_forged_link_gets_the_bad_link_page_and_changes_nothing(client, world, route, generous_rate_limits):
     owner = world["pat"] if route.purpose == tokens.CONFIRM else world["ada"]
     before = state()
 
