@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from papers.models import Topic
-from subscriptions import tasks
+from subscriptions import tasks, tokens
 from subscriptions.emails import CONFIRM, MANAGE_LINK
 from subscriptions.models import Consent, PurgeRun, Subscriber
 
@@ -136,11 +136,14 @@ def subscribe(email, preferences, proof, *, repeat=True):
 
 def confirm(subscriber, proof):
     """The confirmation link was followed: apply the choices waiting for it, if any, and start digests, together or
-    not at all. Returns the subscriber as it now is, or None if it is gone (purged meanwhile)."""
+    not at all. Returns the subscriber as it now is, or None if it is gone (purged meanwhile) or its link no longer
+    is (the form was sent again since the link was checked: tokens.confirm_stamp)."""
     with transaction.atomic():
         locked = Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
         if locked is None or not locked.awaits_confirmation:
             return locked
+        if tokens.confirm_stamp(locked) != tokens.confirm_stamp(subscriber):
+            return None
         changes = {}
         if locked.pending_preferences is not None:
             changes = apply_preferences(locked, pending_choices(locked))
