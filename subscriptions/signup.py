@@ -168,9 +168,15 @@ def send_subscription_email_later(subscriber_id, kind):
 
 def stale_signups(cutoff):
     """Pending subscribers nobody ever confirmed whose latest sign-up is older than `cutoff`. A row from before
-    sign-ups recorded their time (no pending_since) is as old as its creation or its last sign-up email."""
-    never_confirmed = Q(status=Subscriber.Status.PENDING, confirmed_at=None) & ~Q(
-        consents__action__in=[Consent.Action.CONFIRM, Consent.Action.RESUBSCRIBE]
+    sign-ups recorded their time (no pending_since) is as old as its creation or its last sign-up email.
+
+    Never confirmed means nothing but sign-ups on record and no digest ever made for them: a reader an operator made
+    active in the admin records no confirmation, yet was a reader if they were sent a digest or unsubscribed."""
+    readers_only = [action for action in Consent.Action if action != Consent.Action.SUBSCRIBE]
+    never_confirmed = (
+        Q(status=Subscriber.Status.PENDING, confirmed_at=None)
+        & ~Q(consents__action__in=readers_only)
+        & Q(deliveries__isnull=True)
     )
     old = Q(pending_since__lt=cutoff) | (
         Q(pending_since=None, created_at__lt=cutoff) & (Q(signup_email_at=None) | Q(signup_email_at__lt=cutoff))
