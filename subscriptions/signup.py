@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from papers.models import Topic
-from subscriptions import tasks
+from subscriptions import tasks, tokens
 from subscriptions.emails import CONFIRM, MANAGE_LINK
 from subscriptions.models import Consent, PurgeRun, Subscriber
 
@@ -136,11 +136,14 @@ def subscribe(email, preferences, proof, *, repeat=True):
 
 def confirm(subscriber, proof):
     """The confirmation link was followed: apply the choices waiting for it, if any, and start digests, together or
-    not at all. Returns the subscriber as it now is, or None if it is gone (purged meanwhile)."""
+    not at all. Returns the subscriber as it now is, or None if it is gone (purged meanwhile) or its link no longer
+    is (the form was sent again since the link was checked: tokens.confirm_stamp)."""
     with transaction.atomic():
         locked = Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
         if locked is None or not locked.awaits_confirmation:
             return locked
+        if tokens.confirm_stamp(locked) != tokens.confirm_stamp(subscriber):
+            return None
         changes = {}
         if locked.pending_preferences is not None:
             changes = apply_preferences(locked, pending_choices(locked))
@@ -165,9 +168,15 @@ def send_subscription_email_later(subscriber_id, kind):
 
 def stale_signups(cutoff):
     """Pending subscribers nobody ever confirmed whose latest sign-up is older than `cutoff`. A row from before
-    sign-ups recorded their time (no pending_since) is as old as its creation or its last sign-up email."""
-    never_confirmed = Q(status=Subscriber.Status.PENDING, confirmed_at=None) & ~Q(
-        consents__action__in=[Consent.Action.CONFIRM, Consent.Action.RESUBSCRIBE]
+    sign-ups recorded their time (no pending_since) is as old as its creation or its last sign-up email.
+
+    Never confirmed means nothing but sign-ups on record and no digest ever made for them: a reader an operator made
+    active in the admin records no confirmation, yet was a reader if they were sent a digest or unsubscribed."""
+    readers_only = [action for action in Consent.Action if action != Consent.Action.SUBSCRIBE]
+    never_confirmed = (
+        Q(status=Subscriber.Status.PENDING, confirmed_at=None)
+        & ~Q(consents__action__in=readers_only)
+        & Q(deliveries__isnull=True)
     )
     old = Q(pending_since__lt=cutoff) | (
         Q(pending_since=None, created_at__lt=cutoff) & (Q(signup_email_at=None) | Q(signup_email_at__lt=cutoff))

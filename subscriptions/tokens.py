@@ -5,10 +5,15 @@ purpose cannot be used for another, and a tampered or foreign link is refused. U
 expire: links in old emails must keep working. Confirmation links carry the time they were made and expire after
 CONFIRMATION_MAX_AGE_DAYS. Rotating SECRET_KEY (with SECRET_KEY_FALLBACKS for a while) retires
 them all.
+
+A confirmation link made for choices kept aside (Subscriber.pending_preferences) also carries when those choices were
+sent (`confirm_stamp`): anyone can send the form with anyone's address, so a link in the owner's email must not
+confirm choices someone sent after it. Such a link stops working once the form is sent again; the newest email's
+works.
 """
 
 import functools
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
@@ -44,8 +49,17 @@ def _url_around(view, site_url):
     return site_url + before, after
 
 
+def confirm_stamp(subscriber):
+    """What a confirmation link binds besides the reader: when their choices kept aside were sent, in microseconds,
+    or None when nothing waits aside (a new sign-up's choices are saved at once, and its page shows them)."""
+    if subscriber.pending_preferences is None or subscriber.pending_since is None:
+        return None
+    return str((subscriber.pending_since - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1))
+
+
 def make_token(subscriber, purpose):
-    return _signer(purpose).sign(subscriber.token)
+    stamp = confirm_stamp(subscriber) if purpose == CONFIRM else None
+    return _signer(purpose).sign(subscriber.token if stamp is None else f"{subscriber.token}.{stamp}")
 
 
 def _unsign(value, purpose, **kwargs):
@@ -67,10 +81,12 @@ def read_token(value, purpose):
 
 def find_subscriber(value, purpose):
     """The Subscriber a signed link value is for, or BadToken (tampered, foreign, or the subscriber is gone)."""
-    token = read_token(value, purpose)
+    token, _, stamp = read_token(value, purpose).partition(".")
     subscriber = Subscriber.objects.filter(token=token).first()
     if subscriber is None:
         raise BadToken(f"the {purpose} link is for a subscription that no longer exists")
+    if purpose == CONFIRM and (stamp or None) != confirm_stamp(subscriber):
+        raise BadToken("the confirm link is for other choices than those now waiting for confirmation")
     return subscriber
 
 

@@ -237,3 +237,49 @@ def test_the_site_default_for_quiet_days_is_pre_selected_and_stored(client, topi
     assert re.search(r'<input type="radio" name="send_when_empty" value="True"[^>]*checked', page)
     client.post("/", form_data(topics, send_when_empty="False"))
     assert Subscriber.objects.get().send_when_empty is False
+
+
+def test_a_link_confirms_only_the_choices_sent_with_it(client, topics, make_reader):
+    reader = make_reader("ada@example.com", topics=topics[:1], status=Subscriber.Status.UNSUBSCRIBED, send_hour=9)
+    before = saved_row(reader)
+    with time_machine.travel("2026-11-30 09:00Z", tick=False) as clock:
+        client.post("/", form_data(topics[:1], send_hour="22"))
+        [message] = mail.outbox
+        [confirm_link] = [link for link in links_in(message) if "/confirm/" in link]
+        path = "/" + confirm_link.split("/", 3)[3]
+        # Someone else sends the form with the same address a minute later: too soon for another email.
+        clock.shift(60)
+        client.post("/", form_data(topics[1:], send_hour="3", time_zone="Pacific/Kiritimati"))
+        assert len(mail.outbox) == 1
+        # The link in the owner's email does not confirm choices sent after it.
+        page = client.get(path)
+        response = client.post(path)
+    assert page.status_code == 400 and b"This link does not work" in page.content
+    assert response.status_code == 400 and b"This link does not work" in response.content
+    assert saved_row(reader) == before
+    assert not reader.consents.filter(action=Consent.Action.CONFIRM).exists()
+
+
+def test_a_topic_deleted_before_the_link_is_followed_is_left_out(client, topics, make_reader):
+    reader = make_reader("ada@example.com", topics=topics[:1], status=Subscriber.Status.UNSUBSCRIBED)
+    client.post("/", form_data(topics))
+    [confirm_link] = [link for link in links_in(mail.outbox[0]) if "/confirm/" in link]
+    topics[0].delete()
+    path = "/" + confirm_link.split("/", 3)[3]
+    assert client.get(path).status_code == 200
+    assert client.post(path).status_code == 200
+    after = saved_row(reader)
+    assert after["status"] == "active" and after["topics"] == ["language-models"]
+
+
+def test_choices_sent_between_the_links_check_and_its_confirmation_are_not_confirmed(client, topics, make_reader):
+    from subscriptions import signup, tokens
+
+    reader = make_reader("ada@example.com", topics=topics[:1], status=Subscriber.Status.UNSUBSCRIBED, send_hour=9)
+    before = saved_row(reader)
+    client.post("/", form_data(topics[:1], send_hour="22"))
+    [confirm_link] = [link for link in links_in(mail.outbox[0]) if "/confirm/" in link]
+    checked = tokens.find_subscriber(confirm_link.rstrip("/").rsplit("/", 1)[1], tokens.CONFIRM)
+    client.post("/", form_data(topics[1:], send_hour="3"))
+    assert signup.confirm(checked, signup.Proof()) is None
+    assert saved_row(reader) == before

@@ -124,3 +124,23 @@ def test_operators_see_each_purge_in_the_admin(readers, admin_client):
     [row] = page.find_class("field-deleted_count")
     assert row.text_content() == "2"
     assert page.find_class("field-dropped_count")[0].text_content() == "2"
+
+
+def test_a_pending_reader_who_was_ever_sent_a_digest_or_unsubscribed_is_kept(make_reader):
+    """Rows an operator made active in the admin (no confirmation recorded), which then went back to pending: an
+    unsubscribed reader's sign-up made them so before choices were kept aside. They were readers; their digests,
+    feedback and consent records stay."""
+    from digest.models import Delivery
+
+    sent_to = make_reader("sent@example.com", status=Subscriber.Status.PENDING, created_at=days_ago(400))
+    Delivery.objects.create(subscriber=sent_to, digest_date=days_ago(200).date(), status="sent")
+    left = make_reader("left@example.com", status=Subscriber.Status.PENDING, created_at=days_ago(400))
+    left.record(Consent.Action.UNSUBSCRIBE)
+    left.record(Consent.Action.SUBSCRIBE)
+    never = make_reader("never@example.com", status=Subscriber.Status.PENDING, created_at=days_ago(400))
+    never.record(Consent.Action.SUBSCRIBE)
+
+    assert purge_unconfirmed.delay().get() == {"deleted": 1, "dropped": 0}
+    assert set(rows()) == {"sent@example.com", "left@example.com"}
+    assert Delivery.objects.get().subscriber == sent_to
+    assert list(left.consents.order_by("id").values_list("action", flat=True)) == ["unsubscribe", "subscribe"]
