@@ -139,7 +139,10 @@ def confirm(request, token, subscriber):
     choices = signup.pending_choices(subscriber) if subscriber.pending_preferences is not None else None
     if choices is None:
         choices = {**subscriber.get_preferences(), "topics": list(subscriber.topics.all())}
-    return render(request, "subscriptions/confirm.html", {"subscriber": subscriber, "choices": choices})
+    weekday = Subscriber.Weekday(choices["weekly_day"]).label
+    return render(
+        request, "subscriptions/confirm.html", {"subscriber": subscriber, "choices": choices, "weekday": weekday}
+    )
 
 
 def _manage_context(subscriber, form, **extra):
