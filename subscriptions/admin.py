@@ -321,3 +321,7 @@ class PurgeRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        # What each purge deleted, and when, stays on record.
+        return False
