@@ -139,10 +139,7 @@ def confirm(request, token, subscriber):
     choices = signup.pending_choices(subscriber) if subscriber.pending_preferences is not None else None
     if choices is None:
         choices = {**subscriber.get_preferences(), "topics": list(subscriber.topics.all())}
-    weekday = Subscriber.Weekday(choices["weekly_day"]).label
-    return render(
-        request, "subscriptions/confirm.html", {"subscriber": subscriber, "choices": choices, "weekday": weekday}
-    )
+    return render(request, "subscriptions/confirm.html", {"subscriber": subscriber, **signup.choices_context(choices)})
 
 
 def _manage_context(subscriber, form, **extra):
