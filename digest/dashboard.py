@@ -64,13 +64,14 @@ class Rates:
     def complaint_rate(self):
         return self.complaints / self.sent if self.sent else 0.0
 
+    # A no-break space before the sign: "0.20" and "%" never end up on two lines of a narrow card.
     @property
     def bounce_percent(self):
-        return f"{self.bounce_rate * 100:.2f} %"
+        return f"{self.bounce_rate * 100:.2f}\N{NO-BREAK SPACE}%"
 
     @property
     def complaint_percent(self):
-        return f"{self.complaint_rate * 100:.3f} %"
+        return f"{self.complaint_rate * 100:.3f}\N{NO-BREAK SPACE}%"
 
     @property
     def complaint_level(self):
@@ -179,7 +180,13 @@ def chart_bars(series, *, width=600, height=120):
                 "failed_height": failed_height,
             }
         )
-    return {"bars": bars, "width": width, "height": height, "top": top}
+    return {
+        "bars": bars,
+        "width": width,
+        "height": height,
+        "top": top,
+        "any": any(sent or failed for _d, sent, failed in series),
+    }
 
 
 def get_dashboard(now=None):

@@ -8,11 +8,13 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import Exists, OuterRef, Prefetch
 from django.db.models.functions import Lower
 from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from papers.models import Topic
+from subscriptions import signup
 from subscriptions.forms import normalise_email
 from subscriptions.models import Consent, ErasedAddress, MailEvent, PurgeRun, Subscriber
 
@@ -134,7 +136,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "confirmed_at",
         "unsubscribed_at",
         "pending_since",
-        "pending_preferences",
+        "pending_choices",
         "digest_preview",
     ]
     inlines = [ConsentInline, MailEventInline]
@@ -164,6 +166,15 @@ class SubscriberAdmin(admin.ModelAdmin):
     @admin.display(description="Topics")
     def topic_names(self, subscriber):
         return ", ".join(topic.name for topic in subscriber.topics.all())
+
+    @admin.display(description="Pending preferences")
+    def pending_choices(self, subscriber):
+        """The choices kept aside, as the confirm page shows them to the reader: topics by name, not by id."""
+        if subscriber.pending_preferences is None:
+            return "-"
+        return render_to_string(
+            "subscriptions/_choices.html", signup.choices_context(signup.pending_choices(subscriber))
+        )
 
     @admin.display(description="Preview digest")
     def digest_preview(self, subscriber):
@@ -320,4 +331,8 @@ class PurgeRunAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # What each purge deleted, and when, stays on record.
         return False

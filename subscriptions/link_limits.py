@@ -48,7 +48,9 @@ def count_bad_link(request):
 def too_many_bad_links(request, time_left):
     # The window's last second (time_left 0) still counts: the next one is the first of a new window.
     retry_after = max(time_left, 0) + 1
-    context = {"minutes": math.ceil(retry_after / 60)}
+    # A daily limit's wait in minutes ("1,200 minutes") is hard to read: past an hour and a half it is said in hours.
+    minutes = math.ceil(retry_after / 60)
+    context = {"minutes": minutes} if minutes <= 90 else {"hours": math.ceil(retry_after / 3600)}
     response = render(request, "subscriptions/too_many_bad_links.html", context, status=429)
     response["Retry-After"] = str(retry_after)
     add_never_cache_headers(response)

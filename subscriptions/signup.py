@@ -97,6 +97,12 @@ def pending_choices(subscriber):
     return preferences
 
 
+def choices_context(choices):
+    """What subscriptions/_choices.html shows choices with (the confirm page, the admin): the choices and the name of
+    the weekly digest's day."""
+    return {"choices": choices, "weekday": Subscriber.Weekday(choices["weekly_day"]).label}
+
+
 def subscribe(email, preferences, proof, *, repeat=True):
     """Record a sign-up and queue the email it calls for. Returns the kind of email it calls for, or None."""
     try:

@@ -139,7 +139,7 @@ def confirm(request, token, subscriber):
     choices = signup.pending_choices(subscriber) if subscriber.pending_preferences is not None else None
     if choices is None:
         choices = {**subscriber.get_preferences(), "topics": list(subscriber.topics.all())}
-    return render(request, "subscriptions/confirm.html", {"subscriber": subscriber, "choices": choices})
+    return render(request, "subscriptions/confirm.html", {"subscriber": subscriber, **signup.choices_context(choices)})
 
 
 def _manage_context(subscriber, form, **extra):

@@ -553,3 +553,22 @@ def test_the_admin_stores_an_internationalised_address_as_sign_up_does(admin_cli
     data.update({"mail_events-TOTAL_FORMS": "0", "mail_events-INITIAL_FORMS": "0"})
     response = admin_client.post("/admin/subscriptions/subscriber/add/", data)
     assert "asked for their data to be erased" in response.content.decode()
+
+
+def test_a_subscribers_page_shows_choices_waiting_for_confirmation_as_the_reader_will_confirm_them(
+    admin_client, make_reader, gnn, speech
+):
+    from subscriptions import signup
+
+    reader = make_reader("ada@example.com", topics=[gnn], status="unsubscribed")
+    choices = {**reader.get_preferences(), "topics": [speech], "keywords": ["protein folding", "sparse attention"]}
+    reader.pending_preferences = signup.pending_json(choices | {"time_zone": "Europe/Berlin", "send_hour": 7})
+    reader.pending_since = timezone.now()
+    reader.save()
+    page = admin_client.get(f"/admin/subscriptions/subscriber/{reader.pk}/change/").content.decode()
+    field = re.search(r'<div class="readonly">(.*?)</div>', page.split("Pending preferences")[1], re.S)[1]
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", field)).strip()
+    assert text == (
+        "Topics Speech recognition Keywords protein folding, sparse attention "
+        "When 07:00 Europe/Berlin, every day Papers per email 10"
+    )

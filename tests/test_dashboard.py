@@ -55,8 +55,8 @@ def test_the_page_shows_todays_run_readers_and_an_empty_chart(admin_client, make
     page = text_of(admin_client.get("/admin/health/"))
     assert "Today's digests 9 sent 12 planned · 1 failed · 2 skipped" in page
     assert "Paused 1" in page and "Active 0" in page
-    assert "Digests, last 7 days 0.000 % complaints" in page
-    assert "Digests sent per day, last 30 days" in page
+    assert "Digests, last 7 days None sent" in page
+    assert "Digests sent per day, last 30 days No digests sent or failed in the last 30 days." in page
 
 
 def test_no_run_yet_says_how_runs_happen(admin_client, db):
@@ -81,6 +81,15 @@ def test_complaint_rates_warn_at_a_tenth_of_a_percent(admin_client, db, count, m
         assert page.count(message) == 2  # the 7- and the 30-day figures
     else:
         assert "Complaints are" not in page
+
+
+def test_with_nothing_sent_the_cards_say_so_instead_of_a_zero_rate(admin_client, db):
+    report("bounced", "<someone-elses@mg.example.org>", 1)
+    page = text_of(admin_client.get("/admin/health/"))
+    assert "Sign-up emails, last 30 days None sent No sign-up emails sent in the last 30 days, so no rates yet." in page
+    assert "Digests, last 7 days None sent 0 complaints and 1 bounce reported, with no digests sent." in page
+    assert "0.000 % complaints" not in page
+    assert "No digests sent or failed in the last 30 days." in page
 
 
 def test_the_7_day_rate_forgets_older_events(admin_client, db):
@@ -162,10 +171,7 @@ def test_a_report_on_no_email_sent_from_here_counts_with_the_digests_and_says_so
     page = text_of(admin_client.get("/admin/health/"))
     assert "Digests, last 7 days 0.100 % complaints 1 complaint and 0 bounces (0.00 %) for 1,000 digests sent." in page
     assert "Counted here: 1 report about no email this site recorded sending." in page
-    assert (
-        "Sign-up emails, last 7 days 0.000 % complaints 0 complaints and 0 bounces (0.00 %) for 0 sign-up emails"
-        in page
-    )
+    assert "Sign-up emails, last 7 days None sent No sign-up emails sent in the last 7 days, so no rates yet." in page
 
 
 def test_a_confirmation_email_is_recorded_with_the_providers_message_id(
@@ -187,4 +193,4 @@ def test_a_confirmation_email_is_recorded_with_the_providers_message_id(
         "Sign-up emails, last 7 days 100.000 % complaints 1 complaint and 0 bounces (0.00 %) for 1 sign-up email"
         in page
     )
-    assert "Digests, last 7 days 0.000 % complaints 0 complaints and 0 bounces (0.00 %) for 0 digests sent." in page
+    assert "Digests, last 7 days None sent No digests sent in the last 7 days, so no rates yet." in page

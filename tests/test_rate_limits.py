@@ -103,6 +103,17 @@ def test_guessing_a_links_last_character_gets_429_after_the_limit_even_for_the_r
         assert client.get(f"/manage/{value}/", REMOTE_ADDR="203.0.113.5").status_code == 200
 
 
+def test_a_wait_of_hours_is_said_in_hours(client, make_reader, topic, settings):
+    settings.BAD_LINK_RATE_PER_IP = "1/d"
+    value = tokens.make_token(make_reader("ada@example.com", topics=[topic]), tokens.MANAGE)
+    with time_machine.travel("2026-12-04 00:00:30Z", tick=False):
+        client.get(f"/manage/{value}x/", REMOTE_ADDR="203.0.113.5")
+        refused = client.get(f"/manage/{value}/", REMOTE_ADDR="203.0.113.5")
+    assert refused.status_code == 429
+    hours = math.ceil(int(refused["Retry-After"]) / 3600)
+    assert hours > 1 and f"Please try again in {hours} hours.".encode() in refused.content
+
+
 def test_readers_opening_their_own_links_again_and_again_are_never_slowed_down(client, make_reader, topic, settings):
     settings.BAD_LINK_RATE_PER_IP = "10/h"
     reader = make_reader("ada@example.com", topics=[topic])

@@ -126,6 +126,17 @@ def test_operators_see_each_purge_in_the_admin(readers, admin_client):
     assert page.find_class("field-dropped_count")[0].text_content() == "2"
 
 
+def test_purge_runs_are_a_record_operators_cannot_delete(readers, admin_client):
+    purge_unconfirmed.delay().get()
+    run = PurgeRun.objects.get()
+    page = admin_client.get("/admin/subscriptions/purgerun/").content.decode()
+    assert 'name="action"' not in page  # no "Delete selected" to choose
+    assert admin_client.get(f"/admin/subscriptions/purgerun/{run.pk}/delete/").status_code == 403
+    assert (
+        'class="deletelink"' not in admin_client.get(f"/admin/subscriptions/purgerun/{run.pk}/change/").content.decode()
+    )
+
+
 def test_a_pending_reader_who_was_ever_sent_a_digest_or_unsubscribed_is_kept(make_reader):
     """Rows an operator made active in the admin (no confirmation recorded), which then went back to pending: an
     unsubscribed reader's sign-up made them so before choices were kept aside. They were readers; their digests,

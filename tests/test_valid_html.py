@@ -25,7 +25,7 @@ from django.test import Client, RequestFactory
 from django.utils import timezone
 from django.views.defaults import server_error
 
-from subscriptions import tokens
+from subscriptions import signup, tokens
 from subscriptions.models import Subscriber
 from tests.test_smtp_delivery import seed_papers, seed_readers, seed_topic
 
@@ -117,6 +117,7 @@ def reader_pages(client, settings):
         "subscribe-sent": get(client, "/subscribe/sent/"),
         "confirm": get(client, path_of(tokens.confirm_url(pending))),
         "confirmed": post(client, path_of(tokens.confirm_url(pending))),
+        "confirm-returning": get(client, path_of(tokens.confirm_url(returning_reader(topic)))),
         "bad-link": get(client, "/confirm/not-a-token/", status=400),
         "expired-link": get(client, path_of(expired_url), status=400),
         "view-in-browser": get(client, path_of(view_url)),
@@ -147,7 +148,20 @@ def reader_pages(client, settings):
     sign_up["papers_per_email"] = "8"
     post(client, "/", {"email": "one@example.com", **sign_up})
     pages["rate-limited"] = post(client, "/", {"email": "two@example.com", **sign_up}, status=429)
+    settings.BAD_LINK_RATE_PER_IP = "1/h"
+    get(client, "/manage/not-a-token/", status=400)
+    pages["too-many-bad-links"] = get(client, manage, status=429)
     return pages
+
+
+def returning_reader(topic):
+    """An unsubscribed reader whose new choices, weekly, wait for the confirmation link."""
+    [reader] = seed_readers(["back@example.com"], topic, status=Subscriber.Status.UNSUBSCRIBED)
+    choices = {**reader.get_preferences(), "topics": [topic], "keywords": ["protein folding"], "frequency": "weekly"}
+    reader.pending_preferences = signup.pending_json(choices)
+    reader.pending_since = timezone.now()
+    reader.save()
+    return reader
 
 
 def get_csrf_failure():

@@ -2,6 +2,7 @@
 violation (the admin's scripts, django-celery-beat's and the preview's frame included)."""
 
 import importlib
+import re
 
 import pytest
 from django.apps import apps
@@ -9,6 +10,7 @@ from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 from playwright.sync_api import expect
 
+from tests.browser.conftest import PHONE
 from tests.test_smtp_delivery import seed_papers, seed_readers, seed_topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,6 +53,44 @@ def test_every_admin_page_renders_cleanly(operator_page, snap_widths):
         operator_page.wait_for_load_state("networkidle")
         if name in ("health", "subscriber"):
             snap_widths(operator_page, name)
+
+
+def luminance(css_colour):
+    """WCAG relative luminance of an rgb(...) colour as getComputedStyle gives it."""
+    channels = [int(part) / 255 for part in re.findall(r"\d+", css_colour)[:3]]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(one, other):
+    lighter, darker = sorted([luminance(one), luminance(other)], reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_health_chart_reads_on_a_phone_in_either_scheme(operator_page, scheme, snap):
+    seed_papers()
+    seed_readers(["ada@example.com"], seed_topic())
+    call_command("senddigests", "--now", "--no-progress", stdout=None)
+    page = operator_page
+    page.emulate_media(color_scheme=scheme)
+    page.set_viewport_size({"width": PHONE, "height": 800})
+    page.goto("/admin/health/")
+    chart = page.locator(".chart")
+    expect(chart.locator("rect.sent")).to_have_count(30)
+    # The first and last dates in type an operator can read, however small the picture gets.
+    dates = chart.locator(".axis span")
+    expect(dates.first).to_be_visible()
+    assert all(
+        float(size.removesuffix("px")) >= 12
+        for size in dates.evaluate_all("spans => spans.map(s => getComputedStyle(s).fontSize)")
+    )
+    # The bars stand out from the page: WCAG's 3:1 for graphics.
+    fill = chart.locator("rect.sent").last.evaluate("bar => getComputedStyle(bar).fill")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert contrast(fill, background) >= 3, f"{fill} on {background}"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE
+    snap(page, f"health-{scheme}")
 
 
 def test_the_preview_frame_shows_the_email_and_a_test_goes_to_the_operator(operator_page, snap):

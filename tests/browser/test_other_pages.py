@@ -2,6 +2,7 @@
 confirmation link, the 429 page, the sign-up form's errors, the page in dark mode, and a digest's "Why:" line on a
 phone (its view-in-browser page is the email as sent, pixel for pixel)."""
 
+import math
 import re
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from subscriptions import tokens
+from subscriptions import signup, tokens
 from subscriptions.models import ErasedAddress, Subscriber
 from tests.browser.conftest import DESKTOP, PHONE
 
@@ -66,6 +67,45 @@ def test_too_many_sign_ups_get_a_friendly_page(open_page, make_topic, settings, 
     expect(page.get_by_role("heading", name="Too many attempts")).to_be_visible()
     snap_widths(page, "rate-limited")
     assert list(Subscriber.objects.values_list("email", flat=True)) == ["one@example.com"]
+
+
+def test_a_returning_reader_sees_the_choices_to_confirm_full_width_on_a_phone(
+    open_page, make_reader, make_topic, snap_widths
+):
+    topics = [make_topic("Efficient inference"), make_topic("Language models")]
+    reader = make_reader("ada.lovelace@example.com", status=Subscriber.Status.UNSUBSCRIBED)
+    choices = {**reader.get_preferences(), "topics": topics, "keywords": ["protein folding", "sparse attention"]}
+    reader.pending_preferences = signup.pending_json(choices | {"frequency": "weekly", "weekly_day": 4})
+    reader.pending_since = timezone.now()
+    reader.save()
+    page = open_page(tokens.confirm_url(reader), width=PHONE)
+    label, value = page.locator("dl.choices dt").first, page.locator("dl.choices dd").first
+    expect(value).to_have_text("Efficient inference, Language models")
+    expect(page.locator("dl.choices")).to_contain_text("once a week, on Fridays")
+    # Each choice under its label, across the phone's width, not squeezed into a column beside it.
+    label_box, value_box = label.bounding_box(), value.bounding_box()
+    assert value_box["x"] == label_box["x"] and value_box["y"] >= label_box["y"] + label_box["height"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE
+    snap_widths(page, "confirm-returning")
+
+
+def test_too_many_broken_links_say_how_long_to_wait_and_lead_home(
+    open_page, make_reader, settings, console_errors, snap_widths
+):
+    console_errors.allow(r"status of (400|429)")
+    settings.BAD_LINK_RATE_PER_IP = "1/h"
+    link = tokens.manage_url(make_reader("ada@example.com"))
+    page = open_page(width=PHONE)
+    assert page.goto(link[:-2] + ("y" if link[-2] == "x" else "x") + "/").status == 400
+    refused = page.goto(link)
+    assert refused.status == 429
+    expect(page.get_by_role("heading", name="Too many broken links")).to_be_visible()
+    minutes = math.ceil(int(refused.headers["retry-after"]) / 60)
+    expect(page.get_by_role("main")).to_contain_text(f"Please try again in {minutes} minute")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE  # nothing wider than the phone
+    snap_widths(page, "too-many-bad-links")
+    page.get_by_role("link", name="Go to the start page").click()
+    expect(page.get_by_role("button", name="Subscribe")).to_be_visible()
 
 
 def test_the_form_errors_are_listed_linked_and_focused(open_page, make_topic, console_errors, snap_widths):
