@@ -30,16 +30,19 @@ WORKER_CONCURRENCY unset (so the Procfile's default) and --worker-args appended,
 
 The planner: beat is not started (its schedule would also fetch papers from the internet). Instead the bench sends
 `digest.tasks.plan_digests` to the broker as beat does for the "Plan and send digests" entry (`send_task` with no
-arguments or options), once the worker is ready; a worker process takes it, plans and queues the chunks.
+arguments or options), once the worker is ready; a worker process takes it, plans and queues the chunks. Each chunk
+(DIGEST_CHUNK_SIZE readers, 250 unless --chunk-size says otherwise) is one task: a run of fewer chunks than worker
+processes leaves the others idle.
 
 The run is over when its DigestRun is finished and no delivery is pending or sending. Figures:
 
 - digests_per_second: sent digests / seconds from the mail end's first arrival to its last answer;
-- in_flight: the most requests (or SMTP DATA commands) waiting at the mail end at once, and the mean;
-- worker_cpu_seconds_per_digest: user + system CPU of the worker's process tree (the main process, its pool, and any
+- requests_in_flight: the most API requests (or SMTP messages in their hold after DATA) waiting at the mail end at
+  once, and the mean over the sending window;
+- worker_cpu_ms_per_digest: user + system CPU of the worker's process tree (the main process, its pool, and any
   pool process that exited) while the run lasted, planning included, divided by the digests sent;
-- peak RSS (VmHWM) of each worker process;
-- projected time for 100,000 readers: 100,000 / digests_per_second, at this worker setup (planning not included).
+- worker_peak_rss_mb: the peak RSS (VmHWM) of each worker process;
+- projected_100k_readers: 100,000 / digests_per_second, at this worker setup (planning not included).
 """
 
 import argparse
@@ -532,7 +535,7 @@ def worker_log_counts(path):
     }
 
 
-def figures(end_stats, statuses, run, cpu_seconds, rss_rows, plan_sent_at, finished_at):
+def figures(end_stats, statuses, run, chunk_size, cpu_seconds, rss_rows, plan_sent_at, finished_at):
     sent = statuses.get("sent", 0)
     window = end_stats["window_seconds"]
     rate = sent / window if window else None
@@ -545,17 +548,24 @@ def figures(end_stats, statuses, run, cpu_seconds, rss_rows, plan_sent_at, finis
         },
         "worker_cpu_seconds": round(cpu_seconds, 2),
         "worker_cpu_ms_per_digest": round(1000 * cpu_seconds / sent, 1) if sent else None,
-        "worker_peak_rss_mb": rss_rows,
+        "worker_peak_rss_mb": {
+            "main": next((row["peak_rss_mb"] for row in rss_rows if row["role"] == "main"), None),
+            "pool_max": max((row["peak_rss_mb"] for row in rss_rows if row["role"] == "pool"), default=None),
+            "pool_processes": sum(1 for row in rss_rows if row["role"] == "pool"),
+            "each": rss_rows,
+        },
         "projected_100k_readers": {
             "seconds": round(PROJECTED_READERS / rate) if rate else None,
             "hours": round(PROJECTED_READERS / rate / 3600, 2) if rate else None,
-            "how": "100,000 / digests_per_second at this worker setup; planning not included",
+            "how": "100,000 / digests_per_second at this worker setup; planning not included. Each chunk is one "
+            "task, so no more worker processes send at once than there are chunks (run.chunks).",
         },
         "deliveries": {
             status: statuses.get(status, 0) for status in ("sent", "failed", "skipped", "pending", "sending")
         },
         "run": {
             "planned": run.planned_count if run else 0,
+            "chunks": -(-run.planned_count // chunk_size) if run else 0,
             "sent": run.sent_count if run else 0,
             "failed": run.failed_count if run else 0,
             "skipped": run.skipped_count if run else 0,
@@ -625,7 +635,7 @@ def main(argv=None):
         "redis_url": args.redis_url,
         "cores": os.cpu_count(),
         "timed_out": timed_out,
-        **figures(end_stats, statuses, run, cpu_seconds, rss_rows, plan_sent_at, finished_at),
+        **figures(end_stats, statuses, run, chunk_size, cpu_seconds, rss_rows, plan_sent_at, finished_at),
         "worker_log": worker_log_counts(var_dir / "worker.log"),
         "data": {key: data[key] for key in ("papers", "topics", "subscribers", "topic_choices", "matches_per_topic")},
         "load_average_before": [round(value, 2) for value in load_before],
