@@ -51,6 +51,10 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
     Each outcome is written as soon as the backend answers, before the next message is handed over, so at any moment
     at most one claimed row is "handed over but not recorded". It is always the claim's lowest-id row still
     `sending`: that is how `recovery.recover` tells it from the rows never handed over when a worker dies.
+
+    Each message waits for its turn at the provider's rate (subscriptions.mailrate) before it is handed over. One
+    the provider answers "slow down" (429) is sent again in place after a pause every worker keeps; meanwhile it stays
+    that one row in the backend's hands.
     """
     now = now or timezone.now()
     claim = uuid.uuid4()
@@ -149,6 +153,8 @@ def _send_claimed(deliveries, batch, attempt, connection=None):
             delivery.finished_at = now
             message = _build(delivery, picks, batch, outcome)
             if message is not None:
+                # Its turn at the provider's rate, before it counts as in the backend's hands.
+                limiter.wait()
                 progress.in_flight = delivery.id
                 _hand_over(connection, limiter, message, delivery, picks, outcome, refused_readers, attempt.last_try)
             progress.in_flight, progress.unwritten = None, delivery
@@ -209,12 +215,12 @@ def _hand_over(connection, limiter, message, delivery, picks, outcome, refused_r
 
 
 def _send_paced(connection, limiter, message, delivery):
-    """Send one message in its turn at the provider's rate. When the provider answers "slow down" (HTTP 429), pause
-    every worker sending through it, then send the same message again: a 429 means it was not taken, so it cannot go
-    out twice. After SLOW_DOWN_MAX_SECONDS of pauses the error goes to the caller (the row waits for a retry)."""
+    """Send one message. When the provider answers "slow down" (HTTP 429), pause every worker sending through it,
+    then, in a new turn at its rate, send the same message again: a 429 means it was not taken, so it cannot go out
+    twice. Once the pauses for this message would pass SLOW_DOWN_MAX_SECONDS, the error goes to the caller (the row
+    waits for a retry)."""
     waited = 0
     for attempt in itertools.count():
-        limiter.wait()
         try:
             connection.send_messages([message])
             return
@@ -231,6 +237,7 @@ def _send_paced(connection, limiter, message, delivery):
                 delivery.id,
                 seconds,
             )
+        limiter.wait()
 
 
 def _undo(outcome, delivery):
