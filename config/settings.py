@@ -182,6 +182,8 @@ EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
 if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be true.")
+# Digests handed to the mail provider per second, by every worker together (0: no limit). See docs/settings.md.
+MAIL_RATE_PER_SECOND = env_float("MAIL_RATE_PER_SECOND", 0.0, minimum=0.0)
 
 # Celery: with no REDIS_URL, tasks run inline so the embedded default needs no broker.
 REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss", "unix"))

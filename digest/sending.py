@@ -7,6 +7,7 @@ reason), or goes back to pending for a retry when the failure was transient.
 """
 
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from digest import compose
 from digest.models import Delivery, DigestRun
+from subscriptions import mailrate
 from subscriptions.emails import sent_message_id
 from subscriptions.mailerrors import Permanent, Transient, classify, retry_delay
 from subscriptions.models import Subscriber
@@ -49,6 +51,10 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
     Each outcome is written as soon as the backend answers, before the next message is handed over, so at any moment
     at most one claimed row is "handed over but not recorded". It is always the claim's lowest-id row still
     `sending`: that is how `recovery.recover` tells it from the rows never handed over when a worker dies.
+
+    Each message waits for its turn at the provider's rate (subscriptions.mailrate) before it is handed over. One
+    the provider answers "slow down" (429) is sent again in place after a pause every worker keeps; meanwhile it stays
+    that one row in the backend's hands.
     """
     now = now or timezone.now()
     claim = uuid.uuid4()
@@ -141,13 +147,16 @@ def _send_claimed(deliveries, batch, attempt, connection=None):
         _count_once(run_id, progress, now)
         return outcome
 
+    limiter = mailrate.limiter()
     try:
         for delivery, picks in chosen:
             delivery.finished_at = now
             message = _build(delivery, picks, batch, outcome)
             if message is not None:
+                # Its turn at the provider's rate, before it counts as in the backend's hands.
+                limiter.wait()
                 progress.in_flight = delivery.id
-                _hand_over(connection, message, delivery, picks, outcome, refused_readers, attempt.last_try)
+                _hand_over(connection, limiter, message, delivery, picks, outcome, refused_readers, attempt.last_try)
             progress.in_flight, progress.unwritten = None, delivery
             written = on_database(delivery.record, claim)
             progress.unwritten = None
@@ -180,10 +189,10 @@ def _build(delivery, picks, batch, outcome):
         return None
 
 
-def _hand_over(connection, message, delivery, picks, outcome, refused_readers, last_try):
+def _hand_over(connection, limiter, message, delivery, picks, outcome, refused_readers, last_try):
     """Send one message and set the row's outcome from the backend's answer."""
     try:
-        connection.send_messages([message])
+        _send_paced(connection, limiter, message, delivery)
     except Exception as error:  # noqa: BLE001 - classified below; nothing may leave a row unrecorded
         problem = classify(error)
         if isinstance(problem, Transient) and not last_try:
@@ -203,6 +212,32 @@ def _hand_over(connection, message, delivery, picks, outcome, refused_readers, l
     delivery.paper_ids = [pick.paper.id for pick in picks]
     delivery.shown = message.shown
     outcome.sent += 1
+
+
+def _send_paced(connection, limiter, message, delivery):
+    """Send one message. When the provider answers "slow down" (HTTP 429), pause every worker sending through it,
+    then, in a new turn at its rate, send the same message again: a 429 means it was not taken, so it cannot go out
+    twice. Once the pauses for this message would pass SLOW_DOWN_MAX_SECONDS, the error goes to the caller (the row
+    waits for a retry)."""
+    waited = 0
+    for attempt in itertools.count():
+        try:
+            connection.send_messages([message])
+            return
+        except Exception as error:
+            seconds = mailrate.slow_down_seconds(error, attempt)
+            if seconds is None:
+                raise
+            limiter.pause(seconds)
+            waited += seconds
+            if waited > mailrate.SLOW_DOWN_MAX_SECONDS:
+                raise
+            logger.warning(
+                "The mail provider asked to slow down (delivery %s); every worker pauses %.1f s, then sends it again.",
+                delivery.id,
+                seconds,
+            )
+        limiter.wait()
 
 
 def _undo(outcome, delivery):

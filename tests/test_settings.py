@@ -77,6 +77,8 @@ def test_production_settings_start_with_everything_set():
         ("EMAIL_PORT", "70000", "EMAIL_PORT=70000 is out of range"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL='localhost:6379' is not a URL"),
         ("MATCH_MIN_SCORE", "high", "MATCH_MIN_SCORE='high' is not a number"),
+        ("MAIL_RATE_PER_SECOND", "-5", "MAIL_RATE_PER_SECOND=-5.0 is below the minimum"),
+        ("MAIL_RATE_PER_SECOND", "50/s", "MAIL_RATE_PER_SECOND='50/s' is not a number"),
         ("UNCONFIRMED_SIGNUP_DAYS", "5", "UNCONFIRMED_SIGNUP_DAYS=5 is shorter than CONFIRMATION_MAX_AGE_DAYS=7"),
     ],
 )

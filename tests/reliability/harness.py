@@ -229,13 +229,21 @@ def write_summary(name, summary):
 
 class FakePostmark:
     """Postmark's send API (`POST /email`) on loopback, answering as Postmark does, with bursts of 503 Service
-    Unavailable: `unavailable(n)` says whether request number n (from 0) gets one. Counts what it accepted."""
+    Unavailable: `unavailable(n)` says whether request number n (from 0) gets one. Counts what it accepted.
 
-    def __init__(self, unavailable):
+    `slow_down(n)` says whether request number n starts a second of "slow down": it, and every request arriving in
+    the second after it, get 429 Too Many Requests with `Retry-After: 1`, as a provider over its plan's rate answers.
+    Each request's arrival is kept in `arrivals` as (time.monotonic(), status answered)."""
+
+    def __init__(self, unavailable=lambda number: False, slow_down=lambda number: False):
         self.unavailable = unavailable
+        self.slow_down = slow_down
         self.accepted = Counter()
         self.requests = 0
         self.refused = 0
+        self.arrivals = []
+        self.slow_down_started = []
+        self._paused_until = 0.0
         self._lock = threading.Lock()
         fake = self
 
@@ -243,11 +251,23 @@ class FakePostmark:
             def do_POST(self):
                 payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with fake._lock:
+                    now = time.monotonic()
                     number, fake.requests = fake.requests, fake.requests + 1
+                    if now >= fake._paused_until and fake.slow_down(number):
+                        fake._paused_until = now + 1
+                        fake.slow_down_started.append(now)
+                    if now < fake._paused_until:
+                        fake.arrivals.append((now, 429))
+                        fake.refused += 1
+                        body = {"ErrorCode": 429, "Message": "Rate limit exceeded; slow down."}
+                        self.answer(429, json.dumps(body).encode(), "application/json", {"Retry-After": "1"})
+                        return
                     if fake.unavailable(number):
+                        fake.arrivals.append((now, 503))
                         fake.refused += 1
                         self.answer(503, b"<html><body><h1>503 Service Unavailable</h1></body></html>", "text/html")
                         return
+                    fake.arrivals.append((now, 200))
                     fake.accepted[payload["To"]] += 1
                 body = {
                     "To": payload["To"], "SubmittedAt": "2026-12-01T09:00:00.0000000-05:00",
@@ -255,10 +275,12 @@ class FakePostmark:
                 }  # fmt: skip
                 self.answer(200, json.dumps(body).encode(), "application/json")
 
-            def answer(self, status, body, content_type):
+            def answer(self, status, body, content_type, headers=None):
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -275,6 +297,17 @@ class FakePostmark:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+def most_in_one_second(times):
+    """The most of `times` (seconds) that fall in any one-second window [t, t + 1)."""
+    times = sorted(times)
+    most, first = 0, 0
+    for last, moment in enumerate(times):
+        while moment - times[first] >= 1:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
 
 
 def run_to_the_end(client, queue, mail_server, readers, timeout):
