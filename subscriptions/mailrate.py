@@ -189,8 +189,9 @@ def slow_down_seconds(error, attempt):
 
 def _retry_after(value):
     value = value.strip()
-    if value.isdigit():
-        return int(value)
+    if value.isascii() and value.isdigit():
+        # More digits than an hour needs would only slow int() down, or make it refuse them.
+        return int(value) if len(value) < 10 else MAX_PAUSE_SECONDS
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
