@@ -28,6 +28,8 @@ PACE = 0.9
 # for a later retry, and the longest pause a Retry-After may ask for.
 SLOW_DOWN_MAX_SECONDS = 60
 MAX_PAUSE_SECONDS = 3600
+# The most "slow down" answers one message takes before it is handed back, however short the pauses they ask for.
+SLOW_DOWN_MAX_TRIES = 10
 # After Redis fails, pacing stays local to the process for this long before Redis is tried again.
 LOCAL_AFTER_REDIS_FAILS_SECONDS = 5
 
