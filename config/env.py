@@ -4,6 +4,7 @@ Each helper names the variable in its error, so a bad deployment value stops sta
 act on instead of a traceback from deep inside a library.
 """
 
+import math
 import os
 import re
 from urllib.parse import urlsplit
@@ -75,6 +76,8 @@ def env_float(name, default, *, minimum=None):
         number = float(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r} is not a number.") from None
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name}={value} is not a finite number.")
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name}={number} is below the minimum of {minimum}.")
     return number

@@ -53,8 +53,9 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
     `sending`: that is how `recovery.recover` tells it from the rows never handed over when a worker dies.
 
     Each message waits for its turn at the provider's rate (subscriptions.mailrate) before it is handed over. One
-    the provider answers "slow down" (429) is sent again in place after a pause every worker keeps; meanwhile it stays
-    that one row in the backend's hands.
+    the provider answers "slow down" (429) is sent again in place after a pause every worker keeps. The provider did
+    not take it, so a stop during that pause leaves it to be sent later, like the rows not yet handed over; only a
+    worker killed outright there leaves it `sending`, and recovery fails it as interrupted.
     """
     now = now or timezone.now()
     claim = uuid.uuid4()
@@ -156,7 +157,7 @@ def _send_claimed(deliveries, batch, attempt, connection=None):
                 # Its turn at the provider's rate, before it counts as in the backend's hands.
                 limiter.wait()
                 progress.in_flight = delivery.id
-                _hand_over(connection, limiter, message, delivery, picks, outcome, refused_readers, attempt.last_try)
+                _hand_over(connection, limiter, message, delivery, picks, progress, refused_readers, attempt.last_try)
             progress.in_flight, progress.unwritten = None, delivery
             written = on_database(delivery.record, claim)
             progress.unwritten = None
@@ -189,11 +190,15 @@ def _build(delivery, picks, batch, outcome):
         return None
 
 
-def _hand_over(connection, limiter, message, delivery, picks, outcome, refused_readers, last_try):
+def _hand_over(connection, limiter, message, delivery, picks, progress, refused_readers, last_try):
     """Send one message and set the row's outcome from the backend's answer."""
+    outcome = progress.outcome
     try:
-        _send_paced(connection, limiter, message, delivery)
+        _send_paced(connection, limiter, message, progress)
     except Exception as error:  # noqa: BLE001 - classified below; nothing may leave a row unrecorded
+        if progress.in_flight is None:
+            # Stopped (a task's time limit) while it waited after a 429: no answer of the provider's to record.
+            raise
         problem = classify(error)
         if isinstance(problem, Transient) and not last_try:
             delivery.status, delivery.error = Delivery.Status.PENDING, str(problem)
@@ -214,11 +219,13 @@ def _hand_over(connection, limiter, message, delivery, picks, outcome, refused_r
     outcome.sent += 1
 
 
-def _send_paced(connection, limiter, message, delivery):
+def _send_paced(connection, limiter, message, progress):
     """Send one message. When the provider answers "slow down" (HTTP 429), pause every worker sending through it,
     then, in a new turn at its rate, send the same message again: a 429 means it was not taken, so it cannot go out
-    twice. Once the pauses for this message would pass SLOW_DOWN_MAX_SECONDS, the error goes to the caller (the row
-    waits for a retry)."""
+    twice, and while it waits it is not in the backend's hands (`progress.in_flight`). Once the pauses for this message
+    would pass SLOW_DOWN_MAX_SECONDS, or it had SLOW_DOWN_MAX_TRIES of them (a Retry-After of 0 adds up to nothing),
+    the error goes to the caller (the row waits for a retry)."""
+    delivery_id = progress.in_flight
     waited = 0
     for attempt in itertools.count():
         try:
@@ -230,14 +237,16 @@ def _send_paced(connection, limiter, message, delivery):
                 raise
             limiter.pause(seconds)
             waited += seconds
-            if waited > mailrate.SLOW_DOWN_MAX_SECONDS:
+            if waited > mailrate.SLOW_DOWN_MAX_SECONDS or attempt + 1 >= mailrate.SLOW_DOWN_MAX_TRIES:
                 raise
             logger.warning(
                 "The mail provider asked to slow down (delivery %s); every worker pauses %.1f s, then sends it again.",
-                delivery.id,
+                delivery_id,
                 seconds,
             )
+        progress.in_flight = None
         limiter.wait()
+        progress.in_flight = delivery_id
 
 
 def _undo(outcome, delivery):

@@ -28,6 +28,8 @@ PACE = 0.9
 # for a later retry, and the longest pause a Retry-After may ask for.
 SLOW_DOWN_MAX_SECONDS = 60
 MAX_PAUSE_SECONDS = 3600
+# The most "slow down" answers one message takes before it is handed back, however short the pauses they ask for.
+SLOW_DOWN_MAX_TRIES = 10
 # After Redis fails, pacing stays local to the process for this long before Redis is tried again.
 LOCAL_AFTER_REDIS_FAILS_SECONDS = 5
 
@@ -189,8 +191,9 @@ def slow_down_seconds(error, attempt):
 
 def _retry_after(value):
     value = value.strip()
-    if value.isdigit():
-        return int(value)
+    if value.isascii() and value.isdigit():
+        # More digits than an hour needs would only slow int() down, or make it refuse them.
+        return int(value) if len(value) < 10 else MAX_PAUSE_SECONDS
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

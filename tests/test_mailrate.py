@@ -69,3 +69,13 @@ def test_a_429_asks_for_its_retry_after_in_seconds_or_as_a_date_else_a_doubling_
     assert 25 < mailrate.slow_down_seconds(too_many_requests({"Retry-After": later}), 0) <= 30
     assert [mailrate.slow_down_seconds(too_many_requests({}), attempt) for attempt in range(3)] == [1, 2, 4]
     assert mailrate.slow_down_seconds(AnymailAPIError("Server error", status_code=503), 0) is None
+
+
+def test_a_retry_after_that_is_not_a_number_of_seconds_or_a_date_asks_for_the_doubling_wait():
+    # "²" passes str.isdigit but is no number; a header is read as Latin-1, so a provider's stray byte can be one.
+    for garbage in ("²", "soon", "1.5", "-3"):
+        assert mailrate.slow_down_seconds(too_many_requests({"Retry-After": garbage}), 1) == 2
+
+
+def test_a_retry_after_of_more_digits_than_int_reads_asks_for_the_longest_pause():
+    assert mailrate.slow_down_seconds(too_many_requests({"Retry-After": "9" * 5000}), 0) == mailrate.MAX_PAUSE_SECONDS

@@ -1,7 +1,11 @@
 import threading
+import time
 import uuid
 
 import pytest
+import requests
+from anymail.exceptions import AnymailRequestsAPIError
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core import mail
 from django.core.mail.backends import locmem as locmem_backend
 from django.core.management import CommandError, call_command
@@ -10,6 +14,7 @@ from django.utils import timezone
 
 from digest import compose, planning, recovery, sending
 from digest.models import Delivery, DigestRun
+from subscriptions import mailrate
 from subscriptions.models import Subscriber
 
 
@@ -212,6 +217,80 @@ def test_a_worker_whose_claim_was_recovered_stops_and_nobody_gets_two(settings, 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert sending.send_deliveries(ids).sent == 2
     assert sorted(m.to[0] for m in mail.outbox) == sorted(reader.email for reader in readers)
+
+
+class SlowDown(locmem_backend.EmailBackend):
+    """A provider over its plan's rate: the first `slow_downs` sends get HTTP 429 with `retry_after` (Anymail's
+    requests error, as Postmark or Mailgun report it); later ones are accepted. Counts every send tried."""
+
+    slow_downs = 0
+    retry_after = "1"
+    tries = 0
+
+    def send_messages(self, messages):
+        type(self).tries += 1
+        if type(self).tries <= type(self).slow_downs:
+            response = requests.Response()
+            response.status_code, response.reason = 429, "Too Many Requests"
+            response.headers["Retry-After"] = type(self).retry_after
+            raise AnymailRequestsAPIError("Rate limit exceeded", status_code=429, response=response)
+        return super().send_messages(messages)
+
+
+@pytest.fixture
+def slow_down(settings, monkeypatch):
+    settings.EMAIL_BACKEND = "tests.test_senddigests.SlowDown"
+    monkeypatch.setattr(SlowDown, "tries", 0)
+    return SlowDown
+
+
+def test_a_provider_answering_429_with_retry_after_0_forever_gets_the_row_back_for_a_later_retry(
+    slow_down, monkeypatch, gnn, make_reader
+):
+    # Retry-After: 0 (or a date already past) every time: the pauses never add up, yet the worker must move on.
+    monkeypatch.setattr(slow_down, "slow_downs", 1000)
+    monkeypatch.setattr(slow_down, "retry_after", "0")
+    make_reader(topics=[gnn])
+    now = timezone.now()
+    ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
+
+    outcome = sending.send_deliveries(ids)
+
+    delivery = Delivery.objects.get()
+    assert (delivery.status, outcome.retry_ids) == ("pending", [delivery.id])
+    assert delivery.error.startswith("The provider did not take it (HTTP 429)")
+    assert slow_down.tries <= mailrate.SLOW_DOWN_MAX_TRIES
+    assert mail.outbox == []
+
+
+@pytest.mark.parametrize("stop", [SystemExit, SoftTimeLimitExceeded])
+def test_a_stop_while_paused_after_a_429_leaves_the_row_pending_not_failed(
+    stop, slow_down, settings, monkeypatch, gnn, make_reader
+):
+    # The provider answered 429, so it did not take the message: a worker stopped (SIGTERM's SystemExit, a task's
+    # soft time limit) during the pause leaves the row to be sent later, like the rows not yet handed over.
+    monkeypatch.setattr(slow_down, "slow_downs", 1)
+    reader = make_reader(topics=[gnn])
+    now = timezone.now()
+    ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
+
+    sleep = time.sleep
+
+    def stop_after_the_429(seconds):
+        if slow_down.tries:
+            raise stop()
+
+    monkeypatch.setattr(time, "sleep", stop_after_the_429)
+    with pytest.raises(stop):
+        sending.send_deliveries(ids, run_id=DigestRun.objects.get().id)
+
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.claim_token) == ("pending", None)
+    assert DigestRun.objects.get().failed_count == 0
+    monkeypatch.setattr(time, "sleep", sleep)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert sending.send_deliveries(ids).sent == 1
+    assert [message.to[0] for message in mail.outbox] == [reader.email]
 
 
 @pytest.mark.django_db(transaction=True)

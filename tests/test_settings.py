@@ -79,6 +79,8 @@ def test_production_settings_start_with_everything_set():
         ("MATCH_MIN_SCORE", "high", "MATCH_MIN_SCORE='high' is not a number"),
         ("MAIL_RATE_PER_SECOND", "-5", "MAIL_RATE_PER_SECOND=-5.0 is below the minimum"),
         ("MAIL_RATE_PER_SECOND", "50/s", "MAIL_RATE_PER_SECOND='50/s' is not a number"),
+        ("MAIL_RATE_PER_SECOND", "nan", "MAIL_RATE_PER_SECOND=nan is not a finite number"),
+        ("MAIL_RATE_PER_SECOND", "inf", "MAIL_RATE_PER_SECOND=inf is not a finite number"),
         ("UNCONFIRMED_SIGNUP_DAYS", "5", "UNCONFIRMED_SIGNUP_DAYS=5 is shorter than CONFIRMATION_MAX_AGE_DAYS=7"),
     ],
 )
