@@ -267,6 +267,14 @@ DIGEST_RETRY_BASE_SECONDS = env_int("DIGEST_RETRY_BASE_SECONDS", 30, minimum=1, 
 # A digest claimed (`sending`) or waiting (`pending`) this long without progress is recovered by the next planner run:
 # its worker died or its queued task was lost. Keep it above the longest retry wait (30 minutes).
 DIGEST_RECOVER_AFTER_SECONDS = env_int("DIGEST_RECOVER_AFTER_SECONDS", 3600, minimum=1)
+if MAIL_RATE_PER_SECOND and DIGEST_CHUNK_SIZE / MAIL_RATE_PER_SECOND > DIGEST_RECOVER_AFTER_SECONDS / 2:
+    # A worker keeps its claim on a chunk while it waits for each turn at the provider's rate; recovery would take it
+    # back from a live worker, failing a digest that was only waiting.
+    raise ImproperlyConfigured(
+        f"MAIL_RATE_PER_SECOND={MAIL_RATE_PER_SECOND:g} sends a chunk of DIGEST_CHUNK_SIZE={DIGEST_CHUNK_SIZE} in "
+        f"{DIGEST_CHUNK_SIZE / MAIL_RATE_PER_SECOND:.0f} s or more, over half of "
+        f"DIGEST_RECOVER_AFTER_SECONDS={DIGEST_RECOVER_AFTER_SECONDS}: lower DIGEST_CHUNK_SIZE."
+    )
 # Bounces and complaints (subscriptions/tracking.py): this many soft bounces within this many days suppress a reader.
 DIGEST_SOFT_BOUNCE_LIMIT = env_int("DIGEST_SOFT_BOUNCE_LIMIT", 3, minimum=1, maximum=100)
 DIGEST_SOFT_BOUNCE_DAYS = env_int("DIGEST_SOFT_BOUNCE_DAYS", 30, minimum=1, maximum=365)

@@ -25,9 +25,12 @@ logger = logging.getLogger(__name__)
 # The share of MAIL_RATE_PER_SECOND actually used: the margin left for jitter between here and the provider.
 PACE = 0.9
 # The longest one message waits in all for a provider that keeps answering "slow down" before it is handed back
-# for a later retry, and the longest pause a Retry-After may ask for.
+# for a later retry.
 SLOW_DOWN_MAX_SECONDS = 60
-MAX_PAUSE_SECONDS = 3600
+# The longest pause a Retry-After may ask for. A pausing worker keeps its claim on the rest of its chunk, and
+# recovery (DIGEST_RECOVER_AFTER_SECONDS) must not take it back from a live worker; a provider still busy after five
+# minutes answers 429 again, and is paused for again.
+MAX_PAUSE_SECONDS = 300
 # The most "slow down" answers one message takes before it is handed back, however short the pauses they ask for.
 SLOW_DOWN_MAX_TRIES = 10
 # After Redis fails, pacing stays local to the process for this long before Redis is tried again.

@@ -82,6 +82,12 @@ def test_production_settings_start_with_everything_set():
         ("MAIL_RATE_PER_SECOND", "nan", "MAIL_RATE_PER_SECOND=nan is not a finite number"),
         ("MAIL_RATE_PER_SECOND", "inf", "MAIL_RATE_PER_SECOND=inf is not a finite number"),
         ("UNCONFIRMED_SIGNUP_DAYS", "5", "UNCONFIRMED_SIGNUP_DAYS=5 is shorter than CONFIRMATION_MAX_AGE_DAYS=7"),
+        (
+            "MAIL_RATE_PER_SECOND",
+            "0.1",
+            "MAIL_RATE_PER_SECOND=0.1 sends a chunk of DIGEST_CHUNK_SIZE=250 in 2500 s or more, over half of "
+            "DIGEST_RECOVER_AFTER_SECONDS=3600: lower DIGEST_CHUNK_SIZE.",
+        ),
     ],
 )
 def test_a_bad_or_missing_value_stops_start_up_naming_the_variable(name, value, message):
