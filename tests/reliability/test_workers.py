@@ -124,12 +124,14 @@ def test_two_beat_schedulers_planning_at_once_send_each_reader_one_digest(tmp_pa
                     beat.terminate()
                     beat.wait(timeout=15)
             wait_until_idle(broker_client(broker.url), queue, mail_server, WAIT_SECONDS, "the worker")
-    plans = sum(plans_sent(tmp_path, number) for number in (1, 2))
+    plans = [plans_sent(tmp_path, number) for number in (1, 2)]
     summary = outcome(mail_server, addresses)
-    summary.update(fault="two celery beat processes firing plan_digests every second", plans_sent=plans)
+    summary.update(fault="two celery beat processes firing plan_digests every second", plans_sent=sum(plans))
     write_summary("two_schedulers", summary)
 
-    assert plans >= 10, "both schedulers should have fired many times"
+    # Each planned while the other did, three times or more after everyone had their digest (how many times before
+    # depends on how fast the run went, so no total is asserted).
+    assert all(count >= 3 for count in plans), f"both schedulers should have kept planning: {plans}"
     assert mail_server.count_by_recipient() == dict.fromkeys(addresses, 1)
     assert Delivery.objects.count() == readers
     assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
