@@ -287,8 +287,22 @@ class ErasedAddressAdmin(admin.ModelAdmin):
         return False
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """A record the site keeps of what happened (a provider's report, a purge): shown, never added, edited or
+    deleted by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(MailEvent)
-class MailEventAdmin(admin.ModelAdmin):
+class MailEventAdmin(RecordAdmin):
     """Bounces, complaints and unsubscribes reported by the provider's webhooks (subscriptions/tracking.py)."""
 
     list_display = [
@@ -309,30 +323,11 @@ class MailEventAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     readonly_fields = [field.name for field in MailEvent._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(PurgeRun)
-class PurgeRunAdmin(admin.ModelAdmin):
+class PurgeRunAdmin(RecordAdmin):
     """The daily purge of unconfirmed sign-ups (the "Purge unconfirmed sign-ups" periodic task): read-only."""
 
     list_display = ["started_at", "older_than", "deleted_count", "dropped_count", "finished_at"]
     date_hierarchy = "started_at"
     readonly_fields = [field.name for field in PurgeRun._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        # What each purge deleted, and when, stays on record.
-        return False
