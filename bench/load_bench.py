@@ -49,7 +49,6 @@ import random
 import re
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -62,6 +61,9 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.processes import stop_group  # noqa: E402
+
 SCRIPTS = ROOT / "bench" / "load"
 DEFAULT_URL = "postgres://root@127.0.0.1:5432/digest_load_bench"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
@@ -278,19 +280,9 @@ def start_gunicorn(env, var_dir):
         except OSError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            stop_gunicorn(process)
+            stop_group(process, timeout=30)
             raise SystemExit(f"gunicorn did not answer; see {var_dir / 'gunicorn.log'}")
         time.sleep(0.3)
-
-
-def stop_gunicorn(process):
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def csrf_pair(site_url):
@@ -491,7 +483,7 @@ def main():
         checks["readers_after"] = Subscriber.objects.count()
     finally:
         if gunicorn is not None:
-            stop_gunicorn(gunicorn)
+            stop_group(gunicorn, timeout=30)
         from django.db import connections
 
         connections.close_all()

@@ -54,7 +54,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -75,6 +74,7 @@ PROJECTED_READERS = 100_000
 
 sys.path.insert(0, str(ROOT))
 from bench.load_bench import flush_redis, free_port, procfile_line  # noqa: E402
+from bench.processes import stop_group  # noqa: E402
 
 
 def log(message):
@@ -408,20 +408,10 @@ def start_worker(args, env, var_dir):
     deadline = time.monotonic() + 120
     while " ready." not in (var_dir / "worker.log").read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
-            stop_worker(process)
+            stop_group(process, timeout=60)
             raise SystemExit(f"the worker did not start; see {var_dir / 'worker.log'}")
         time.sleep(0.3)
     return process
-
-
-def stop_worker(process):
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def proc_stat(pid):
@@ -613,7 +603,7 @@ def main(argv=None):
         log(f"deliveries {statuses}; run {'timed out' if timed_out else 'finished'}")
     finally:
         if worker is not None:
-            stop_worker(worker)
+            stop_group(worker, timeout=60)
         end.stop()
         from django.db import connections
 
