@@ -73,7 +73,7 @@ SENDER_DOMAIN = "mg.example.org"
 PROJECTED_READERS = 100_000
 
 sys.path.insert(0, str(ROOT))
-from bench.load_bench import flush_redis, free_port, procfile_line  # noqa: E402
+from bench.load_bench import flush_redis, free_port, procfile_line, release  # noqa: E402
 from bench.processes import stop_group  # noqa: E402
 
 
@@ -351,17 +351,6 @@ def start_mail_end(args):
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(end.port),
     }
-
-
-def release(env):
-    """The Procfile's `release` line: migrate, collectstatic."""
-    started = time.perf_counter()
-    result = subprocess.run(
-        ["sh", "-c", procfile_line("release")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=False
-    )
-    if result.returncode:
-        raise SystemExit(f"release failed (exit {result.returncode})")
-    log(f"release (migrate, collectstatic) in {time.perf_counter() - started:.1f} s")
 
 
 def seed(args, env):

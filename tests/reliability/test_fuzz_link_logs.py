@@ -18,13 +18,12 @@ from hypothesis import strategies as st
 
 from subscriptions import routes, tokens
 from subscriptions.models import Subscriber
-from tests.reliability.test_fuzz_links import NASTY, link_values
+from tests.reliability.test_fuzz_links import NASTY, link_values, signed_values
 from tests.reliability.test_fuzz_links import PAGES as LINK_PAGES
 from tests.reliability.test_security_logs import fragments, procfile
 
 pytestmark = pytest.mark.usefixtures("plain_template_rendering")
 
-DAY = datetime.date(2026, 11, 30)
 METHODS = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"]
 PAGES = [*LINK_PAGES, ("POST", "/manage/{}/feedback/undo/", tokens.MANAGE)]
 OVER_THE_LIMIT = "192.0.2.99"
@@ -40,12 +39,7 @@ def world(make_reader, make_paper, make_topic, client, settings):
         make_reader("ada@example.com", topics=[topic]),
         make_reader("bob@example.com", topics=[topic], status=Subscriber.Status.PENDING),
     ]
-    values = {}
-    for reader in readers:
-        for purpose in (tokens.UNSUBSCRIBE, tokens.MANAGE, tokens.CONFIRM, tokens.FEED):
-            values[tokens.make_token(reader, purpose), purpose] = reader.pk
-        values[tokens.feedback_value(reader, paper.pk, "more"), tokens.FEEDBACK] = reader.pk
-        values[tokens.view_value(reader, DAY), tokens.VIEW] = reader.pk
+    values = signed_values(readers, paper)
     for _ in range(10):
         assert client.get("/manage/not-a-link/", REMOTE_ADDR=OVER_THE_LIMIT).status_code == 400
     secrets = set().union(*(fragments(value) for value, _purpose in values))

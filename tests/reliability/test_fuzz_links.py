@@ -37,6 +37,17 @@ PAGES = [
 NASTY = ["", ".", "..", ":", "/", "%", "%2F", "\x00", "\r\n", " ", "é", "🦀", "=", "-", "_", "A" * 300, "\u202e"]
 
 
+def signed_values(readers, paper):
+    """{(value, purpose): reader id} for a link of every purpose to each reader."""
+    values = {}
+    for reader in readers:
+        for purpose in (tokens.UNSUBSCRIBE, tokens.MANAGE, tokens.CONFIRM, tokens.FEED):
+            values[tokens.make_token(reader, purpose), purpose] = reader.pk
+        values[tokens.feedback_value(reader, paper.pk, "more"), tokens.FEEDBACK] = reader.pk
+        values[tokens.view_value(reader, DAY), tokens.VIEW] = reader.pk
+    return values
+
+
 @pytest.fixture
 def world(make_reader, make_paper, make_topic):
     topic = make_topic("Computer vision")
@@ -47,12 +58,7 @@ def world(make_reader, make_paper, make_topic):
         make_reader("cy@example.com", topics=[topic], status=Subscriber.Status.UNSUBSCRIBED),
         make_reader("di@example.com", topics=[topic], status=Subscriber.Status.PAUSED),
     ]
-    values = {}
-    for reader in readers:
-        for purpose in (tokens.UNSUBSCRIBE, tokens.MANAGE, tokens.CONFIRM, tokens.FEED):
-            values[tokens.make_token(reader, purpose), purpose] = reader.pk
-        values[tokens.feedback_value(reader, paper.pk, "more"), tokens.FEEDBACK] = reader.pk
-        values[tokens.view_value(reader, DAY), tokens.VIEW] = reader.pk
+    values = signed_values(readers, paper)
     # Every example starts from this state: the one before it was rolled back.
     return {"readers": readers, "values": values, "before": snapshot(), "erased": ErasedAddress.objects.count()}
 
