@@ -261,6 +261,9 @@ DIGEST_TRENDING_GRAVITY = env_float("DIGEST_TRENDING_GRAVITY", 1.5, minimum=0.0)
 DIGEST_TRENDING_WEIGHT = env_float("DIGEST_TRENDING_WEIGHT", 0.4, minimum=0.0)
 DIGEST_SEND_WHEN_EMPTY = env_bool("DIGEST_SEND_WHEN_EMPTY", False)
 DIGEST_CHUNK_SIZE = env_int("DIGEST_CHUNK_SIZE", 250, minimum=1, maximum=5000)
+# How many digests one worker process has in the mail backend's hands at once, each thread over its own connection:
+# a provider's API answers in 100 to 300 ms, and a process waiting for each answer in turn sends a handful a second.
+DIGEST_SEND_CONCURRENCY = env_int("DIGEST_SEND_CONCURRENCY", 16, minimum=1, maximum=64)
 DIGEST_MAX_RETRIES = env_int("DIGEST_MAX_RETRIES", 5, minimum=0, maximum=20)
 # The first retry waits up to this long; each later one up to twice the one before, at most 30 minutes.
 DIGEST_RETRY_BASE_SECONDS = env_int("DIGEST_RETRY_BASE_SECONDS", 30, minimum=1, maximum=3600)

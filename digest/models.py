@@ -105,10 +105,15 @@ class DigestRun(models.Model):
 
 
 class DeliveryQuerySet(models.QuerySet):
-    def claim(self, claim, now):
-        """Take the pending rows among these for one send attempt (pending -> sending, tagged with `claim`)."""
+    def claim(self, claim, now, window=1):
+        """Take the pending rows among these for one send attempt (pending -> sending, tagged with `claim`), which
+        hands at most `window` of them to the mail backend before their outcomes are written."""
         return self.filter(status=Delivery.Status.PENDING).update(
-            status=Delivery.Status.SENDING, claim_token=claim, claimed_at=now, attempts=F("attempts") + 1
+            status=Delivery.Status.SENDING,
+            claim_token=claim,
+            claimed_at=now,
+            send_window=window,
+            attempts=F("attempts") + 1,
         )
 
     def release(self):
@@ -176,6 +181,11 @@ class Delivery(models.Model):
         help_text="Failed while the mail server held it: it may have been delivered, so it is never sent again.",
     )
     attempts = models.PositiveSmallIntegerField(default=0)
+    send_window = models.PositiveSmallIntegerField(
+        default=1,
+        editable=False,
+        help_text="How many digests the attempt holding it may hand to the mail backend before writing their outcomes.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -7,7 +7,6 @@ reason), or goes back to pending for a retry when the failure was transient.
 """
 
 import contextlib
-import itertools
 import logging
 import time
 import uuid
@@ -20,6 +19,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from digest import compose
+from digest import senders as senders_module
 from digest.models import Delivery, DigestRun
 from subscriptions import mailrate
 from subscriptions.emails import sent_message_id
@@ -48,20 +48,24 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
 
     Rows that failed transiently go back to pending and are listed in `retry_ids`, unless `last_try`, when they fail.
 
-    Each outcome is written as soon as the backend answers, before the next message is handed over, so at any moment
-    at most one claimed row is "handed over but not recorded". It is always the claim's lowest-id row still
-    `sending`: that is how `recovery.recover` tells it from the rows never handed over when a worker dies.
+    Up to DIGEST_SEND_CONCURRENCY messages are in the backend's hands at once (digest.senders), each thread with its
+    own connection, while this thread builds the next ones and writes each outcome as soon as it is answered. Messages
+    are handed over in id order, and no more is handed over while that many are "handed over but not recorded". So
+    of the claim's rows still `sending`, only the lowest-id DIGEST_SEND_CONCURRENCY can have reached the mail server:
+    the claim records that number (`send_window`), and that is how `recovery.recover` tells them from the rows never
+    handed over when a worker dies.
 
-    Each message waits for its turn at the provider's rate (subscriptions.mailrate) before it is handed over. One
-    the provider answers "slow down" (429) is sent again in place after a pause every worker keeps. The provider did
-    not take it, so a stop during that pause leaves it to be sent later, like the rows not yet handed over; only a
-    worker killed outright there leaves it `sending`, and recovery fails it as interrupted.
+    Each message waits in its sending thread for its turn at the provider's rate (subscriptions.mailrate). One the
+    provider answers "slow down" (429) is sent again in place after a pause every worker keeps. The provider did not
+    take it, so a stop during that pause leaves it to be sent later, like the rows not yet handed over; only a worker
+    killed outright there leaves it `sending`, and recovery fails it as interrupted.
     """
     now = now or timezone.now()
     claim = uuid.uuid4()
     progress = Progress()
+    window = settings.DIGEST_SEND_CONCURRENCY
     try:
-        on_database(_claim, delivery_ids, claim, now)
+        on_database(_claim, delivery_ids, claim, now, window)
         deliveries = list(
             Delivery.objects.filter(claim_token=claim, status=Delivery.Status.SENDING)
             .select_related("subscriber")
@@ -70,7 +74,8 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
         if not deliveries:
             return Outcome()
         batch = compose.Batch([delivery.subscriber_id for delivery in deliveries], now, pool=pool, renderer=renderer)
-        return _send_claimed(deliveries, batch, Attempt(claim, run_id, now, last_try, progress), connection)
+        attempt = Attempt(claim, run_id, now, last_try, progress, window)
+        return _send_claimed(deliveries, batch, attempt, connection)
     except BaseException:
         # Something broke before every outcome was written. Write what is known, then let the rows never handed
         # to the backend wait for a retry; a row interrupted in the backend's hands may have gone out, so it fails.
@@ -79,27 +84,35 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
 
 
 class Progress:
-    """What this attempt knows that the database may not yet: the row in the backend's hands, an unwritten outcome,
-    and the outcomes written but not yet added to the run's counts."""
+    """What this attempt knows that the database may not yet: the messages in the backend's hands (`senders`), the
+    outcomes known but not written, the rows that may have gone out unrecorded, and the outcomes written but not yet
+    added to the run's counts."""
 
     def __init__(self):
-        self.in_flight = None
-        self.unwritten = None
+        self.senders = None
+        self.unwritten = []
+        self.interrupted = []
         self.outcome = Outcome()
         self.counted = False
 
 
-def _claim(delivery_ids, claim, now):
-    Delivery.objects.filter(id__in=delivery_ids).claim(claim, now)
+def _claim(delivery_ids, claim, now, window):
+    Delivery.objects.filter(id__in=delivery_ids).claim(claim, now, window)
 
 
 def _release(claim, progress, now, run_id):
-    if progress.unwritten is not None:
-        progress.unwritten.record(claim)
-        progress.unwritten = None
-    in_flight = Delivery.objects.filter(id=progress.in_flight, claim_token=claim)
-    if progress.in_flight is not None and in_flight.fail_interrupted(now):
-        DigestRun.objects.add_outcome(run_id, failed=1)
+    if progress.senders is not None:
+        answered, maybe_taken = progress.senders.abandon()
+        progress.senders = None
+        _apply_answers(answered, progress, {}, last_try=False)
+        progress.interrupted += [slot.delivery.id for slot in maybe_taken]
+    while progress.unwritten:
+        progress.unwritten[0].record(claim)
+        progress.unwritten.pop(0)
+    if progress.interrupted:
+        interrupted = Delivery.objects.filter(id__in=progress.interrupted, claim_token=claim)
+        DigestRun.objects.add_outcome(run_id, failed=interrupted.fail_interrupted(now))
+        progress.interrupted = []
     Delivery.objects.filter(claim_token=claim).release()
     if not progress.counted:
         progress.counted = True
@@ -108,13 +121,15 @@ def _release(claim, progress, now, run_id):
 
 @dataclass
 class Attempt:
-    """One send attempt: its claim on the rows, their run, its moment, whether it is the last try, and its Progress."""
+    """One send attempt: its claim on the rows, their run, its moment, whether it is the last try, its Progress, and
+    how many messages it may have in the backend's hands at once."""
 
     claim: uuid.UUID
     run_id: int
     now: object
     last_try: bool
     progress: "Progress"
+    window: int = 1
 
 
 def _send_claimed(deliveries, batch, attempt, connection=None):
@@ -148,31 +163,71 @@ def _send_claimed(deliveries, batch, attempt, connection=None):
         _count_once(run_id, progress, now)
         return outcome
 
-    limiter = mailrate.limiter()
-    try:
-        for delivery, picks in chosen:
-            delivery.finished_at = now
-            message = _build(delivery, picks, batch, outcome)
-            if message is not None:
-                # Its turn at the provider's rate, before it counts as in the backend's hands.
-                limiter.wait()
-                progress.in_flight = delivery.id
-                _hand_over(connection, limiter, message, delivery, picks, progress, refused_readers, attempt.last_try)
-            progress.in_flight, progress.unwritten = None, delivery
-            written = on_database(delivery.record, claim)
-            progress.unwritten = None
-            if not written:
-                # Recovery took this claim back (it judged the worker dead): what is left is no longer ours.
-                logger.warning("Claim %s was taken back while sending; stopping this attempt.", claim)
-                _undo(outcome, delivery)
-                break
-    finally:
-        connection.close()
+    senders = progress.senders = senders_module.Senders(attempt.window, mailrate.limiter(), connection)
+    taken_back = False
+    for delivery, picks in chosen:
+        delivery.finished_at = now
+        message = _build(delivery, picks, batch, outcome)
+        if message is None:
+            progress.unwritten.append(delivery)
+            taken_back = not _write(progress, claim)
+        else:
+            while senders.full() and not taken_back:
+                taken_back = not _collect(senders, progress, refused_readers, attempt)
+            if not taken_back:
+                senders.hand_over(senders_module.Slot(delivery, picks, message))
+        if taken_back:
+            break
+    while senders.outstanding:
+        # After a take-back every write finds the rows no longer ours, and leaves them out of the counts.
+        _collect(senders, progress, refused_readers, attempt)
+    progress.senders = None
+    senders.close()
 
     for subscriber_id, reason in refused_readers.items():
         Subscriber.objects.filter(id=subscriber_id).suppress(reason)
     _count_once(run_id, progress, now)
     return outcome
+
+
+def _collect(senders, progress, refused_readers, attempt):
+    """Wait for answers, set their rows' outcomes and write them; False once recovery took the claim back."""
+    stopped = _apply_answers(senders.answers(), progress, refused_readers, attempt.last_try)
+    if stopped is not None:
+        # The backend was stopped while it held a message (SIGTERM's SystemExit, say): it may have gone out.
+        raise stopped
+    return _write(progress, attempt.claim)
+
+
+def _write(progress, claim):
+    """Write the known outcomes, each committed at once; False (the rest left out of the counts) once one finds the
+    claim taken back."""
+    while progress.unwritten:
+        delivery = progress.unwritten[0]
+        written = on_database(delivery.record, claim)
+        progress.unwritten.pop(0)
+        if not written:
+            # Recovery took this claim back (it judged the worker dead): what is left is no longer ours.
+            logger.warning("Claim %s was taken back while sending; stopping this attempt.", claim)
+            _undo(progress.outcome, delivery)
+            for rest in progress.unwritten:
+                _undo(progress.outcome, rest)
+            progress.unwritten = []
+            return False
+    return True
+
+
+def _apply_answers(slots, progress, refused_readers, last_try):
+    """Set each answered row's outcome (to be written); return the stop that interrupted one, if any."""
+    stopped = None
+    for slot in slots:
+        if slot.error is not None and not isinstance(slot.error, Exception):
+            progress.interrupted.append(slot.delivery.id)
+            stopped = slot.error
+            continue
+        _apply(slot, progress.outcome, refused_readers, last_try)
+        progress.unwritten.append(slot.delivery)
+    return stopped
 
 
 def _build(delivery, picks, batch, outcome):
@@ -190,63 +245,27 @@ def _build(delivery, picks, batch, outcome):
         return None
 
 
-def _hand_over(connection, limiter, message, delivery, picks, progress, refused_readers, last_try):
-    """Send one message and set the row's outcome from the backend's answer."""
-    outcome = progress.outcome
-    try:
-        _send_paced(connection, limiter, message, progress)
-    except Exception as error:  # noqa: BLE001 - classified below; nothing may leave a row unrecorded
-        if progress.in_flight is None:
-            # Stopped (a task's time limit) while it waited after a 429: no answer of the provider's to record.
-            raise
+def _apply(slot, outcome, refused_readers, last_try):
+    """Set the row's outcome from the backend's answer."""
+    delivery, error = slot.delivery, slot.error
+    if error is not None:
         problem = classify(error)
         if isinstance(problem, Transient) and not last_try:
             delivery.status, delivery.error = Delivery.Status.PENDING, str(problem)
             outcome.retry_ids.append(delivery.id)
             outcome.retry_reason = str(problem)
-            # A broken SMTP session stays broken; the next send opens a fresh one.
-            connection.close()
         else:
             delivery.status, delivery.error = Delivery.Status.FAILED, str(problem)
             outcome.failed += 1
             if isinstance(problem, Permanent) and problem.flag_reader:
                 refused_readers[delivery.subscriber_id] = str(problem)
         return
+    message = slot.message
     delivery.message_id = sent_message_id(message)
     delivery.status, delivery.error = Delivery.Status.SENT, ""
-    delivery.paper_ids = [pick.paper.id for pick in picks]
+    delivery.paper_ids = [pick.paper.id for pick in slot.picks]
     delivery.shown = message.shown
     outcome.sent += 1
-
-
-def _send_paced(connection, limiter, message, progress):
-    """Send one message. When the provider answers "slow down" (HTTP 429), pause every worker sending through it,
-    then, in a new turn at its rate, send the same message again: a 429 means it was not taken, so it cannot go out
-    twice, and while it waits it is not in the backend's hands (`progress.in_flight`). Once the pauses for this message
-    would pass SLOW_DOWN_MAX_SECONDS, or it had SLOW_DOWN_MAX_TRIES of them (a Retry-After of 0 adds up to nothing),
-    the error goes to the caller (the row waits for a retry)."""
-    delivery_id = progress.in_flight
-    waited = 0
-    for attempt in itertools.count():
-        try:
-            connection.send_messages([message])
-            return
-        except Exception as error:
-            seconds = mailrate.slow_down_seconds(error, attempt)
-            if seconds is None:
-                raise
-            limiter.pause(seconds)
-            waited += seconds
-            if waited > mailrate.SLOW_DOWN_MAX_SECONDS or attempt + 1 >= mailrate.SLOW_DOWN_MAX_TRIES:
-                raise
-            logger.warning(
-                "The mail provider asked to slow down (delivery %s); every worker pauses %.1f s, then sends it again.",
-                delivery_id,
-                seconds,
-            )
-        progress.in_flight = None
-        limiter.wait()
-        progress.in_flight = delivery_id
 
 
 def _undo(outcome, delivery):

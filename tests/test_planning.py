@@ -115,6 +115,27 @@ def test_a_dead_workers_claim_fails_only_the_digest_it_may_have_handed_over_and_
     assert recovery.recover(now) == []
 
 
+def test_a_dead_concurrent_workers_claim_fails_the_lowest_rows_it_may_have_handed_over_and_resends_the_rest(
+    make_reader,
+):
+    # It sent 3 at a time (send_window 3): the first row was recorded, so of the rows still `sending` only the lowest
+    # three can have reached the mail server. The rest were never handed over.
+    now = timezone.now()
+    run = DigestRun.objects.create(planned_count=6, started_at=now - HOURS_AGO)
+    rows = claimed_rows([make_reader() for _ in range(6)], run, claim=uuid.uuid4(), claimed_at=now - HOURS_AGO)
+    Delivery.objects.filter(id__in=[row.id for row in rows]).update(send_window=3)
+    Delivery.objects.filter(id=rows[0].id).update(status=Delivery.Status.SENT, claim_token=None)
+
+    resend = recovery.recover(now)
+
+    assert resend == [(run.id, [rows[4].id, rows[5].id])]
+    statuses = [Delivery.objects.get(id=row.id) for row in rows]
+    assert [row.status for row in statuses] == ["sent", "failed", "failed", "failed", "pending", "pending"]
+    assert [row.interrupted for row in statuses] == [False, True, True, True, False, False]
+    run.refresh_from_db()
+    assert run.failed_count == 3
+
+
 def test_claims_older_than_a_database_restart_fail_every_row_still_sending(make_reader, monkeypatch):
     # The server may have lost the last outcomes written before it stopped: any of these rows may have gone out.
     now = timezone.now()

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from digest import compose, planning, recovery, sending
+from digest import compose, planning, recovery, senders, sending
 from digest.models import Delivery, DigestRun
 from subscriptions import mailrate
 from subscriptions.models import Subscriber
@@ -162,17 +162,36 @@ def test_an_email_that_cannot_be_built_fails_that_digest_alone(locmem, gnn, make
 
 
 class StopsOnTheThird(locmem_backend.EmailBackend):
-    """A mail backend whose process is stopped (SIGTERM's SystemExit, say) while it holds the third message."""
+    """A mail backend whose process is stopped (SIGTERM's SystemExit, say) while it holds the third reader's message.
+    With other messages in flight it waits (up to a second) until they are answered, so the test knows their fate."""
+
+    stop_for = None
 
     def send_messages(self, messages):
-        if len(mail.outbox) == 2:
+        if messages[0].to[0] == type(self).stop_for:
+            deadline = time.monotonic() + 1
+            while len(mail.outbox) < 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
             raise SystemExit("stopped")
         return super().send_messages(messages)
 
 
-def test_a_stop_while_the_backend_holds_a_message_fails_it_and_leaves_the_rest_pending(settings, gnn, make_reader):
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        # One at a time: the two after it were never handed over, so they wait for a retry.
+        (1, ["sent", "sent", "failed", "pending", "pending"]),
+        # Several at once: the two after it were handed over too, and answered, before the stop.
+        (16, ["sent", "sent", "failed", "sent", "sent"]),
+    ],
+)
+def test_a_stop_while_the_backend_holds_a_message_fails_it_and_leaves_the_rest_pending(
+    window, expected, settings, monkeypatch, gnn, make_reader
+):
     settings.EMAIL_BACKEND = "tests.test_senddigests.StopsOnTheThird"
+    settings.DIGEST_SEND_CONCURRENCY = window
     readers = [make_reader(topics=[gnn]) for _ in range(5)]
+    monkeypatch.setattr(StopsOnTheThird, "stop_for", readers[2].email)
     now = timezone.now()
     ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
 
@@ -180,43 +199,50 @@ def test_a_stop_while_the_backend_holds_a_message_fails_it_and_leaves_the_rest_p
         sending.send_deliveries(ids, run_id=DigestRun.objects.get().id)
 
     statuses = [Delivery.objects.get(subscriber=reader).status for reader in readers]
-    # It may have reached the server: failed, never resent. The two after it were never handed over: pending.
-    assert statuses == ["sent", "sent", "failed", "pending", "pending"]
+    # It may have reached the server: failed, never resent.
+    assert statuses == expected
     assert Delivery.objects.get(subscriber=readers[2]).error.startswith("Interrupted while sending")
     run = DigestRun.objects.get()
-    assert (run.sent_count, run.failed_count, run.finished_at) == (2, 1, None)
+    assert (run.sent_count, run.failed_count) == (expected.count("sent"), 1)
+    assert (run.finished_at is None) == ("pending" in expected)
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    assert sending.send_deliveries(ids, run_id=run.id).sent == 2
+    assert sending.send_deliveries(ids, run_id=run.id).sent == expected.count("pending")
     assert sorted(m.to[0] for m in mail.outbox) == sorted(r.email for i, r in enumerate(readers) if i != 2)
     run.refresh_from_db()
     assert (run.sent_count, run.failed_count, run.finished_at is not None) == (4, 1, True)
 
 
-class RecoveredMeanwhile(locmem_backend.EmailBackend):
-    """A backend so slow with the second message that a planner judged the worker dead and recovered its claim."""
-
-    def send_messages(self, messages):
-        sent = super().send_messages(messages)
-        if len(mail.outbox) == 2:
-            recovery.recover(timezone.now() + timezone.timedelta(hours=2))
-        return sent
-
-
-def test_a_worker_whose_claim_was_recovered_stops_and_nobody_gets_two(settings, gnn, make_reader):
-    settings.EMAIL_BACKEND = "tests.test_senddigests.RecoveredMeanwhile"
+@pytest.mark.parametrize("window", [1, 16])
+def test_a_worker_whose_claim_was_recovered_stops_and_nobody_gets_two(window, settings, monkeypatch, gnn, make_reader):
+    # The second outcome is about to be written when a planner, judging the worker dead, recovers its claim.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.DIGEST_SEND_CONCURRENCY = window
     readers = [make_reader(topics=[gnn]) for _ in range(4)]
     now = timezone.now()
     ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
+    record, writes = Delivery.record, []
 
+    def recovered_before_the_second_write(delivery, claim):
+        writes.append(delivery.id)
+        if len(writes) == 2:
+            recovery.recover(timezone.now() + timezone.timedelta(hours=2))
+        return record(delivery, claim)
+
+    monkeypatch.setattr(Delivery, "record", recovered_before_the_second_write)
     outcome = sending.send_deliveries(ids, now=now)
 
-    assert outcome.sent == 1 and len(mail.outbox) == 2
-    statuses = [Delivery.objects.get(subscriber=reader).status for reader in readers]
-    # The second went out, but recovery, not knowing, failed it as interrupted: it is not sent again.
-    assert statuses == ["sent", "failed", "pending", "pending"]
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    assert sending.send_deliveries(ids).sent == 2
-    assert sorted(m.to[0] for m in mail.outbox) == sorted(reader.email for reader in readers)
+    assert outcome.sent == 1
+    statuses = {reader.email: Delivery.objects.get(subscriber=reader).status for reader in readers}
+    sent = [message.to[0] for message in mail.outbox]
+    # Whatever was handed over and not recorded, recovery, not knowing, failed as interrupted: it is not sent again.
+    # What was never handed over waits for a retry.
+    assert list(statuses.values()).count("sent") == 1
+    assert all(statuses[email] in ("sent", "failed") for email in sent)
+    assert all(status == "pending" for email, status in statuses.items() if email not in sent)
+    assert len(sent) == (2 if window == 1 else 4)
+    monkeypatch.setattr(Delivery, "record", record)
+    assert sending.send_deliveries(ids).sent == 4 - len(sent)
+    assert sorted(message.to[0] for message in mail.outbox) == sorted(reader.email for reader in readers)
 
 
 class SlowDown(locmem_backend.EmailBackend):
@@ -268,26 +294,33 @@ def test_a_stop_while_paused_after_a_429_leaves_the_row_pending_not_failed(
     stop, slow_down, settings, monkeypatch, gnn, make_reader
 ):
     # The provider answered 429, so it did not take the message: a worker stopped (SIGTERM's SystemExit, a task's
-    # soft time limit) during the pause leaves the row to be sent later, like the rows not yet handed over.
+    # soft time limit, both raised in the main thread) during the pause leaves the row to be sent later, like the
+    # rows not yet handed over, and its sending thread does not hand it over again after the pause.
     monkeypatch.setattr(slow_down, "slow_downs", 1)
     reader = make_reader(topics=[gnn])
     now = timezone.now()
     ids = planning.plan_deliveries(now, planning.start_run(now), ignore_hour=True)
+    stopped = []
 
-    sleep = time.sleep
+    def stopped_while_it_waits(self):
+        deadline = time.monotonic() + 5
+        while not (slow_down.tries and not any(slot.live for slot in self._held.values())):
+            assert time.monotonic() < deadline, "the 429 never came"
+            time.sleep(0.01)
+        stopped.append(self)
+        raise stop()
 
-    def stop_after_the_429(seconds):
-        if slow_down.tries:
-            raise stop()
-
-    monkeypatch.setattr(time, "sleep", stop_after_the_429)
+    monkeypatch.setattr(senders.Senders, "answers", stopped_while_it_waits)
     with pytest.raises(stop):
         sending.send_deliveries(ids, run_id=DigestRun.objects.get().id)
 
     delivery = Delivery.objects.get()
     assert (delivery.status, delivery.claim_token) == ("pending", None)
     assert DigestRun.objects.get().failed_count == 0
-    monkeypatch.setattr(time, "sleep", sleep)
+    for thread in stopped[0]._threads:
+        thread.join(timeout=5)
+    assert slow_down.tries == 1 and mail.outbox == []
+    monkeypatch.undo()
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert sending.send_deliveries(ids).sent == 1
     assert [message.to[0] for message in mail.outbox] == [reader.email]
