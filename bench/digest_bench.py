@@ -70,7 +70,11 @@ def peak_rss_mb():
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, required=True)
-    parser.add_argument("--backend", choices=["test", "mime", "smtp"], default="test")
+    parser.add_argument(
+        "--backend", choices=["test", "mime", "smtp", "mailgun"], default="test",
+        help="mailgun: Anymail's real Mailgun backend over HTTP to provider_bench's loopback Mailgun API (no latency, "
+        "its own process), to profile the provider path",
+    )  # fmt: skip
     parser.add_argument(
         "--processes", type=int, default=1, help="send as `senddigests --processes N` does (forked processes)"
     )
@@ -227,6 +231,7 @@ def product_run(args, now):
         pool = compose.get_pool(now)
         renderer = DigestRenderer()
         pooled = time.perf_counter()
+        cpu_before_sending = time.process_time()
         log(f"pool of {len(pool)} papers loaded and indexed in {pooled - planned:.2f} s")
         chunks = planning.chunks(ids)
         report_every = max(1, len(chunks) // 10)
@@ -247,6 +252,7 @@ def product_run(args, now):
             if truncated:
                 break
         finished = time.perf_counter()
+        sending_cpu = time.process_time() - cpu_before_sending
     total = finished - started
     digests = done
     result = {
@@ -259,6 +265,8 @@ def product_run(args, now):
         "pool_seconds": round(pooled - planned, 3),
         "send_seconds": round(finished - pooled, 3),
         "send_digests_per_second": round(digests / (finished - pooled), 1) if finished > pooled else None,
+        # This process's CPU while sending (every thread; not the database's, nor a mail end in another process).
+        "send_cpu_ms_per_digest": round(sending_cpu * 1000 / digests, 2) if digests else None,
         "queries": queries.count,
         "queries_per_digest": round(queries.count / digests, 3) if digests else None,
         "sent": outcome.sent,
@@ -502,6 +510,54 @@ class _Sink:
         return (self.handler or self.counter).snapshot()
 
 
+class _MailEndSink:
+    """What provider_bench's mail end (a child process) accepted, in the sink's terms."""
+
+    def __init__(self, mail_end):
+        self.mail_end = mail_end
+        self.offset = {"messages": 0, "bytes": 0}
+
+    def _totals(self):
+        stats = self.mail_end.stats()
+        return {"messages": stats["accepted"], "bytes": stats["accepted"] * (stats["avg_message_bytes"] or 0)}
+
+    def reset(self):
+        self.offset = self._totals()
+
+    def snapshot(self):
+        totals = self._totals()
+        return {name: totals[name] - self.offset[name] for name in totals}
+
+
+def profile_sending_threads(profilers):
+    """Profile each sending thread (digest.senders) too: cProfile sees only the thread that enables it."""
+    import cProfile
+
+    from digest import senders
+
+    run = senders.Senders._run
+
+    def profiled_run(self, connection):
+        profiler = cProfile.Profile()
+        profilers.append(profiler)
+        profiler.runcall(run, self, connection)
+
+    senders.Senders._run = profiled_run
+
+
+def dump_thread_profiles(profilers, path, top):
+    import io
+    import pstats
+
+    if not profilers:
+        return
+    stream = io.StringIO()
+    stats = pstats.Stats(*profilers, stream=stream)
+    stats.dump_stats(path)
+    stats.sort_stats("tottime").print_stats(top)
+    log(f"sending threads' profile ({len(profilers)} threads, by own time):\n" + stream.getvalue())
+
+
 def profile_rows(profiler, path, top):
     import io
     import pstats
@@ -633,6 +689,14 @@ def main():
                 "EMAIL_USE_TLS": "false", "EMAIL_USE_SSL": "false", "EMAIL_HOST_USER": "", "EMAIL_HOST_PASSWORD": "",
             }  # fmt: skip
             log(f"aiosmtpd listening on 127.0.0.1:{controller.port} ({args.smtp_server})")
+        elif args.backend == "mailgun":
+            sys.path.insert(0, str(ROOT))
+            from bench.provider_bench import start_mail_end
+
+            mail_end, email_env = start_mail_end(argparse.Namespace(path="http", latency_ms=0))
+            email_env["NO_PROXY"] = "127.0.0.1,localhost"
+            handler = _MailEndSink(mail_end)
+            log(f"loopback Mailgun API on 127.0.0.1:{mail_end.port} (child process)")
 
         env = dict(os.environ, DATABASE_URL=database_url, DEBUG="true", DJANGO_SETTINGS_MODULE="config.settings")
         env.setdefault("LOG_LEVEL", "WARNING")
@@ -652,9 +716,11 @@ def main():
         peak_before = peak_rss_mb()
         now = timezone.now()
         profiler = None
+        thread_profilers = []
         if args.profile:
             import cProfile
 
+            profile_sending_threads(thread_profilers)
             profiler = cProfile.Profile()
             profiler.enable()
         result, renderer, pool = product_run(args, now)
@@ -671,10 +737,13 @@ def main():
         run_rows = Delivery.objects.filter(run_id=result.pop("run_id"))
         statuses = dict(run_rows.order_by().values_list("status").annotate(n=Count("id")))
         output = {
-            "backend": {"test": TEST_BACKEND, "mime": MIME_BACKEND}[args.backend]
-            if args.backend != "smtp"
-            else f"{SMTP_BACKEND} -> aiosmtpd on 127.0.0.1 "
-            + ("(thread of this process, shares its GIL)" if args.smtp_server == "thread" else "(child process)"),
+            "backend": {
+                "test": TEST_BACKEND,
+                "mime": MIME_BACKEND,
+                "mailgun": "anymail.backends.mailgun.EmailBackend -> loopback Mailgun API (child process, no latency)",
+                "smtp": f"{SMTP_BACKEND} -> aiosmtpd on 127.0.0.1 "
+                + ("(thread of this process, shares its GIL)" if args.smtp_server == "thread" else "(child process)"),
+            }[args.backend],
             "database": connection.vendor,
             "database_version": connection.Database.sqlite_version
             if connection.vendor == "sqlite"
@@ -704,7 +773,7 @@ def main():
             "product_files_modified": code[1],
             "data_generation_seconds": data["migrate_and_generate_seconds"],
         }
-        if args.backend != "smtp":
+        if "seconds" in received:
             output["backend_seconds"] = round(received["seconds"], 3)
         if received["messages"] != result["sent"]:
             log(f"WARNING: backend received {received['messages']} messages but the outcome says {result['sent']} sent")
@@ -712,6 +781,7 @@ def main():
             output["profile_top_cumulative"], output["profile_top_tottime"] = profile_rows(
                 profiler, args.profile, args.profile_top
             )
+            dump_thread_profiles(thread_profilers, f"{args.profile}.threads", args.profile_top)
             output["profile_path"] = args.profile
 
         if args.memory_report:
@@ -739,6 +809,8 @@ def main():
     finally:
         if controller is not None:
             controller.stop()
+        if isinstance(handler, _MailEndSink):
+            handler.mail_end.stop()
         if "django" in sys.modules:
             from django.db import connections
 

@@ -229,15 +229,13 @@ class Delivery(models.Model):
         commits, and recovery treats claims older than the server's start accordingly (every row still `sending`
         fails, none is sent again)."""
         self.claim_token = None
-        statement = _record_statement()
-        if connection.vendor == "postgresql":
-            # The statement's own transaction (autocommit) commits without a flush; set_config(..., true) lasts until
-            # that commit, and setting it from the statement saves the round trip a SET LOCAL would cost.
-            statement += " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
         with connection.cursor() as cursor:
-            cursor.execute(statement, _record_values(self, claim))
+            cursor.execute(_record_statement(unflushed=True), _record_values(self, claim))
             if cursor.rowcount == 1:
                 return True
+        return self._recorded()
+
+    def _recorded(self):
         # Not ours any more, or ours already: a write repeated after a dropped connection finds the first committed.
         return Delivery.objects.filter(
             pk=self.pk,
@@ -249,26 +247,40 @@ class Delivery(models.Model):
 
     @staticmethod
     def record_many(deliveries, claim):
-        """Write several finished deliveries in one transaction (Django's bulk_update builds a CASE per row and
-        field)."""
+        """Write several finished deliveries, if `claim` still holds them, in one transaction: one round trip for
+        the updates on PostgreSQL (psycopg sends them in pipeline mode), committed as `record` commits. Returns those
+        it could not write: recovery took them back (a planner judged this worker dead). Django's bulk_update would
+        build a CASE per row and field, and could not tell which rows were no longer ours."""
+        if len(deliveries) == 1:
+            return [] if deliveries[0].record(claim) else list(deliveries)
         if not deliveries:
-            return
+            return []
         for delivery in deliveries:
             delivery.claim_token = None
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.executemany(_record_statement(), [_record_values(delivery, claim) for delivery in deliveries])
+            statement = _record_statement(unflushed=True)
+            cursor.executemany(statement, [_record_values(delivery, claim) for delivery in deliveries])
+            written = cursor.rowcount
+        if written == len(deliveries):
+            return []
+        return [delivery for delivery in deliveries if not delivery._recorded()]
 
 
-def _record_statement():
+def _record_statement(*, unflushed=False):
     quote = connection.ops.quote_name
     meta = Delivery._meta
     columns = [meta.get_field(name).column for name in Delivery.RECORDED_FIELDS]
-    return "UPDATE {} SET {} WHERE {} = %s AND {} = %s".format(
+    statement = "UPDATE {} SET {} WHERE {} = %s AND {} = %s".format(
         quote(meta.db_table),
         ", ".join(f"{quote(column)} = %s" for column in columns),
         quote(meta.pk.column),
         quote(meta.get_field("claim_token").column),
     )
+    if unflushed and connection.vendor == "postgresql":
+        # The statement's transaction commits without waiting for the disk: set_config(..., true) lasts until that
+        # commit, and setting it from the statement saves the round trip a SET LOCAL would cost.
+        statement += " AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
+    return statement
 
 
 def _record_values(delivery, claim):

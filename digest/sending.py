@@ -106,9 +106,8 @@ def _release(claim, progress, now, run_id):
         progress.senders = None
         _apply_answers(answered, progress, {}, last_try=False)
         progress.interrupted += [slot.delivery.id for slot in maybe_taken]
-    while progress.unwritten:
-        progress.unwritten[0].record(claim)
-        progress.unwritten.pop(0)
+    Delivery.record_many(progress.unwritten, claim)
+    progress.unwritten = []
     if progress.interrupted:
         interrupted = Delivery.objects.filter(id__in=progress.interrupted, claim_token=claim)
         DigestRun.objects.add_outcome(run_id, failed=interrupted.fail_interrupted(now))
@@ -200,21 +199,19 @@ def _collect(senders, progress, refused_readers, attempt):
 
 
 def _write(progress, claim):
-    """Write the known outcomes, each committed at once; False (the rest left out of the counts) once one finds the
-    claim taken back."""
-    while progress.unwritten:
-        delivery = progress.unwritten[0]
-        written = on_database(delivery.record, claim)
-        progress.unwritten.pop(0)
-        if not written:
-            # Recovery took this claim back (it judged the worker dead): what is left is no longer ours.
-            logger.warning("Claim %s was taken back while sending; stopping this attempt.", claim)
-            _undo(progress.outcome, delivery)
-            for rest in progress.unwritten:
-                _undo(progress.outcome, rest)
-            progress.unwritten = []
-            return False
-    return True
+    """Write the known outcomes together (digest.models.Delivery.record_many); False once one finds the claim taken
+    back, those it could not write left out of the counts."""
+    if not progress.unwritten:
+        return True
+    lost = on_database(Delivery.record_many, progress.unwritten, claim)
+    progress.unwritten = []
+    if not lost:
+        return True
+    # Recovery took this claim back (it judged the worker dead): what is left is no longer ours.
+    logger.warning("Claim %s was taken back while sending; stopping this attempt.", claim)
+    for delivery in lost:
+        _undo(progress.outcome, delivery)
+    return False
 
 
 def _apply_answers(slots, progress, refused_readers, last_try):
