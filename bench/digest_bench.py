@@ -71,9 +71,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, required=True)
     parser.add_argument(
-        "--backend", choices=["test", "mime", "smtp", "mailgun"], default="test",
-        help="mailgun: Anymail's real Mailgun backend over HTTP to provider_bench's loopback Mailgun API (no latency, "
-        "its own process), to profile the provider path",
+        "--backend", choices=["test", "mime", "smtp", "mailgun", "postmark"], default="test",
+        help="mailgun, postmark: Anymail's real backend over HTTP to provider_bench's loopback API for that provider "
+        "(no latency, its own process), to profile the provider path",
     )  # fmt: skip
     parser.add_argument(
         "--processes", type=int, default=1, help="send as `senddigests --processes N` does (forked processes)"
@@ -689,14 +689,14 @@ def main():
                 "EMAIL_USE_TLS": "false", "EMAIL_USE_SSL": "false", "EMAIL_HOST_USER": "", "EMAIL_HOST_PASSWORD": "",
             }  # fmt: skip
             log(f"aiosmtpd listening on 127.0.0.1:{controller.port} ({args.smtp_server})")
-        elif args.backend == "mailgun":
+        elif args.backend in ("mailgun", "postmark"):
             sys.path.insert(0, str(ROOT))
             from bench.provider_bench import start_mail_end
 
-            mail_end, email_env = start_mail_end(argparse.Namespace(path="http", latency_ms=0))
+            mail_end, email_env = start_mail_end(argparse.Namespace(path="http", latency_ms=0, provider=args.backend))
             email_env["NO_PROXY"] = "127.0.0.1,localhost"
             handler = _MailEndSink(mail_end)
-            log(f"loopback Mailgun API on 127.0.0.1:{mail_end.port} (child process)")
+            log(f"loopback {args.backend} API on 127.0.0.1:{mail_end.port} (child process)")
 
         env = dict(os.environ, DATABASE_URL=database_url, DEBUG="true", DJANGO_SETTINGS_MODULE="config.settings")
         env.setdefault("LOG_LEVEL", "WARNING")
@@ -740,7 +740,8 @@ def main():
             "backend": {
                 "test": TEST_BACKEND,
                 "mime": MIME_BACKEND,
-                "mailgun": "anymail.backends.mailgun.EmailBackend -> loopback Mailgun API (child process, no latency)",
+                "mailgun": "anymail.backends.mailgun.EmailBackend -> loopback Mailgun API (own process, no latency)",
+                "postmark": "anymail.backends.postmark.EmailBackend -> loopback Postmark API (own process, no latency)",
                 "smtp": f"{SMTP_BACKEND} -> aiosmtpd on 127.0.0.1 "
                 + ("(thread of this process, shares its GIL)" if args.smtp_server == "thread" else "(child process)"),
             }[args.backend],

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Sending through a provider: the Procfile's worker sends one day's digests to a loopback Mailgun API or SMTP relay.
+"""Sending through a provider: the Procfile's worker sends one day's digests to a loopback provider API or SMTP relay.
 
-    python bench/provider_bench.py [--path http|smtp] [--readers 2000] [--latency-ms 150] [--smtp-delay-ms 50]
+    python bench/provider_bench.py [--path http|smtp] [--provider mailgun|postmark] [--readers 2000]
+        [--latency-ms 150] [--smtp-delay-ms 50]
         [--worker-args "--concurrency=16"] [--chunk-size N] [--database-url postgres://…/NAME]
         [--redis-url redis://127.0.0.1:6379/6] [--timeout SECONDS] [--keep-db]
 
@@ -16,6 +17,9 @@ The mail end runs in a child process of its own, started before anything else:
   as Mailgun does a wrong key (401 "Forbidden"), an unknown domain (404 "Domain not found") and a missing field (400).
   Anymail reaches it through the project's own settings: EMAIL_BACKEND=anymail.backends.mailgun.EmailBackend and
   ANYMAIL_MAILGUN_API_KEY, ANYMAIL_MAILGUN_SENDER_DOMAIN and ANYMAIL_MAILGUN_API_URL=http://127.0.0.1:PORT/v3.
+- `http --provider postmark`: Postmark's `POST /email` (a JSON body; the server token in X-Postmark-Server-Token;
+  answered `{"To": …, "MessageID": …, "ErrorCode": 0, "Message": "OK"}`), reached through
+  EMAIL_BACKEND=anymail.backends.postmark.EmailBackend and ANYMAIL_POSTMARK_API_URL.
 - `smtp`: an aiosmtpd relay that holds each message --smtp-delay-ms before its 250 (without blocking other sessions),
   reached through Django's SMTP backend (EMAIL_HOST, EMAIL_PORT).
 
@@ -59,6 +63,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -83,7 +88,11 @@ def log(message):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--path", choices=["http", "smtp"], default="http", help="Mailgun's HTTP API or SMTP")
+    parser.add_argument("--path", choices=["http", "smtp"], default="http", help="a provider's HTTP API or SMTP")
+    parser.add_argument(
+        "--provider", choices=["mailgun", "postmark"], default="mailgun",
+        help="whose HTTP API (--path http): Mailgun's takes a urlencoded form, Postmark's JSON",
+    )  # fmt: skip
     parser.add_argument("--readers", type=int, default=2000)
     parser.add_argument("--latency-ms", type=float, default=150, help="the HTTP API's time to answer each request")
     parser.add_argument("--smtp-delay-ms", type=float, default=50, help="the relay's time to accept each message")
@@ -162,8 +171,9 @@ class Stats:
             }
 
 
-class MailgunHandler(BaseHTTPRequestHandler):
-    """Mailgun's sending API, as far as a sender sees it: auth, the two send endpoints, their answers and errors."""
+class ProviderHandler(BaseHTTPRequestHandler):
+    """A provider's HTTP sending API: each request answered after the configured latency, on a keep-alive
+    connection. Subclasses say what the provider answers (`answer`)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: Anymail's requests.Session reuses one connection per chunk
     # The answer's headers and body go out in two writes; with Nagle's algorithm on, the second waits for the client's
@@ -182,6 +192,24 @@ class MailgunHandler(BaseHTTPRequestHandler):
             self.reply(status, answer)
         finally:
             stats.end(started, status, size, recipients)
+
+    def reply(self, status, answer):
+        if isinstance(answer, dict):
+            payload, kind = json.dumps(answer).encode(), "application/json"
+        else:
+            payload, kind = answer.encode(), "text/plain; charset=utf-8"
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format, *args):
+        pass
+
+
+class MailgunHandler(ProviderHandler):
+    """Mailgun's sending API, as far as a sender sees it: auth, the two send endpoints, their answers and errors."""
 
     def answer(self, body, config):
         """(status, answer, recipients) for one request, as Mailgun would answer it."""
@@ -206,19 +234,30 @@ class MailgunHandler(BaseHTTPRequestHandler):
         recipients = [value.decode() if isinstance(value, bytes) else value for value in fields["to"]]
         return 200, {"id": message_id, "message": "Queued. Thank you."}, recipients
 
-    def reply(self, status, answer):
-        if isinstance(answer, dict):
-            payload, kind = json.dumps(answer).encode(), "application/json"
-        else:
-            payload, kind = answer.encode(), "text/plain; charset=utf-8"
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
 
-    def log_message(self, format, *args):
-        pass
+class PostmarkHandler(ProviderHandler):
+    """Postmark's single-message API (`POST /email`, a JSON body, the server token in X-Postmark-Server-Token), with
+    its answers to a wrong token (401, ErrorCode 10) and a message without recipients or body (422)."""
+
+    def answer(self, body, config):
+        if self.headers.get("X-Postmark-Server-Token") != config["api_key"]:
+            return 401, {"ErrorCode": 10, "Message": "The Server Token you provided was invalid."}, ()
+        if self.path != "/email":
+            return 404, {"ErrorCode": 404, "Message": "Not found"}, ()
+        try:
+            fields = json.loads(body)
+        except ValueError:
+            return 400, {"ErrorCode": 402, "Message": "Received invalid JSON input."}, ()
+        if not fields.get("To"):
+            return 422, {"ErrorCode": 300, "Message": "Invalid email request: No recipients defined."}, ()
+        if not (fields.get("HtmlBody") or fields.get("TextBody")):
+            return 422, {"ErrorCode": 300, "Message": "Provide either email TextBody or HtmlBody or both."}, ()
+        recipients = [address.strip() for address in fields["To"].split(",")]
+        answer = {
+            "To": fields["To"], "SubmittedAt": time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime()),
+            "MessageID": str(uuid.uuid4()), "ErrorCode": 0, "Message": "OK",
+        }  # fmt: skip
+        return 200, answer, recipients
 
 
 def form_fields(content_type, body):
@@ -247,7 +286,8 @@ class DelayedHandler:
 
 
 def serve_http(pipe, port, config):
-    server = ThreadingHTTPServer(("127.0.0.1", port), MailgunHandler, bind_and_activate=False)
+    handler = PostmarkHandler if config.get("provider") == "postmark" else MailgunHandler
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler, bind_and_activate=False)
     server.request_queue_size = 256
     server.daemon_threads = True
     server.server_bind()
@@ -335,6 +375,15 @@ def production_env(args, var_dir, mail_env):
 
 def start_mail_end(args):
     """(MailEnd, the environment that points the project's mail settings at it)."""
+    if args.path == "http" and getattr(args, "provider", "mailgun") == "postmark":
+        token = str(uuid.uuid4())
+        config = {"provider": "postmark", "api_key": token, "latency": args.latency_ms / 1000}
+        end = MailEnd(serve_http, config)
+        return end, {
+            "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+            "ANYMAIL_POSTMARK_SERVER_TOKEN": token,
+            "ANYMAIL_POSTMARK_API_URL": f"http://127.0.0.1:{end.port}/",
+        }
     if args.path == "http":
         api_key = "key-" + secrets.token_hex(16)
         config = {"api_key": api_key, "domain": SENDER_DOMAIN, "latency": args.latency_ms / 1000}
@@ -604,7 +653,7 @@ def main(argv=None):
         "path": args.path,
         "readers": args.readers,
         "mail_server": (
-            f"Mailgun API on loopback, {args.latency_ms:g} ms per request"
+            f"{args.provider.title()} API on loopback, {args.latency_ms:g} ms per request"
             if args.path == "http"
             else f"SMTP relay on loopback, {args.smtp_delay_ms:g} ms per message"
         ),

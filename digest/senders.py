@@ -120,10 +120,10 @@ class Senders:
         """One sending thread: its own connection, opened once and kept across messages (keep-alive), opened anew
         after an error that may have broken it."""
         is_open = connection is not None
-        connection = connection or get_connection()
         try:
             while (slot := self._jobs.get()) is not None:
                 try:
+                    connection = connection or get_connection()
                     if not is_open:
                         connection.open()
                         is_open = True
@@ -139,8 +139,9 @@ class Senders:
                     slot.answered = True
                 self._answers.put(slot)
         finally:
-            with contextlib.suppress(Exception):
-                connection.close()
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()
 
     def _send(self, connection, slot):
         """Send one message in its turn at the provider's rate. When the provider answers "slow down" (HTTP 429),
