@@ -96,11 +96,12 @@ class Senders:
 
         Threads finish the send they are in, and close their connections, without being waited for."""
         with self._lock:
+            # Judged under the lock: a thread answering now must not leave its slot neither answered nor held.
             self._stopping = True
             held = list(self._held.values())
             self._held.clear()
-        answered = [slot for slot in held if slot.answered]
-        maybe_taken = [slot for slot in held if not slot.answered and slot.live]
+            answered = [slot for slot in held if slot.answered]
+            maybe_taken = [slot for slot in held if not slot.answered and slot.live]
         self._stop_threads()
         return answered, maybe_taken
 
