@@ -90,6 +90,7 @@ class Senders:
         self._stop_threads()
         for thread in self._threads:
             thread.join()
+        self._close_unused()
 
     def abandon(self):
         """Stop handing anything over; return (answered slots not yet collected, slots the server may hold).
@@ -103,11 +104,19 @@ class Senders:
             answered = [slot for slot in held if slot.answered]
             maybe_taken = [slot for slot in held if not slot.answered and slot.live]
         self._stop_threads()
+        self._close_unused()
         return answered, maybe_taken
 
     def _stop_threads(self):
         for _ in self._threads:
             self._jobs.put(None)
+
+    def _close_unused(self):
+        """Close the connection opened for the first thread when no thread was started (nothing was handed over)."""
+        connection, self._first_connection = self._first_connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def _start_thread(self):
         connection, self._first_connection = self._first_connection, None

@@ -16,7 +16,7 @@ from django.core.mail.backends import locmem as locmem_backend
 from django.db import connection as database
 from django.utils import timezone
 
-from digest import planning, senders, sending
+from digest import compose, planning, senders, sending
 from digest.models import Delivery
 from tests.test_smtp_delivery import MailServer, free_port
 
@@ -111,6 +111,22 @@ def test_a_deferred_message_costs_its_thread_a_new_connection_and_every_connecti
     assert (outcome.sent, outcome.retry_ids) == (2, [Delivery.objects.get(subscriber=readers[0]).id])
     assert server.count_by_recipient() == {readers[1].email: 1, readers[2].email: 1}
     assert (connections(), server.quits) == (2, 2)
+
+
+def test_a_chunk_whose_emails_all_fail_to_build_quits_its_mail_connection(
+    smtp_server, settings, gnn, make_reader, monkeypatch
+):
+    server, connections = smtp_server
+    _readers, ids = planned(make_reader, gnn, 2)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in rendering")
+
+    monkeypatch.setattr(compose.Batch, "build", broken)
+    assert sending.send_deliveries(ids).failed == 2
+
+    assert server.count_by_recipient() == {}
+    assert connections() == server.quits == 1
 
 
 class RecordsDatabaseUse(locmem_backend.EmailBackend):
