@@ -72,7 +72,10 @@ class Senders:
         self._jobs.put(slot)
 
     def answers(self):
-        """The slots answered so far, waiting for at least one if none is (empty when nothing is outstanding)."""
+        """The slots answered so far, waiting for at least one if none is (empty when nothing is outstanding).
+
+        They stay held, and `abandon()` still returns them, until the caller has taken each one's outcome in hand and
+        says so (`collected`): a stop that comes in between must not lose a message that went out."""
         if not self.outstanding:
             return []
         answered = [self._answers.get()]
@@ -80,10 +83,11 @@ class Senders:
             while True:
                 answered.append(self._answers.get_nowait())
         self.outstanding -= len(answered)
-        with self._lock:
-            for slot in answered:
-                self._held.pop(id(slot), None)
         return answered
+
+    def collected(self, slot):
+        with self._lock:
+            self._held.pop(id(slot), None)
 
     def close(self):
         """Let every thread finish and close its connection (after every answer was collected)."""

@@ -153,6 +153,35 @@ def test_the_sending_threads_never_touch_the_database(settings, gnn, make_reader
     assert sending_threads and not any(sending_threads)
 
 
+def test_a_stop_while_answers_are_collected_never_sends_one_of_them_twice(
+    locmem, settings, gnn, make_reader, monkeypatch
+):
+    # Every message was taken; the task's soft time limit fires as the first answer is being written down.
+    settings.DIGEST_SEND_CONCURRENCY = 16
+    readers, ids = planned(make_reader, gnn, 3)
+    apply, calls = sending._apply, []
+
+    def stopped_on_the_first(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise SoftTimeLimitExceeded()
+        return apply(*args)
+
+    monkeypatch.setattr(sending, "_apply", stopped_on_the_first)
+    with pytest.raises(SoftTimeLimitExceeded):
+        sending.send_deliveries(ids)
+
+    went_out = {message.to[0] for message in mail.outbox}
+    # What went out is recorded, or failed as interrupted: never pending, to be sent again.
+    for reader in readers:
+        if reader.email in went_out:
+            assert Delivery.objects.get(subscriber=reader).status in ("sent", "failed")
+    monkeypatch.undo()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    sending.send_deliveries(ids)
+    assert sorted(message.to[0] for message in mail.outbox) == sorted({message.to[0] for message in mail.outbox})
+
+
 class HeldUntilReleased(locmem_backend.EmailBackend):
     """locmem that holds each message until `release` is set, telling `holding` it has one."""
 
