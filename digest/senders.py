@@ -72,7 +72,10 @@ class Senders:
         self._jobs.put(slot)
 
     def answers(self):
-        """The slots answered so far, waiting for at least one if none is (empty when nothing is outstanding)."""
+        """The slots answered so far, waiting for at least one if none is (empty when nothing is outstanding).
+
+        They stay held, and `abandon()` still returns them, until the caller has taken each one's outcome in hand and
+        says so (`collected`): a stop that comes in between must not lose a message that went out."""
         if not self.outstanding:
             return []
         answered = [self._answers.get()]
@@ -80,33 +83,44 @@ class Senders:
             while True:
                 answered.append(self._answers.get_nowait())
         self.outstanding -= len(answered)
-        with self._lock:
-            for slot in answered:
-                self._held.pop(id(slot), None)
         return answered
+
+    def collected(self, slot):
+        with self._lock:
+            self._held.pop(id(slot), None)
 
     def close(self):
         """Let every thread finish and close its connection (after every answer was collected)."""
         self._stop_threads()
         for thread in self._threads:
             thread.join()
+        self._close_unused()
 
     def abandon(self):
         """Stop handing anything over; return (answered slots not yet collected, slots the server may hold).
 
         Threads finish the send they are in, and close their connections, without being waited for."""
         with self._lock:
+            # Judged under the lock: a thread answering now must not leave its slot neither answered nor held.
             self._stopping = True
             held = list(self._held.values())
             self._held.clear()
-        answered = [slot for slot in held if slot.answered]
-        maybe_taken = [slot for slot in held if not slot.answered and slot.live]
+            answered = [slot for slot in held if slot.answered]
+            maybe_taken = [slot for slot in held if not slot.answered and slot.live]
         self._stop_threads()
+        self._close_unused()
         return answered, maybe_taken
 
     def _stop_threads(self):
         for _ in self._threads:
             self._jobs.put(None)
+
+    def _close_unused(self):
+        """Close the connection opened for the first thread when no thread was started (nothing was handed over)."""
+        connection, self._first_connection = self._first_connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def _start_thread(self):
         connection, self._first_connection = self._first_connection, None

@@ -191,7 +191,7 @@ def _send_claimed(deliveries, batch, attempt, connection=None):
 
 def _collect(senders, progress, refused_readers, attempt):
     """Wait for answers, set their rows' outcomes and write them; False once recovery took the claim back."""
-    stopped = _apply_answers(senders.answers(), progress, refused_readers, attempt.last_try)
+    stopped = _apply_answers(senders.answers(), progress, refused_readers, attempt.last_try, senders)
     if stopped is not None:
         # The backend was stopped while it held a message (SIGTERM's SystemExit, say): it may have gone out.
         raise stopped
@@ -214,16 +214,23 @@ def _write(progress, claim):
     return False
 
 
-def _apply_answers(slots, progress, refused_readers, last_try):
-    """Set each answered row's outcome (to be written); return the stop that interrupted one, if any."""
+def _apply_answers(slots, progress, refused_readers, last_try, senders=None):
+    """Set each answered row's outcome (to be written), then tell `senders` it was collected; return the stop that
+    interrupted one, if any. A stop arriving part way leaves the rest held: abandoning the attempt hands them back, and
+    this takes each one in once (a row already given its outcome is not counted again)."""
     stopped = None
     for slot in slots:
+        delivery = slot.delivery
         if slot.error is not None and not isinstance(slot.error, Exception):
-            progress.interrupted.append(slot.delivery.id)
             stopped = slot.error
-            continue
-        _apply(slot, progress.outcome, refused_readers, last_try)
-        progress.unwritten.append(slot.delivery)
+            if delivery.id not in progress.interrupted:
+                progress.interrupted.append(delivery.id)
+        elif not any(unwritten is delivery for unwritten in progress.unwritten):
+            if delivery.status == Delivery.Status.SENDING:
+                _apply(slot, progress.outcome, refused_readers, last_try)
+            progress.unwritten.append(delivery)
+        if senders is not None:
+            senders.collected(slot)
     return stopped
 
 
