@@ -166,6 +166,9 @@ class Senders:
         to nothing), the error is its answer (the row waits for a retry)."""
         waited = 0
         for attempt in itertools.count():
+            if self._stopping:
+                # Abandoned: not worth a turn at the shared rate (checked again, under the lock, after the turn).
+                raise Stopped("abandoned before it was handed over")
             self.limiter.wait()
             with self._lock:
                 if self._stopping:
