@@ -120,9 +120,14 @@ class Stats:
     """What reached a mail end: messages, the most waiting at once, first arrival and last answer, busiest second."""
 
     def __init__(self):
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # reentrant: answer_pipe holds it across snapshot and reset
+        self.in_flight = 0
+        self.reset()
+
+    def reset(self):
+        """Count afresh (the messages in flight stay counted as such)."""
         self.accepted = self.rejected = self.bytes = 0
-        self.in_flight = self.max_in_flight = 0
+        self.max_in_flight = self.in_flight
         self.busy_seconds = 0.0
         self.first = self.last = None
         self.per_second = Counter()
@@ -311,11 +316,15 @@ def serve_smtp(pipe, port, delay):
 
 
 def answer_pipe(pipe, stats):
-    """Tell the bench the server is up, then answer its "stats" requests until it says "stop"."""
+    """Tell the bench the server is up, then answer its "stats" requests until it says "stop". "reset" answers the
+    figures so far and starts counting afresh (a bench sending twice to one mail end)."""
     pipe.send("ready")
     while True:
         command = pipe.recv()
-        pipe.send(stats.snapshot())
+        with stats.lock:
+            pipe.send(stats.snapshot())
+            if command == "reset":
+                stats.reset()
         if command == "stop":
             return
 
@@ -395,10 +404,15 @@ def start_mail_end(args):
             "ANYMAIL_MAILGUN_API_URL": f"http://127.0.0.1:{end.port}/v3",
         }
     end = MailEnd(serve_smtp, args.smtp_delay_ms / 1000)
-    return end, {
+    return end, smtp_env(end.port)
+
+
+def smtp_env(port):
+    """The project's mail settings for Django's SMTP backend to a relay on 127.0.0.1:`port`."""
+    return {
         "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
         "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(end.port),
+        "EMAIL_PORT": str(port),
     }
 
 
@@ -609,16 +623,17 @@ def figures(end_stats, statuses, run, chunk_size, cpu_seconds, rss_rows, plan_se
     }
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def send_as_production(args, end, env, var_dir):
+    """One day's digests sent as production does, to the mail end `end` that `env` points the project at.
+
+    Creates the database (dropping it first), empties the Redis database, runs the Procfile's `release` line, seeds
+    the readers, starts the Procfile's worker, sends the plan task as beat does and waits for the run; then stops the
+    worker, drops the database (unless --keep-db) and empties Redis again. Returns what the figures need."""
     from bench.throwaway_db import create_database, drop_database
 
-    var_dir = Path(tempfile.mkdtemp(prefix="provider-bench-"))
-    end, mail_env = start_mail_end(args)  # forked first: the child inherits nothing of Django
-    env = production_env(args, var_dir, mail_env)
-    log(f"mail end: {args.path} on 127.0.0.1:{end.port}")
     create_database(args.database_url, recreate=True)
     flush_redis(args.redis_url)
+    (var_dir / "worker.log").unlink(missing_ok=True)  # start_worker waits for this run's " ready."
     worker = None
     load_before = os.getloadavg()
     try:
@@ -642,13 +657,35 @@ def main(argv=None):
     finally:
         if worker is not None:
             stop_group(worker, timeout=60)
-        end.stop()
         from django.db import connections
 
         connections.close_all()
         if not args.keep_db:
             drop_database(args.database_url)
         flush_redis(args.redis_url)
+    return {
+        "data": data,
+        "chunk_size": chunk_size,
+        "timed_out": timed_out,
+        "figures": figures(end_stats, statuses, run, chunk_size, cpu_seconds, rss_rows, plan_sent_at, finished_at),
+        "mail_end_stats": end_stats,
+        "worker_log": worker_log_counts(var_dir / "worker.log"),
+        "load_average_before": [round(value, 2) for value in load_before],
+        "load_average_after": [round(value, 2) for value in load_after],
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    var_dir = Path(tempfile.mkdtemp(prefix="provider-bench-"))
+    end, mail_env = start_mail_end(args)  # forked first: the child inherits nothing of Django
+    env = production_env(args, var_dir, mail_env)
+    log(f"mail end: {args.path} on 127.0.0.1:{end.port}")
+    try:
+        sent = send_as_production(args, end, env, var_dir)
+    finally:
+        end.stop()
+    data = sent["data"]
     result = {
         "path": args.path,
         "readers": args.readers,
@@ -659,15 +696,15 @@ def main(argv=None):
         ),
         "worker_command": worker_command(args),
         "planner": "digest.tasks.plan_digests sent to the broker as beat sends it; run by the worker",
-        "chunk_size": chunk_size,
+        "chunk_size": sent["chunk_size"],
         "redis_url": args.redis_url,
         "cores": os.cpu_count(),
-        "timed_out": timed_out,
-        **figures(end_stats, statuses, run, chunk_size, cpu_seconds, rss_rows, plan_sent_at, finished_at),
-        "worker_log": worker_log_counts(var_dir / "worker.log"),
+        "timed_out": sent["timed_out"],
+        **sent["figures"],
+        "worker_log": sent["worker_log"],
         "data": {key: data[key] for key in ("papers", "topics", "subscribers", "topic_choices", "matches_per_topic")},
-        "load_average_before": [round(value, 2) for value in load_before],
-        "load_average_after": [round(value, 2) for value in load_after],
+        "load_average_before": sent["load_average_before"],
+        "load_average_after": sent["load_average_after"],
     }
     print(json.dumps(result, indent=2))
     shutil.rmtree(var_dir, ignore_errors=True)
