@@ -1,9 +1,11 @@
 """The sign-up form and the preference center's form. Both validate everything a reader can type or tamper with."""
 
 import functools
+import importlib.resources
 import re
 import unicodedata
 import zoneinfo
+from pathlib import Path
 
 from django import forms
 from django.conf import settings
@@ -71,16 +73,64 @@ class FixedChoices(BaseChoiceIterator):
         return self
 
 
+def time_zone_label(name):
+    return name.replace("_", " ")
+
+
+@functools.cache
+def valid_time_zones():
+    """Every name the time zone database knows, legacy aliases (Asia/Calcutta, US/Eastern, Etc/GMT+5) included."""
+    return frozenset(zoneinfo.available_timezones()) - {"localtime"}
+
+
+def _zone_table():
+    """The text of the time zone database's zone.tab, from the tzdata package or else the system's copy; or None."""
+    try:
+        return importlib.resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text(encoding="utf-8")
+    except (ModuleNotFoundError, OSError):
+        pass
+    for folder in zoneinfo.TZPATH:
+        try:
+            return (Path(folder) / "zone.tab").read_text(encoding="utf-8")
+        except OSError:
+            continue
+    return None
+
+
+@functools.cache
+def listed_time_zones():
+    """The time zones the form lists: UTC and the database's zone.tab, its table for pickers, which names each
+    place once by its current name (Asia/Kolkata, Europe/Kyiv, Africa/Asmara, Europe/Oslo). The other names
+    available_timezones() holds are legacy aliases of these (Asia/Calcutta, W-SU, GB-Eire, US/Eastern) or fixed
+    offsets (Etc/GMT+5); the form still accepts them (TimeZoneChoiceField)."""
+    table = _zone_table()
+    if table is None:  # a database without its tables (neither tzdata nor a system copy has them): list every name
+        return sorted(valid_time_zones())
+    rows = (line.split("\t") for line in table.splitlines() if line and not line.startswith("#"))
+    return sorted(({row[2] for row in rows if len(row) >= 3} & valid_time_zones()) | {"UTC"})
+
+
 @functools.cache
 def time_zone_choices():
-    names = sorted(name for name in zoneinfo.available_timezones() if name != "localtime")
-    return [(name, name.replace("_", " ")) for name in names]
+    return [(name, time_zone_label(name)) for name in listed_time_zones()]
+
+
+class TimeZoneChoiceField(forms.ChoiceField):
+    """A time zone from the list, or any other name the database knows: a reader who chose a legacy alias (or whose
+    browser reports one) keeps it."""
+
+    def valid_value(self, value):
+        return value in valid_time_zones()
 
 
 class LongSelect(forms.Select):
-    """A Select for a long, flat list of choices (the ~600 time zones). Django renders every option through two
+    """A Select for a long, flat list of choices (the ~420 time zones). Django renders every option through two
     templates, tens of milliseconds a page for this list; here each option's HTML is built once per process and only
-    the selected one is written anew. The HTML is Django's own, byte for byte (tests/test_signup_validation.py)."""
+    the selected one is written anew. The HTML is Django's own, byte for byte (tests/test_signup_validation.py).
+    A selected value the choices leave out is shown first, chosen, when unlisted_label() gives it a label."""
+
+    def unlisted_label(self, value):
+        return None
 
     def get_context(self, name, value, attrs):
         # Not ChoiceWidget's, which builds a context for every option.
@@ -90,10 +140,15 @@ class LongSelect(forms.Select):
         widget = context["widget"]
         wanted = self.format_value(widget["value"])
         selected = wanted[0] if wanted else None
+        choices = tuple(self.choices)
         options = "".join(
             format_html('\n  <option value="{}" selected>{}</option>\n', choice, label) if choice == selected else html
-            for choice, label, html in _unselected_options(tuple(self.choices))
+            for choice, label, html in _unselected_options(choices)
         )
+        if selected is not None and selected not in _listed_values(choices):
+            label = self.unlisted_label(selected)
+            if label is not None:
+                options = format_html('\n  <option value="{}" selected>{}</option>\n', selected, label) + options
         # As django/forms/widgets/attrs.html writes them: in order, True as a bare name, False left out.
         attrs = "".join(
             format_html(" {}", name) if value is True else format_html(' {}="{}"', name, value)
@@ -104,12 +159,23 @@ class LongSelect(forms.Select):
 
 
 @functools.lru_cache(maxsize=8)
+def _listed_values(choices):
+    return frozenset(str(choice) for choice, _label in choices)
+
+
+@functools.lru_cache(maxsize=8)
 def _unselected_options(choices):
     # Kept by the choices themselves: each form works on its own copy of the widget.
     return [
         (str(choice), label, format_html('\n  <option value="{}">{}</option>\n', choice, label))
         for choice, label in choices
     ]
+
+
+class TimeZoneSelect(LongSelect):
+    def unlisted_label(self, value):
+        # A legacy name the reader chose, or their browser reported: kept, not silently replaced by the first zone.
+        return time_zone_label(value) if value in valid_time_zones() else None
 
 
 def normalise_email(value):
@@ -192,8 +258,8 @@ class PreferencesForm(forms.Form):
         help_text=f"Optional: your own interests, one per line, up to {MAX_KEYWORDS} "
         f"of up to {MAX_KEYWORD_LENGTH} characters each (for example: protein folding).",
     )
-    time_zone = forms.ChoiceField(
-        label="Time zone", choices=FixedChoices(time_zone_choices), initial="UTC", widget=LongSelect
+    time_zone = TimeZoneChoiceField(
+        label="Time zone", choices=FixedChoices(time_zone_choices), initial="UTC", widget=TimeZoneSelect
     )
     send_hour = forms.TypedChoiceField(
         label="Send hour", choices=HOURS, coerce=int, initial=8, help_text="In your time zone."
