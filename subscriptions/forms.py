@@ -17,6 +17,7 @@ from django.utils.choices import BaseChoiceIterator
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from papers import text
 from papers.models import Topic
 from subscriptions.models import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, MAX_PAPERS_PER_EMAIL, Subscriber
 
@@ -241,6 +242,15 @@ class KeywordsField(forms.CharField):
                 "Add at most %(limit)d keywords (you added %(count)d).",
                 code="too_many",
                 params={"limit": MAX_KEYWORDS, "count": len(value)},
+            )
+        # Matching reads words as papers.text.analyse keeps them: nothing left of a keyword means no paper, ever.
+        silent = [keyword for keyword in value if not text.analyse(keyword)]
+        if silent:
+            raise ValidationError(
+                "“%(keyword)s” can never match a paper: matching leaves out common words (the, of, new, using…), "
+                "single letters and punctuation. Use a more specific word or phrase.",
+                code="never_matches",
+                params={"keyword": silent[0][:80]},
             )
 
 
