@@ -19,10 +19,16 @@ from django.utils.safestring import mark_safe
 
 from papers import text
 from papers.models import Topic
-from subscriptions.models import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, MAX_PAPERS_PER_EMAIL, Subscriber
+from subscriptions.models import (
+    CLIP_SAFE_PAPERS,
+    MAX_KEYWORD_LENGTH,
+    MAX_KEYWORDS,
+    MAX_PAPERS_PER_EMAIL,
+    Subscriber,
+)
 
 # Stored with each consent record, with the wording the reader saw: change it whenever the wording changes.
-FORM_VERSION = "signup-2026-11"
+FORM_VERSION = "signup-2026-12"
 HOURS = [(hour, f"{hour:02d}:00") for hour in range(24)]
 _KEYWORD_SEPARATORS = re.compile(r"[\n,;]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -281,7 +287,12 @@ class PreferencesForm(forms.Form):
         label="Day for weekly digests", choices=Subscriber.Weekday.choices, coerce=int, initial=0
     )
     papers_per_email = forms.IntegerField(
-        label="Papers per email", min_value=1, max_value=MAX_PAPERS_PER_EMAIL, initial=10
+        label="Papers per email",
+        min_value=1,
+        max_value=MAX_PAPERS_PER_EMAIL,
+        initial=10,
+        help_text=f"From 1 to {MAX_PAPERS_PER_EMAIL}. More than {CLIP_SAFE_PAPERS} makes an email Gmail cuts short: "
+        "the rest, with the unsubscribe link, is behind “View entire message”.",
     )
     send_when_empty = forms.TypedChoiceField(
         label="When nothing new matches",

@@ -90,7 +90,7 @@ def test_a_new_address_is_pending_with_its_preferences_and_gets_a_confirmation(c
     )
     consent = reader.consents.get()
     assert consent.action == Consent.Action.SUBSCRIBE
-    assert (consent.ip, consent.user_agent, consent.form_version) == ("203.0.113.9", "Firefox/140", "signup-2026-11")
+    assert (consent.ip, consent.user_agent, consent.form_version) == ("203.0.113.9", "Firefox/140", "signup-2026-12")
     assert "one-click unsubscribe" in consent.wording
     [message] = mail.outbox
     assert message.to == ["ada@example.com"]
