@@ -99,9 +99,28 @@ def subscribe(request):
     return render(request, "subscriptions/subscribe.html", context, status=400 if form.errors else 200)
 
 
+def spoken_duration(seconds):
+    """ "1 hour", "10 minutes", "90 seconds": in the largest unit that divides `seconds`."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
 @require_GET
 def subscribe_sent(request):
-    return render(request, "subscriptions/subscribe_sent.html", {"max_age_days": settings.CONFIRMATION_MAX_AGE_DAYS})
+    # The page is the same whatever was sent (or not): emails to one address are spaced by CONFIRMATION_RESEND_SECONDS,
+    # so from now on that long, another sign-up certainly sends one.
+    spacing = settings.CONFIRMATION_RESEND_SECONDS
+    at = timezone.now() + timedelta(seconds=spacing)
+    context = {
+        "max_age_days": settings.CONFIRMATION_MAX_AGE_DAYS,
+        "spacing": spoken_duration(spacing) if spacing else None,
+        # Shown to the minute, so rounded up to the next one.
+        "try_again_at": at.replace(second=0, microsecond=0) + timedelta(minutes=bool(at.second or at.microsecond)),
+    }
+    return render(request, "subscriptions/subscribe_sent.html", context)
 
 
 def signed_link(purpose):

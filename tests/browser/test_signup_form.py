@@ -1,7 +1,10 @@
 """The sign-up form and the preference center's fields in Chromium, with JavaScript on and off: what shows when, and
 what is sent."""
 
+from datetime import UTC, datetime
+
 import pytest
+import time_machine
 from django.core import mail
 from playwright.sync_api import expect
 
@@ -42,3 +45,14 @@ def test_a_weekly_reader_sees_their_day_in_the_preference_center(open_page, make
     expect(page.get_by_label("Day for weekly digests")).to_have_value("2")
     page.get_by_role("radio", name="Every day").check()
     expect(page.get_by_label("Day for weekly digests")).to_be_hidden()
+
+
+def test_check_your_inbox_says_when_to_try_again_in_the_readers_own_time(open_page, settings):
+    settings.CONFIRMATION_RESEND_SECONDS = 600
+    with time_machine.travel(datetime(2026, 12, 4, 5, 0, tzinfo=UTC)):
+        page = open_page("/subscribe/sent/", timezone_id="Asia/Tokyo")
+    expect(page.get_by_role("main")).to_contain_text("sending the form again before 14:10 sends nothing")
+    no_script = open_page(java_script_enabled=False, timezone_id="Asia/Tokyo")
+    with time_machine.travel(datetime(2026, 12, 4, 5, 0, tzinfo=UTC)):
+        no_script.goto("/subscribe/sent/")
+    expect(no_script.get_by_role("main")).to_contain_text("sending the form again before 05:10 UTC sends nothing")
