@@ -167,6 +167,7 @@ def _manage_context(subscriber, form, **extra):
         "form": form,
         "token": tokens.make_token(subscriber, tokens.MANAGE),
         "unsubscribe_url": tokens.unsubscribe_url(subscriber),
+        "unsubscribe_token": tokens.make_token(subscriber, tokens.UNSUBSCRIBE),
         "feed_url": tokens.feed_url(subscriber),
         "feedback": subscriber.feedback.select_related("paper"),
         **extra,

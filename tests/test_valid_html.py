@@ -133,6 +133,7 @@ def reader_pages(client, settings):
         "feed-gone": get(client, feed, status=410),
         "unsubscribe": get(client, unsubscribe),
         "unsubscribed": post(client, unsubscribe),
+        "manage-unsubscribed": get(client, path_of(tokens.manage_url(grace))),
         "resubscribed": post(client, unsubscribe + "resubscribe/"),
         "topics": get(client, "/topics/"),
         "topic-today": get(client, f"/topics/{topic.slug}/"),

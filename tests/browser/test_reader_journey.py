@@ -188,7 +188,8 @@ def test_the_whole_journey(open_page, site, topics, papers, emails, snap_widths)
     page.get_by_role("button", name="Unsubscribe").click()
     expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
     expect(page.get_by_role("button", name="Resubscribe")).to_be_visible()
-    expect(page.get_by_role("link", name="Change preferences instead")).to_be_visible()
+    expect(page.get_by_role("link", name="Change preferences instead")).to_have_count(0)
+    expect(page.get_by_role("link", name="Download or delete your data")).to_be_visible()
     snap_widths(page, "10-unsubscribed")
     assert only_subscriber().status == Subscriber.Status.UNSUBSCRIBED
     assert actions(only_subscriber())[-1] == Consent.Action.UNSUBSCRIBE
