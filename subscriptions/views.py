@@ -167,7 +167,10 @@ def _manage_context(subscriber, form, **extra):
         "form": form,
         "token": tokens.make_token(subscriber, tokens.MANAGE),
         "unsubscribe_url": tokens.unsubscribe_url(subscriber),
-        "unsubscribe_token": tokens.make_token(subscriber, tokens.UNSUBSCRIBE),
+        # A path, not a bare signed value: log lines (config.logs) cut out whatever follows a signed link route.
+        "resubscribe_url": reverse(
+            "subscriptions:resubscribe", args=[tokens.make_token(subscriber, tokens.UNSUBSCRIBE)]
+        ),
         "feed_url": tokens.feed_url(subscriber),
         "feedback": subscriber.feedback.select_related("paper"),
         **extra,
