@@ -42,10 +42,12 @@ def bad_link(request, *, expired=False):
 
 
 def refused_link(request, error):
-    """The bad-link page for a signed link value that tokens refused (`error`, a BadToken). A value this site did not
-    sign counts against the client (link_limits)."""
+    """The bad-link page for a signed link value that tokens refused (`error`, a BadToken), or for a subscriber deleted
+    since, a 410 page saying so. A value this site did not sign counts against the client (link_limits)."""
     if isinstance(error, tokens.BadSignature):
         link_limits.count_bad_link(request)
+    if isinstance(error, tokens.SubscriberGone):
+        return render(request, "subscriptions/deleted.html", status=410)
     return bad_link(request, expired=isinstance(error, tokens.ExpiredToken))
 
 

@@ -130,6 +130,7 @@ def reader_pages(client, settings):
         "manage-feedback-undone": post(client, manage + "feedback/undo/", {"feedback": ada.feedback.get().id}),
         "erase": get(client, manage + "delete/"),
         "erased": post(client, manage + "delete/"),
+        "deleted-link": get(client, manage, status=410),
         "feed-gone": get(client, feed, status=410),
         "unsubscribe": get(client, unsubscribe),
         "unsubscribed": post(client, unsubscribe),
