@@ -19,7 +19,7 @@ from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
 
-from papers.models import Paper
+from papers.models import Paper, Topic
 from papers.trending import trending_score
 from subscriptions import link_limits, signup, tokens
 from subscriptions.forms import FORM_VERSION, PreferencesForm, SubscribeForm, consent_wording
@@ -84,7 +84,13 @@ def sample_papers():
 @require_http_methods(["GET", "POST"])
 def subscribe(request):
     # An empty POST is a sign-up with every field missing, not a fresh form.
-    form = SubscribeForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST":
+        form = SubscribeForm(request.POST)
+    else:
+        # A topic page's "Get them by email" (?topic=<slug>) comes with its topic chosen.
+        slug = request.GET.get("topic")
+        chosen = list(Topic.objects.filter(slug=slug, is_active=True).values_list("pk", flat=True)) if slug else []
+        form = SubscribeForm(initial={"topics": chosen} if chosen else None)
     if request.method == "POST" and form.is_valid():
         if not form.is_bot:
             email = form.cleaned_data["email"]
