@@ -81,7 +81,7 @@ def sample_papers():
 
 
 @ratelimit(key="ip", rate=lambda group, request: settings.SUBSCRIBE_RATE_PER_IP, method="POST", block=True)
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def subscribe(request):
     # An empty POST is a sign-up with every field missing, not a fresh form.
     if request.method == "POST":
