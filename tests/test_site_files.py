@@ -1,5 +1,7 @@
 """What any client asks a site for besides its pages: HEAD /, /robots.txt, a favicon."""
 
+import re
+
 import pytest
 
 from subscriptions.routes import ROUTES
@@ -39,3 +41,25 @@ def test_pages_name_their_icons(client, db):
     assert '<link rel="icon" href="/favicon.ico" sizes="32x32">' in page
     assert '<link rel="icon" href="/favicon.svg" type="image/svg+xml">' in page
     assert 'href="data:,"' not in page
+
+
+def footer_of(page):
+    return " ".join(re.sub(r"<[^>]+>", " ", page.split('<footer class="site">', 1)[1].split("</footer>")[0]).split())
+
+
+@pytest.mark.parametrize(
+    ("address", "footer"),
+    [
+        ("Paper Digest (development)\nNo postal address set", "Paper Digest (development) No postal address set"),
+        ("Paper Digest Ltd\n1 Main Street, Springfield", "Paper Digest Ltd 1 Main Street, Springfield"),
+        ("Acme Research\n1 Main Street, Springfield", "Acme Research 1 Main Street, Springfield"),
+        ("", "Paper Digest"),
+    ],
+)
+def test_the_footer_names_the_site_at_most_once_with_the_operators_address(client, db, settings, address, footer):
+    settings.DIGEST_SITE_NAME = "Paper Digest"
+    settings.DIGEST_POSTAL_ADDRESS = address
+    text = footer_of(client.get("/topics/").content.decode())
+    assert text.startswith(footer)
+    assert text.count("Paper Digest") <= 1
+    assert text.endswith("Topics")
