@@ -267,6 +267,8 @@ admin.site.unregister(Subscriber)
 @admin.register(Subscriber)
 class ReaderAdmin(SubscriberAdmin):
     list_display = [*SubscriberAdmin.list_display, "last_delivery"]
+    readonly_fields = [*SubscriberAdmin.readonly_fields, "recent_deliveries"]
+    recent_delivery_count = 20
 
     def get_queryset(self, request):
         # The last delivery of each reader: the unique (subscriber, digest_date) index read backwards, one row each.
@@ -286,3 +288,35 @@ class ReaderAdmin(SubscriberAdmin):
             return "-"
         status = Delivery.Status(subscriber.last_delivery_status).label.lower()
         return f"{subscriber.last_delivery_date:%Y-%m-%d} ({status})"
+
+    @admin.display(description="Deliveries")
+    def recent_deliveries(self, subscriber):
+        """The reader's last digests, newest first, each linking to its page, and to all of them."""
+        if subscriber.pk is None:
+            return "-"
+        fields = ["id", "digest_date", "status", "paper_ids", "error"]
+        recent = list(subscriber.deliveries.order_by("-digest_date").only(*fields)[: self.recent_delivery_count])
+        if not recent:
+            return "None yet."
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:digest_delivery_change", args=[delivery.pk]),
+                    delivery.digest_date.isoformat(),
+                    delivery.get_status_display(),
+                    len(delivery.paper_ids),
+                    Truncator(delivery.error).chars(80),
+                )
+                for delivery in recent
+            ),
+        )
+        count = subscriber.deliveries.count() if len(recent) == self.recent_delivery_count else len(recent)
+        return format_html(
+            '<table class="reader-deliveries"><thead><tr><th>Digest date</th><th>Status</th><th>Papers</th>'
+            '<th>Error</th></tr></thead><tbody>{}</tbody></table><p><a href="{}">All their deliveries ({})</a></p>',
+            rows,
+            deliveries_url(q=subscriber.email),
+            f"{count:,}",
+        )

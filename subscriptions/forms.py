@@ -260,6 +260,15 @@ class KeywordsField(forms.CharField):
             )
 
 
+SEND_WHEN_EMPTY_LABEL = "When nothing new matches"
+SEND_WHEN_EMPTY_CHOICES = [(False, "Skip that day: send nothing"), (True, "Send a short email saying so")]
+
+
+def is_true(value):
+    """A True/False choice as a form sends it."""
+    return value in (True, "True")
+
+
 class PreferencesForm(forms.Form):
     """What a reader chooses: on the sign-up form and in the preference center. `subscriber` fills it in."""
 
@@ -295,9 +304,9 @@ class PreferencesForm(forms.Form):
         "the rest, with the unsubscribe link, is behind “View entire message”.",
     )
     send_when_empty = forms.TypedChoiceField(
-        label="When nothing new matches",
-        choices=[(False, "Skip that day: send nothing"), (True, "Send a short email saying so")],
-        coerce=lambda value: value in (True, "True"),
+        label=SEND_WHEN_EMPTY_LABEL,
+        choices=SEND_WHEN_EMPTY_CHOICES,
+        coerce=is_true,
         widget=forms.RadioSelect,
         required=False,
         help_text="Some days no new paper matches your topics and keywords.",
