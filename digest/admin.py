@@ -141,6 +141,16 @@ class DeliveryAdmin(admin.ModelAdmin):
     actions = ["retry_failed"]
     max_listed_readers = 1000
 
+    def has_add_permission(self, request):
+        # Planning makes them; a hand-made one would stop that reader's digest for its day (one per reader and day).
+        return False
+
+    def get_actions(self, request):
+        # A delivery is the record that a digest went out, and what stops a second one: one at a time, on its page.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
     def get_search_results(self, request, queryset, search_term):
         """Searches that use indexes. The readers are found first (a whole address through the unique index on
         Lower(email), part of one among the 100,000 addresses), then their rows through (subscriber, digest_date),

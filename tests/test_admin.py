@@ -642,3 +642,14 @@ def test_a_subscribers_page_lists_their_deliveries(admin_client, deliveries):
     ]
     assert "No paper." in page and f"/admin/digest/delivery/{failed.pk}/" not in page
     assert '<a href="/admin/digest/delivery/?q=ada%40example.com">All their deliveries (2)</a>' in page
+
+
+def test_deliveries_cannot_be_added_or_deleted_in_bulk(admin_client, deliveries):
+    from digest.models import Delivery
+
+    page = admin_client.get(DELIVERIES)
+    assert f'href="{DELIVERIES}add/"' not in page.content.decode()
+    assert "delete_selected" not in [name for name, _label in page.context["action_form"].fields["action"].choices]
+    assert admin_client.get(f"{DELIVERIES}add/").status_code == 403
+    admin_client.post(DELIVERIES, {"action": "delete_selected", "_selected_action": [d.pk for d in deliveries[1:]]})
+    assert Delivery.objects.count() == 2
