@@ -307,3 +307,9 @@ def test_without_spacing_check_your_inbox_offers_to_send_the_form_again_at_once(
     settings.CONFIRMATION_RESEND_SECONDS = 0
     text = visible_text(client.get("/subscribe/sent/").content.decode())
     assert "sends nothing" not in text and "Sign up again to get a new email." in text
+
+
+def test_a_sample_paper_without_authors_shows_its_upvotes_without_a_dangling_separator(client, make_paper):
+    make_paper("Scaling sparse attention to a million tokens", upvotes=40, authors=[])
+    page = client.get("/").content.decode()
+    assert '<div class="meta">40 upvotes</div>' in page
