@@ -150,6 +150,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Files clients ask for at the site's root: robots.txt and the favicon (WhiteNoise serves them).
+WHITENOISE_ROOT = BASE_DIR / "config" / "site_root"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Production serves the files `collectstatic` gathered (the Procfile's release step runs it), with hashed names so

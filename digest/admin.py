@@ -141,6 +141,16 @@ class DeliveryAdmin(admin.ModelAdmin):
     actions = ["retry_failed"]
     max_listed_readers = 1000
 
+    def has_add_permission(self, request):
+        # Planning makes them; a hand-made one would stop that reader's digest for its day (one per reader and day).
+        return False
+
+    def get_actions(self, request):
+        # A delivery is the record that a digest went out, and what stops a second one: one at a time, on its page.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
     def get_search_results(self, request, queryset, search_term):
         """Searches that use indexes. The readers are found first (a whole address through the unique index on
         Lower(email), part of one among the 100,000 addresses), then their rows through (subscriber, digest_date),
@@ -267,6 +277,8 @@ admin.site.unregister(Subscriber)
 @admin.register(Subscriber)
 class ReaderAdmin(SubscriberAdmin):
     list_display = [*SubscriberAdmin.list_display, "last_delivery"]
+    readonly_fields = [*SubscriberAdmin.readonly_fields, "recent_deliveries"]
+    recent_delivery_count = 20
 
     def get_queryset(self, request):
         # The last delivery of each reader: the unique (subscriber, digest_date) index read backwards, one row each.
@@ -286,3 +298,35 @@ class ReaderAdmin(SubscriberAdmin):
             return "-"
         status = Delivery.Status(subscriber.last_delivery_status).label.lower()
         return f"{subscriber.last_delivery_date:%Y-%m-%d} ({status})"
+
+    @admin.display(description="Deliveries")
+    def recent_deliveries(self, subscriber):
+        """The reader's last digests, newest first, each linking to its page, and to all of them."""
+        if subscriber.pk is None:
+            return "-"
+        fields = ["id", "digest_date", "status", "paper_ids", "error"]
+        recent = list(subscriber.deliveries.order_by("-digest_date").only(*fields)[: self.recent_delivery_count])
+        if not recent:
+            return "None yet."
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:digest_delivery_change", args=[delivery.pk]),
+                    delivery.digest_date.isoformat(),
+                    delivery.get_status_display(),
+                    len(delivery.paper_ids),
+                    Truncator(delivery.error).chars(80),
+                )
+                for delivery in recent
+            ),
+        )
+        count = subscriber.deliveries.count() if len(recent) == self.recent_delivery_count else len(recent)
+        return format_html(
+            '<table class="reader-deliveries"><thead><tr><th>Digest date</th><th>Status</th><th>Papers</th>'
+            '<th>Error</th></tr></thead><tbody>{}</tbody></table><p><a href="{}">All their deliveries ({})</a></p>',
+            rows,
+            deliveries_url(q=subscriber.email),
+            f"{count:,}",
+        )

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from digest import previews
 from digest.dashboard import get_dashboard
+from subscriptions import tokens
 from subscriptions.mailerrors import classify
 from subscriptions.models import Subscriber
 
@@ -53,6 +54,7 @@ def preview(request, subscriber_id):
         "preview": result,
         "opts": Subscriber._meta,
         "html_url": _preview_url("digest_preview_html", subscriber, result.day),
+        "sent_url": tokens.view_url(subscriber, result.day),
         "send_url": reverse("digest_preview_send", args=[subscriber.pk]),
         "operator_email": request.user.email,
         "can_send": request.user.has_perm("subscriptions.change_subscriber"),

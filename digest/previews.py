@@ -27,6 +27,7 @@ class Preview:
     message: object  # the EmailMessage, or None when there is nothing to send
     reason: str  # why a real run would not send it ("" when it would)
     pool_size: int
+    delivery: object = None  # the reader's Delivery for the day, when there is one already
 
     @property
     def papers(self):
@@ -59,13 +60,30 @@ def build_preview(subscriber, day=None, now=None):
     day = day or local_today(subscriber, now)
     batch = compose.Batch([subscriber.id], now, pool=Pool.load(now))
     _picks, reason = batch.choose(subscriber)
+    # One digest per reader and day: a day that has one already says so, not why its papers are gone from the pool.
+    delivery = subscriber.deliveries.filter(digest_date=day).first()
+    if delivery is not None:
+        reason = delivery_reason(delivery, today=day == local_today(subscriber, now))
     # An operator may preview a paused reader too: show what they would get, and say why it would not go.
     picks = batch.pick(subscriber)
     message = None
     if picks or not reason:
         batch.prepare([picks])
         message = batch.build(subscriber, picks, day)
-    return Preview(subscriber, day, picks, message, reason or "", len(batch.pool))
+    return Preview(subscriber, day, picks, message, reason or "", len(batch.pool), delivery)
+
+
+def delivery_reason(delivery, *, today):
+    """Why a real run sends nothing for a day that has its Delivery already."""
+    day = delivery.digest_date
+    name = "Today's digest" if today else f"The digest of {day.day} {day:%B %Y}"
+    if delivery.status == delivery.Status.SENT:
+        return "Already sent today." if today else f"Already sent for {day.day} {day:%B %Y}."
+    if delivery.status == delivery.Status.FAILED:
+        return f"{name} failed: {delivery.error}"
+    if delivery.status == delivery.Status.SKIPPED:
+        return f"{name} was skipped: {delivery.error}"
+    return f"{name} is being sent."
 
 
 def make_test_copy(preview, to):

@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_cache_control
+from django.utils.http import urlencode
 from django.views.decorators.http import require_safe
 
 from papers.models import Paper, Topic
@@ -104,6 +105,11 @@ def topic_day_url(topic, day):
     return reverse("topics:day", args=[topic.slug, day.isoformat()])
 
 
+def topic_signup_url(topic):
+    """The sign-up form with `topic` chosen (subscriptions.views.subscribe reads ?topic=), at the form."""
+    return reverse("subscriptions:subscribe") + "?" + urlencode({"topic": topic.slug}) + "#signup-title"
+
+
 def public(response, max_age=PUBLIC_MAX_AGE):
     """Public pages: the same for everyone, so browsers and proxies may keep them briefly."""
     patch_cache_control(response, public=True, max_age=max_age)
@@ -152,6 +158,7 @@ def topic_day(request, slug, day):
         "next_day": parsed + timedelta(days=1),
         "today_url": topic_day_url(topic, current) if parsed != current else None,
         "feed_url": reverse("topics:feed", args=[topic.slug]),
+        "signup_url": topic_signup_url(topic),
         "min_score": settings.MATCH_MIN_SCORE,
     }
     return public(render(request, "papers/topic_day.html", context))

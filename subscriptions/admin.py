@@ -15,8 +15,22 @@ from django.utils.html import format_html
 
 from papers.models import Topic
 from subscriptions import signup
-from subscriptions.forms import normalise_email
-from subscriptions.models import Consent, ErasedAddress, MailEvent, PurgeRun, Subscriber
+from subscriptions.forms import (
+    SEND_WHEN_EMPTY_CHOICES,
+    SEND_WHEN_EMPTY_LABEL,
+    KeywordsField,
+    is_true,
+    normalise_email,
+)
+from subscriptions.models import (
+    MAX_KEYWORD_LENGTH,
+    MAX_KEYWORDS,
+    Consent,
+    ErasedAddress,
+    MailEvent,
+    PurgeRun,
+    Subscriber,
+)
 
 EXPORT_BATCH = 2000
 CSV_HEADER = ["email", "status", "topics", "keywords", "time_zone", "send_hour", "frequency", "created", "confirmed"]
@@ -76,6 +90,16 @@ class MailEventInline(admin.TabularInline):
 
 
 class SubscriberForm(forms.ModelForm):
+    # As the reader's own form shows them (subscriptions.forms), not as the JSON and the checkbox they are stored as.
+    keywords = KeywordsField(
+        required=False,
+        help_text=f"One per line (commas also separate): up to {MAX_KEYWORDS}, of up to {MAX_KEYWORD_LENGTH} "
+        "characters each.",
+    )
+    send_when_empty = forms.TypedChoiceField(
+        label=SEND_WHEN_EMPTY_LABEL, choices=SEND_WHEN_EMPTY_CHOICES, coerce=is_true, initial=False
+    )
+
     class Meta:
         model = Subscriber
         fields = [
@@ -89,6 +113,7 @@ class SubscriberForm(forms.ModelForm):
             "frequency",
             "weekly_day",
             "papers_per_email",
+            "send_when_empty",
         ]
 
     def clean_email(self):

@@ -1,9 +1,11 @@
 """The sign-up form and the preference center's form. Both validate everything a reader can type or tamper with."""
 
 import functools
+import importlib.resources
 import re
 import unicodedata
 import zoneinfo
+from pathlib import Path
 
 from django import forms
 from django.conf import settings
@@ -15,11 +17,18 @@ from django.utils.choices import BaseChoiceIterator
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from papers import text
 from papers.models import Topic
-from subscriptions.models import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, MAX_PAPERS_PER_EMAIL, Subscriber
+from subscriptions.models import (
+    CLIP_SAFE_PAPERS,
+    MAX_KEYWORD_LENGTH,
+    MAX_KEYWORDS,
+    MAX_PAPERS_PER_EMAIL,
+    Subscriber,
+)
 
 # Stored with each consent record, with the wording the reader saw: change it whenever the wording changes.
-FORM_VERSION = "signup-2026-11"
+FORM_VERSION = "signup-2026-12"
 HOURS = [(hour, f"{hour:02d}:00") for hour in range(24)]
 _KEYWORD_SEPARATORS = re.compile(r"[\n,;]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -71,16 +80,64 @@ class FixedChoices(BaseChoiceIterator):
         return self
 
 
+def time_zone_label(name):
+    return name.replace("_", " ")
+
+
+@functools.cache
+def valid_time_zones():
+    """Every name the time zone database knows, legacy aliases (Asia/Calcutta, US/Eastern, Etc/GMT+5) included."""
+    return frozenset(zoneinfo.available_timezones()) - {"localtime"}
+
+
+def _zone_table():
+    """The text of the time zone database's zone.tab, from the tzdata package or else the system's copy; or None."""
+    try:
+        return importlib.resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text(encoding="utf-8")
+    except (ModuleNotFoundError, OSError):
+        pass
+    for folder in zoneinfo.TZPATH:
+        try:
+            return (Path(folder) / "zone.tab").read_text(encoding="utf-8")
+        except OSError:
+            continue
+    return None
+
+
+@functools.cache
+def listed_time_zones():
+    """The time zones the form lists: UTC and the database's zone.tab, its table for pickers, which names each
+    place once by its current name (Asia/Kolkata, Europe/Kyiv, Africa/Asmara, Europe/Oslo). The other names
+    available_timezones() holds are legacy aliases of these (Asia/Calcutta, W-SU, GB-Eire, US/Eastern) or fixed
+    offsets (Etc/GMT+5); the form still accepts them (TimeZoneChoiceField)."""
+    table = _zone_table()
+    if table is None:  # a database without its tables (neither tzdata nor a system copy has them): list every name
+        return sorted(valid_time_zones())
+    rows = (line.split("\t") for line in table.splitlines() if line and not line.startswith("#"))
+    return sorted(({row[2] for row in rows if len(row) >= 3} & valid_time_zones()) | {"UTC"})
+
+
 @functools.cache
 def time_zone_choices():
-    names = sorted(name for name in zoneinfo.available_timezones() if name != "localtime")
-    return [(name, name.replace("_", " ")) for name in names]
+    return [(name, time_zone_label(name)) for name in listed_time_zones()]
+
+
+class TimeZoneChoiceField(forms.ChoiceField):
+    """A time zone from the list, or any other name the database knows: a reader who chose a legacy alias (or whose
+    browser reports one) keeps it."""
+
+    def valid_value(self, value):
+        return value in valid_time_zones()
 
 
 class LongSelect(forms.Select):
-    """A Select for a long, flat list of choices (the ~600 time zones). Django renders every option through two
+    """A Select for a long, flat list of choices (the ~420 time zones). Django renders every option through two
     templates, tens of milliseconds a page for this list; here each option's HTML is built once per process and only
-    the selected one is written anew. The HTML is Django's own, byte for byte (tests/test_signup_validation.py)."""
+    the selected one is written anew. The HTML is Django's own, byte for byte (tests/test_signup_validation.py).
+    A selected value the choices leave out is shown first, chosen, when unlisted_label() gives it a label."""
+
+    def unlisted_label(self, value):
+        return None
 
     def get_context(self, name, value, attrs):
         # Not ChoiceWidget's, which builds a context for every option.
@@ -90,10 +147,15 @@ class LongSelect(forms.Select):
         widget = context["widget"]
         wanted = self.format_value(widget["value"])
         selected = wanted[0] if wanted else None
+        choices = tuple(self.choices)
         options = "".join(
             format_html('\n  <option value="{}" selected>{}</option>\n', choice, label) if choice == selected else html
-            for choice, label, html in _unselected_options(tuple(self.choices))
+            for choice, label, html in _unselected_options(choices)
         )
+        if selected is not None and selected not in _listed_values(choices):
+            label = self.unlisted_label(selected)
+            if label is not None:
+                options = format_html('\n  <option value="{}" selected>{}</option>\n', selected, label) + options
         # As django/forms/widgets/attrs.html writes them: in order, True as a bare name, False left out.
         attrs = "".join(
             format_html(" {}", name) if value is True else format_html(' {}="{}"', name, value)
@@ -104,12 +166,23 @@ class LongSelect(forms.Select):
 
 
 @functools.lru_cache(maxsize=8)
+def _listed_values(choices):
+    return frozenset(str(choice) for choice, _label in choices)
+
+
+@functools.lru_cache(maxsize=8)
 def _unselected_options(choices):
     # Kept by the choices themselves: each form works on its own copy of the widget.
     return [
         (str(choice), label, format_html('\n  <option value="{}">{}</option>\n', choice, label))
         for choice, label in choices
     ]
+
+
+class TimeZoneSelect(LongSelect):
+    def unlisted_label(self, value):
+        # A legacy name the reader chose, or their browser reported: kept, not silently replaced by the first zone.
+        return time_zone_label(value) if value in valid_time_zones() else None
 
 
 def normalise_email(value):
@@ -176,6 +249,24 @@ class KeywordsField(forms.CharField):
                 code="too_many",
                 params={"limit": MAX_KEYWORDS, "count": len(value)},
             )
+        # Matching reads words as papers.text.analyse keeps them: nothing left of a keyword means no paper, ever.
+        silent = [keyword for keyword in value if not text.analyse(keyword)]
+        if silent:
+            raise ValidationError(
+                "“%(keyword)s” can never match a paper: matching leaves out common words (the, of, new, using…), "
+                "single letters and punctuation. Use a more specific word or phrase.",
+                code="never_matches",
+                params={"keyword": silent[0][:80]},
+            )
+
+
+SEND_WHEN_EMPTY_LABEL = "When nothing new matches"
+SEND_WHEN_EMPTY_CHOICES = [(False, "Skip that day: send nothing"), (True, "Send a short email saying so")]
+
+
+def is_true(value):
+    """A True/False choice as a form sends it."""
+    return value in (True, "True")
 
 
 class PreferencesForm(forms.Form):
@@ -192,8 +283,8 @@ class PreferencesForm(forms.Form):
         help_text=f"Optional: your own interests, one per line, up to {MAX_KEYWORDS} "
         f"of up to {MAX_KEYWORD_LENGTH} characters each (for example: protein folding).",
     )
-    time_zone = forms.ChoiceField(
-        label="Time zone", choices=FixedChoices(time_zone_choices), initial="UTC", widget=LongSelect
+    time_zone = TimeZoneChoiceField(
+        label="Time zone", choices=FixedChoices(time_zone_choices), initial="UTC", widget=TimeZoneSelect
     )
     send_hour = forms.TypedChoiceField(
         label="Send hour", choices=HOURS, coerce=int, initial=8, help_text="In your time zone."
@@ -205,12 +296,17 @@ class PreferencesForm(forms.Form):
         label="Day for weekly digests", choices=Subscriber.Weekday.choices, coerce=int, initial=0
     )
     papers_per_email = forms.IntegerField(
-        label="Papers per email", min_value=1, max_value=MAX_PAPERS_PER_EMAIL, initial=10
+        label="Papers per email",
+        min_value=1,
+        max_value=MAX_PAPERS_PER_EMAIL,
+        initial=10,
+        help_text=f"From 1 to {MAX_PAPERS_PER_EMAIL}. More than {CLIP_SAFE_PAPERS} makes an email Gmail cuts short: "
+        "the rest, with the unsubscribe link, is behind “View entire message”.",
     )
     send_when_empty = forms.TypedChoiceField(
-        label="When nothing new matches",
-        choices=[(False, "Skip that day: send nothing"), (True, "Send a short email saying so")],
-        coerce=lambda value: value in (True, "True"),
+        label=SEND_WHEN_EMPTY_LABEL,
+        choices=SEND_WHEN_EMPTY_CHOICES,
+        coerce=is_true,
         widget=forms.RadioSelect,
         required=False,
         help_text="Some days no new paper matches your topics and keywords.",

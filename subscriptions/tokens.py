@@ -35,6 +35,11 @@ class BadSignature(BadToken):
     """A value this site did not sign: mistyped, cut short, lengthened or made up (link_limits counts these)."""
 
 
+class SubscriberGone(BadToken):
+    """A link this site made, for a subscriber deleted since: erased ("Delete me", or by an operator), or an
+    unconfirmed sign-up purged."""
+
+
 @functools.cache
 def _signer(purpose):
     signer = signing.TimestampSigner if purpose == CONFIRM else signing.Signer
@@ -80,11 +85,11 @@ def read_token(value, purpose):
 
 
 def find_subscriber(value, purpose):
-    """The Subscriber a signed link value is for, or BadToken (tampered, foreign, or the subscriber is gone)."""
+    """The Subscriber a signed link value is for, or BadToken (tampered, foreign; SubscriberGone: deleted since)."""
     token, _, stamp = read_token(value, purpose).partition(".")
     subscriber = Subscriber.objects.filter(token=token).first()
     if subscriber is None:
-        raise BadToken(f"the {purpose} link is for a subscription that no longer exists")
+        raise SubscriberGone(f"the {purpose} link is for a subscription that no longer exists")
     if purpose == CONFIRM and (stamp or None) != confirm_stamp(subscriber):
         raise BadToken("the confirm link is for other choices than those now waiting for confirmation")
     return subscriber
@@ -137,7 +142,7 @@ def read_feedback(value):
         raise BadToken("not a valid feedback link")
     subscriber = Subscriber.objects.filter(token=token).first()
     if subscriber is None:
-        raise BadToken("the feedback link is for a subscription that no longer exists")
+        raise SubscriberGone("the feedback link is for a subscription that no longer exists")
     return subscriber, int(paper_id), direction
 
 
@@ -160,5 +165,5 @@ def read_view(value):
         raise BadToken("not a valid view link") from None
     subscriber = Subscriber.objects.filter(token=token).first()
     if subscriber is None:
-        raise BadToken("the view link is for a subscription that no longer exists")
+        raise SubscriberGone("the view link is for a subscription that no longer exists")
     return subscriber, day

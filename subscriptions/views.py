@@ -19,7 +19,7 @@ from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 from django_ratelimit.exceptions import Ratelimited
 
-from papers.models import Paper
+from papers.models import Paper, Topic
 from papers.trending import trending_score
 from subscriptions import link_limits, signup, tokens
 from subscriptions.forms import FORM_VERSION, PreferencesForm, SubscribeForm, consent_wording
@@ -42,10 +42,12 @@ def bad_link(request, *, expired=False):
 
 
 def refused_link(request, error):
-    """The bad-link page for a signed link value that tokens refused (`error`, a BadToken). A value this site did not
-    sign counts against the client (link_limits)."""
+    """The bad-link page for a signed link value that tokens refused (`error`, a BadToken), or for a subscriber deleted
+    since, a 410 page saying so. A value this site did not sign counts against the client (link_limits)."""
     if isinstance(error, tokens.BadSignature):
         link_limits.count_bad_link(request)
+    if isinstance(error, tokens.SubscriberGone):
+        return render(request, "subscriptions/deleted.html", status=410)
     return bad_link(request, expired=isinstance(error, tokens.ExpiredToken))
 
 
@@ -79,10 +81,16 @@ def sample_papers():
 
 
 @ratelimit(key="ip", rate=lambda group, request: settings.SUBSCRIBE_RATE_PER_IP, method="POST", block=True)
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def subscribe(request):
     # An empty POST is a sign-up with every field missing, not a fresh form.
-    form = SubscribeForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST":
+        form = SubscribeForm(request.POST)
+    else:
+        # A topic page's "Get them by email" (?topic=<slug>) comes with its topic chosen.
+        slug = request.GET.get("topic")
+        chosen = list(Topic.objects.filter(slug=slug, is_active=True).values_list("pk", flat=True)) if slug else []
+        form = SubscribeForm(initial={"topics": chosen} if chosen else None)
     if request.method == "POST" and form.is_valid():
         if not form.is_bot:
             email = form.cleaned_data["email"]
@@ -99,9 +107,28 @@ def subscribe(request):
     return render(request, "subscriptions/subscribe.html", context, status=400 if form.errors else 200)
 
 
+def spoken_duration(seconds):
+    """ "1 hour", "10 minutes", "90 seconds": in the largest unit that divides `seconds`."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
 @require_GET
 def subscribe_sent(request):
-    return render(request, "subscriptions/subscribe_sent.html", {"max_age_days": settings.CONFIRMATION_MAX_AGE_DAYS})
+    # The page is the same whatever was sent (or not): emails to one address are spaced by CONFIRMATION_RESEND_SECONDS,
+    # so from now on that long, another sign-up certainly sends one.
+    spacing = settings.CONFIRMATION_RESEND_SECONDS
+    at = timezone.now() + timedelta(seconds=spacing)
+    context = {
+        "max_age_days": settings.CONFIRMATION_MAX_AGE_DAYS,
+        "spacing": spoken_duration(spacing) if spacing else None,
+        # Shown to the minute, so rounded up to the next one.
+        "try_again_at": at.replace(second=0, microsecond=0) + timedelta(minutes=bool(at.second or at.microsecond)),
+    }
+    return render(request, "subscriptions/subscribe_sent.html", context)
 
 
 def signed_link(purpose):
@@ -148,6 +175,10 @@ def _manage_context(subscriber, form, **extra):
         "form": form,
         "token": tokens.make_token(subscriber, tokens.MANAGE),
         "unsubscribe_url": tokens.unsubscribe_url(subscriber),
+        # A path, not a bare signed value: log lines (config.logs) cut out whatever follows a signed link route.
+        "resubscribe_url": reverse(
+            "subscriptions:resubscribe", args=[tokens.make_token(subscriber, tokens.UNSUBSCRIBE)]
+        ),
         "feed_url": tokens.feed_url(subscriber),
         "feedback": subscriber.feedback.select_related("paper"),
         **extra,

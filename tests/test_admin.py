@@ -78,8 +78,9 @@ def test_an_erased_address_cannot_be_added_back_by_an_operator(admin_client, db)
     from subscriptions.models import ErasedAddress, Subscriber
 
     ErasedAddress.objects.create(email_hash=ErasedAddress.hash("ada@example.com"))
-    data = {"email": "Ada@Example.com", "status": "active", "keywords": "[]", "time_zone": "UTC", "send_hour": "8"}
-    data.update(frequency="daily", weekly_day="0", papers_per_email="10", created_at_0="2026-11-30")
+    data = {"email": "Ada@Example.com", "status": "active", "keywords": "", "time_zone": "UTC", "send_hour": "8"}
+    data.update(frequency="daily", weekly_day="0", papers_per_email="10", send_when_empty="False")
+    data.update(created_at_0="2026-11-30")
     data.update({"created_at_1": "09:00", "consents-TOTAL_FORMS": "0", "consents-INITIAL_FORMS": "0"})
     response = admin_client.post("/admin/subscriptions/subscriber/add/", data)
     assert "asked for their data to be erased" in response.content.decode()
@@ -91,8 +92,8 @@ def test_an_erased_address_cannot_be_given_to_another_subscriber_by_an_operator(
 
     bob = make_reader("bob@example.com")
     ErasedAddress.objects.create(email_hash=ErasedAddress.hash("ada@example.com"))
-    data = {"email": "Ada@Example.com", "status": "active", "keywords": "[]", "time_zone": "UTC", "send_hour": "8"}
-    data.update(frequency="daily", weekly_day="0", papers_per_email="10")
+    data = {"email": "Ada@Example.com", "status": "active", "keywords": "", "time_zone": "UTC", "send_hour": "8"}
+    data.update(frequency="daily", weekly_day="0", papers_per_email="10", send_when_empty="False")
     for prefix in ("consents", "mail_events"):
         data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
     response = admin_client.post(f"/admin/subscriptions/subscriber/{bob.pk}/change/", data)
@@ -547,7 +548,7 @@ def test_the_admin_stores_an_internationalised_address_as_sign_up_does(admin_cli
     from subscriptions.models import ErasedAddress
 
     ErasedAddress.objects.create(email_hash=ErasedAddress.hash("ada@bücher.example"))
-    data = {"email": "Ada@xn--bcher-kva.example", "status": "active", "keywords": "[]", "time_zone": "UTC"}
+    data = {"email": "Ada@xn--bcher-kva.example", "status": "active", "keywords": "", "time_zone": "UTC"}
     data.update(send_hour="8", frequency="daily", weekly_day="0", papers_per_email="10")
     data.update({"consents-TOTAL_FORMS": "0", "consents-INITIAL_FORMS": "0"})
     data.update({"mail_events-TOTAL_FORMS": "0", "mail_events-INITIAL_FORMS": "0"})
@@ -572,3 +573,83 @@ def test_a_subscribers_page_shows_choices_waiting_for_confirmation_as_the_reader
         "Topics Speech recognition Keywords protein folding, sparse attention "
         "When 07:00 Europe/Berlin, every day Papers per email 10"
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A subscriber's page: keywords, when nothing matches, their deliveries
+
+
+def subscriber_form(reader, **changes):
+    """The subscriber's change form as the admin posts it, with `changes`."""
+    data = {
+        "email": reader.email,
+        "status": reader.status,
+        "keywords": "\n".join(reader.keywords),
+        "time_zone": str(reader.time_zone),
+        "send_hour": str(reader.send_hour),
+        "frequency": reader.frequency,
+        "weekly_day": str(reader.weekly_day),
+        "papers_per_email": str(reader.papers_per_email),
+        "send_when_empty": str(reader.send_when_empty),
+    }
+    for prefix in ("consents", "mail_events"):
+        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+    return data | changes
+
+
+def test_a_subscribers_keywords_are_edited_one_per_line(admin_client, make_reader):
+    reader = make_reader("ada@example.com", keywords=["protein folding", "sparse attention"])
+    url = f"{SUBSCRIBERS}{reader.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert re.search(r'<textarea name="keywords"[^>]*>\nprotein folding\nsparse attention</textarea>', page)
+    assert "[&quot;protein folding&quot;" not in page
+
+    response = admin_client.post(url, subscriber_form(reader, keywords="graph neural networks\n\nRLHF, GNN"))
+    assert response.status_code == 302
+    reader.refresh_from_db()
+    assert reader.keywords == ["graph neural networks", "RLHF", "GNN"]
+
+    page = admin_client.post(url, subscriber_form(reader, keywords="protein folding\nthe")).content.decode()
+    assert "“the” can never match a paper" in page
+    reader.refresh_from_db()
+    assert reader.keywords == ["graph neural networks", "RLHF", "GNN"]
+
+
+def test_a_subscribers_page_shows_and_changes_what_happens_when_nothing_new_matches(admin_client, make_reader):
+    reader = make_reader("ada@example.com", send_when_empty=True)
+    url = f"{SUBSCRIBERS}{reader.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert "When nothing new matches" in page
+    assert re.search(r'<option value="True" selected>Send a short email saying so</option>', page)
+    assert admin_client.post(url, subscriber_form(reader, send_when_empty="False")).status_code == 302
+    reader.refresh_from_db()
+    assert reader.send_when_empty is False
+
+
+def test_a_subscribers_page_lists_their_deliveries(admin_client, deliveries):
+    from digest.models import Delivery
+
+    run, sent, failed = deliveries
+    ada = sent.subscriber
+    older = Delivery.objects.create(
+        subscriber=ada, digest_date=sent.digest_date - timezone.timedelta(days=1), status="skipped", error="No paper."
+    )
+    page = admin_client.get(f"{SUBSCRIBERS}{ada.pk}/change/").content.decode()
+    rows = re.findall(r'<tr><td><a href="/admin/digest/delivery/(\d+)/change/">([^<]+)</a></td><td>(\w+)</td>', page)
+    assert rows == [
+        (str(sent.pk), f"{sent.digest_date:%Y-%m-%d}", "Sent"),
+        (str(older.pk), f"{older.digest_date:%Y-%m-%d}", "Skipped"),
+    ]
+    assert "No paper." in page and f"/admin/digest/delivery/{failed.pk}/" not in page
+    assert '<a href="/admin/digest/delivery/?q=ada%40example.com">All their deliveries (2)</a>' in page
+
+
+def test_deliveries_cannot_be_added_or_deleted_in_bulk(admin_client, deliveries):
+    from digest.models import Delivery
+
+    page = admin_client.get(DELIVERIES)
+    assert f'href="{DELIVERIES}add/"' not in page.content.decode()
+    assert "delete_selected" not in [name for name, _label in page.context["action_form"].fields["action"].choices]
+    assert admin_client.get(f"{DELIVERIES}add/").status_code == 403
+    admin_client.post(DELIVERIES, {"action": "delete_selected", "_selected_action": [d.pk for d in deliveries[1:]]})
+    assert Delivery.objects.count() == 2

@@ -212,7 +212,7 @@ def test_a_link_of_another_purpose_or_for_a_gone_reader_is_refused(client, paper
         assert client.post(f"/feedback/{value}/").status_code == 400
     link = tokens.feedback_url(reader, papers["traffic"].id, "less").removeprefix(SITE)
     reader.erase()
-    assert client.post(link).status_code == 400
+    assert client.post(link).status_code == 410
     assert not Feedback.objects.exists()
 
 

@@ -3,6 +3,7 @@ import re
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from digest.models import Delivery
 from subscriptions import tokens
@@ -155,7 +156,7 @@ def test_delete_me_asks_then_erases_everything_but_a_hash(client, reader, manage
     assert b"Your data is deleted" in response.content
     assert not Subscriber.objects.exists() and not Consent.objects.exists() and not Delivery.objects.exists()
     assert ErasedAddress.is_erased("Ada@Example.com")
-    assert client.get(manage_path).status_code == 400  # old links no longer find anyone
+    assert client.get(manage_path).status_code == 410  # old links find no one, and say the data was deleted
 
 
 def test_a_tampered_manage_link_gets_a_400_and_changes_nothing(client, reader, manage_path, topics):
@@ -249,3 +250,29 @@ def test_download_my_data_includes_feedback(client, reader, manage_path, make_pa
     assert [(f["paper"], f["title"], f["feedback"]) for f in data["feedback"]] == [
         ("2611.00042", "Graph transformers", "less")
     ]
+
+
+def test_an_erased_readers_old_links_say_the_data_was_deleted(client, reader, make_paper, settings):
+    links = {  # (link, whether a POST acts on it)
+        "manage": (tokens.manage_url(reader), True),
+        "unsubscribe": (tokens.unsubscribe_url(reader), True),
+        "data": (tokens.manage_url(reader) + "data/", False),
+        "feedback": (tokens.feedback_url(reader, make_paper("Sparse attention").id, "more"), True),
+        "view in browser": (tokens.view_url(reader, timezone.now().date()), False),
+    }
+    reader.erase()
+    for name, (link, posts) in links.items():
+        for method in (client.get, client.post) if posts else (client.get,):
+            response = method(link.removeprefix(settings.SITE_URL))
+            assert response.status_code == 410, name
+            page = response.content.decode()
+            assert "<h1>This subscription was deleted</h1>" in page, name
+            assert "This link does not work" not in page and "copied incompletely" not in page
+
+
+def test_an_erased_pending_readers_confirmation_link_says_so_too(client, make_reader, settings):
+    pending = make_reader("new@example.com", status=Subscriber.Status.PENDING)
+    link = tokens.confirm_url(pending).removeprefix(settings.SITE_URL)
+    pending.erase()
+    response = client.get(link)
+    assert response.status_code == 410 and b"This subscription was deleted" in response.content

@@ -156,3 +156,31 @@ def test_the_preview_says_why_each_paper_is_there_as_the_email_does(admin_client
     listed = re.findall(r'<span class="quiet preview-why">([^<]*)</span>', page)
     assert [line.replace("&#x27;", "'") for line in listed] == lines  # the papers listed above the email
     assert "\nWhy: Graph neural networks — " in page  # the text part
+
+
+def test_a_reader_already_sent_today_is_told_so_with_links_to_what_was_sent(admin_client, reader):
+    call_command("senddigests", "--now", "--no-progress", stdout=None)
+    delivery = Delivery.objects.get(status=Delivery.Status.SENT)
+    page = admin_client.get(preview_path(reader)).content.decode()
+    assert "A real run would not send this: Already sent today." in page
+    assert "No new paper matched" not in page
+    assert f'<a href="/admin/digest/delivery/{delivery.pk}/change/">the delivery</a>' in page
+    assert f'<a href="{tokens.view_url(reader, delivery.digest_date)}">the email as sent</a>' in page
+    other_day = admin_client.get(preview_path(reader, date="2026-12-01")).content.decode()
+    assert "Already sent" not in other_day
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "said"),
+    [
+        ("failed", "SMTP 451: try later", "Today's digest failed: SMTP 451: try later"),
+        ("skipped", "No new paper matched.", "Today's digest was skipped: No new paper matched."),
+        ("pending", "", "Today's digest is being sent."),
+    ],
+)
+def test_a_reader_with_todays_digest_under_way_or_done_is_told_which(admin_client, reader, status, error, said):
+    delivery = Delivery.objects.create(subscriber=reader, digest_date="2026-11-30", status=status, error=error)
+    page = admin_client.get(preview_path(reader)).content.decode()
+    assert f"A real run would not send this: {said}".replace("'", "&#x27;") in page
+    assert f'<a href="/admin/digest/delivery/{delivery.pk}/change/">the delivery</a>' in page
+    assert "the email as sent" not in page

@@ -1,4 +1,5 @@
 import re
+from datetime import UTC, datetime
 
 import pytest
 import time_machine
@@ -90,7 +91,7 @@ def test_a_new_address_is_pending_with_its_preferences_and_gets_a_confirmation(c
     )
     consent = reader.consents.get()
     assert consent.action == Consent.Action.SUBSCRIBE
-    assert (consent.ip, consent.user_agent, consent.form_version) == ("203.0.113.9", "Firefox/140", "signup-2026-11")
+    assert (consent.ip, consent.user_agent, consent.form_version) == ("203.0.113.9", "Firefox/140", "signup-2026-12")
     assert "one-click unsubscribe" in consent.wording
     [message] = mail.outbox
     assert message.to == ["ada@example.com"]
@@ -283,3 +284,32 @@ def test_choices_sent_between_the_links_check_and_its_confirmation_are_not_confi
     client.post("/", form_data(topics[1:], send_hour="3"))
     assert signup.confirm(checked, signup.Proof()) is None
     assert saved_row(reader) == before
+
+
+def visible_text(page):
+    return " ".join(re.sub(r"<[^>]+>", " ", page).split())
+
+
+@pytest.mark.parametrize(
+    ("spacing", "wait", "again"), [(600, "10 minutes", "05:10"), (3600, "1 hour", "06:00"), (90, "90 seconds", "05:02")]
+)
+def test_check_your_inbox_says_from_when_the_form_sends_another_email(client, settings, spacing, wait, again):
+    settings.CONFIRMATION_RESEND_SECONDS = spacing
+    with time_machine.travel(datetime(2026, 12, 4, 5, 0, tzinfo=UTC), tick=False):
+        page = client.get("/subscribe/sent/").content.decode()
+    assert f'<time datetime="2026-12-04T{again}:00Z" id="try-again">{again} UTC</time>' in page
+    text = visible_text(page)
+    assert f"We send an address at most one email every {wait}: sending the form again before {again} UTC" in text
+    assert "sends nothing" in text
+
+
+def test_without_spacing_check_your_inbox_offers_to_send_the_form_again_at_once(client, settings):
+    settings.CONFIRMATION_RESEND_SECONDS = 0
+    text = visible_text(client.get("/subscribe/sent/").content.decode())
+    assert "sends nothing" not in text and "Sign up again to get a new email." in text
+
+
+def test_a_sample_paper_without_authors_shows_its_upvotes_without_a_dangling_separator(client, make_paper):
+    make_paper("Scaling sparse attention to a million tokens", upvotes=40, authors=[])
+    page = client.get("/").content.decode()
+    assert '<div class="meta">40 upvotes</div>' in page

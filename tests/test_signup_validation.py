@@ -49,6 +49,9 @@ def error_for(page, field):
         ("keywords", "\n".join(f"keyword {n}" for n in range(11)), "at most 10 keywords (you added 11)"),
         ("keywords", "x" * 61, "at most 60 characters; this one is 61"),
         ("keywords", "ok\x00not ok", "control characters"),
+        ("keywords", "!!!", "“!!!” can never match a paper"),
+        ("keywords", "the", "“the” can never match a paper"),
+        ("keywords", "protein folding\nof the new", "“of the new” can never match a paper"),
         ("time_zone", "Mars/Olympus_Mons", "Select a valid choice"),
         ("send_hour", "24", "Select a valid choice"),
         ("send_hour", "seven", "Select a valid choice"),
@@ -107,3 +110,55 @@ def test_a_refused_sign_up_keeps_the_chosen_time_zone_selected(client, topic):
     selected = re.findall(r'<option value="([^"]+)" selected>', response.content.decode())
     assert "America/Port_of_Spain" in selected
     assert 'value="UTC" selected' not in response.content.decode()
+
+
+def time_zone_options(page):
+    """{value: selected} of the time zone list's options."""
+    [select] = re.findall(r'<select name="time_zone".*?</select>', page, re.S)
+    return {value: bool(selected) for value, selected in re.findall(r'<option value="([^"]+)"( selected)?>', select)}
+
+
+GEOGRAPHIC = [
+    "Africa",
+    "America",
+    "Antarctica",
+    "Arctic",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+]
+
+
+def test_the_time_zone_list_offers_each_place_by_its_current_name_and_no_legacy_alias(db, client):
+    offered = time_zone_options(client.get("/").content.decode())
+    assert {
+        "UTC",
+        "Africa/Asmara",
+        "Asia/Kolkata",
+        "Europe/Kyiv",
+        "Europe/Oslo",
+        "America/Argentina/Buenos_Aires",
+    } <= set(offered)
+    aliases = {"Africa/Asmera", "Asia/Calcutta", "Europe/Kiev", "America/Buenos_Aires", "GB-Eire", "W-SU", "Japan"}
+    assert not aliases & set(offered)
+    assert not [zone for zone in offered if zone.startswith(("US/", "Etc/", "Canada/", "Brazil/", "Mexico/"))]
+    assert [zone for zone in offered if zone != "UTC" and zone.split("/")[0] not in GEOGRAPHIC] == []
+    assert len(offered) > 400
+
+
+@pytest.mark.parametrize("zone", ["Asia/Calcutta", "US/Eastern", "Etc/GMT+5", "GB-Eire"])
+def test_any_valid_time_zone_posted_is_accepted_though_not_listed(client, topic, zone):
+    response = client.post("/", form_data(topic, time_zone=zone))
+    assert response.status_code == 302
+    assert str(Subscriber.objects.get().time_zone) == zone
+
+
+def test_a_reader_with_an_unlisted_time_zone_sees_it_chosen_in_the_preference_center(client, make_reader):
+    from subscriptions import tokens
+
+    reader = make_reader(time_zone="US/Eastern")
+    options = time_zone_options(client.get(tokens.manage_url(reader)).content.decode())
+    assert [zone for zone, selected in options.items() if selected] == ["US/Eastern"]

@@ -135,9 +135,8 @@ def test_the_page_is_plain_accessible_html_with_the_feed_in_its_head(client, gnn
     alternate = tree.cssselect('head link[rel="alternate"][type="application/atom+xml"]')
     assert [link.get("href") for link in alternate] == [f"/topics/{gnn.slug}/feed/"]
     assert len(tree.cssselect("main")) == 1 and tree.cssselect("header") and tree.cssselect("footer")
-    assert [h1.text_content() for h1 in tree.cssselect("h1")] == [
-        "Graph neural networks: trending papers of Wednesday 10 June 2026 (today)"
-    ]
+    assert [h1.text_content() for h1 in tree.cssselect("h1")] == ["Graph neural networks"]
+    assert tree.cssselect("h1 + p")[0].text_content() == "Trending papers of Wednesday 10 June 2026 (today) · 3 papers"
     assert tree.cssselect('nav[aria-label="Other days"]')
     # Works without JavaScript: there is none; and the inline style carries this response's nonce (strict CSP).
     assert not tree.cssselect("script") and not tree.cssselect("[style]")
@@ -275,3 +274,28 @@ def test_each_paper_says_why_it_is_on_the_topics_page(client, gnn, todays_papers
     expected = {paper.title: f"Why: {index.explain(query, doc)}" for doc, paper in enumerate(index.papers)}
     assert shown and shown == {title: expected[title] for title in shown}
     assert shown["Message passing at scale"].startswith("Why: mentions “")
+
+
+def checked_topics(page):
+    tree = html.fromstring(page)
+    return [box.get("value") for box in tree.cssselect('input[name="topics"]') if box.get("checked") is not None]
+
+
+def test_get_them_by_email_opens_the_sign_up_form_with_the_topic_chosen(client, gnn, todays_papers, make_topic):
+    make_topic("Robotics")
+    tree = html.fromstring(client.get(day_path(gnn, TODAY)).content)
+    [link] = [a.get("href") for a in tree.cssselect("a") if a.text_content() == "Get them by email"]
+    assert link == f"/?topic={gnn.slug}#signup-title"
+    assert checked_topics(client.get(link).content) == [str(gnn.pk)]
+
+
+def test_an_empty_days_sign_up_link_chooses_the_topic_too(client, gnn):
+    page = client.get(day_path(gnn, YESTERDAY)).content.decode()
+    assert f'<a href="/?topic={gnn.slug}#signup-title">get new papers by email</a>' in page
+
+
+@pytest.mark.parametrize("slug", ["no-such-topic", "retired-topic", ""])
+def test_a_sign_up_link_for_no_active_topic_chooses_none(client, make_topic, slug):
+    make_topic("Retired topic").__class__.objects.filter(slug="retired-topic").update(is_active=False)
+    response = client.get(f"/?topic={slug}")
+    assert response.status_code == 200 and checked_topics(response.content) == []

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from subscriptions import tokens
@@ -65,11 +67,45 @@ def test_the_manage_link_shows_the_subscription(client, reader, make_topic):
     assert b"ada@example.com" in response.content and b"Robotics" in response.content
 
 
-def test_the_page_after_offers_resubscribe_and_preferences_instead(client, reader):
+def test_the_page_after_offers_resubscribe_and_the_readers_data_not_preferences_instead(client, reader):
     page = client.post(path_of(tokens.unsubscribe_url(reader))).content.decode()
     assert "You are unsubscribed" in page
     assert ">Resubscribe</button>" in page
-    assert path_of(tokens.manage_url(reader)) in page and "Change preferences instead" in page
+    assert "instead" not in page
+    assert f'<a href="{tokens.manage_url(reader)}#your-data">Download or delete your data</a>' in page
+
+
+def headings_and_what_follows(page):
+    """[(h2 text, the markup up to the next h2 or the end of main)] of a page."""
+    main = page.split("<main", 1)[1].split("</main>", 1)[0]
+    parts = re.split(r"<h2[^>]*>(.*?)</h2>", main)
+    return list(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def text_of(markup):
+    return " ".join(re.sub(r"<[^>]+>", " ", markup).split())
+
+
+def test_an_unsubscribed_readers_preferences_have_no_empty_section_and_no_dead_feed(client, reader):
+    client.post(path_of(tokens.unsubscribe_url(reader)))
+    page = client.get(path_of(tokens.manage_url(reader))).content.decode()
+    for heading, following in headings_and_what_follows(page):
+        assert text_of(following), f"nothing under the heading {heading!r}"
+    assert tokens.feed_url(reader) not in page and "Atom feed" not in page
+    resubscribe = path_of(tokens.unsubscribe_url(reader)) + "resubscribe/"
+    assert re.search(rf'<form method="post" action="{resubscribe}">.*?>Resubscribe</button>', page, re.S)
+    client.post(resubscribe)
+    reader.refresh_from_db()
+    assert reader.status == Subscriber.Status.ACTIVE
+
+
+@pytest.mark.parametrize("status", list(Subscriber.Status))
+def test_the_preference_center_has_something_under_every_heading_whatever_the_status(client, make_reader, status):
+    reader = make_reader(status=status)
+    page = client.get(path_of(tokens.manage_url(reader))).content.decode()
+    for heading, following in headings_and_what_follows(page):
+        assert text_of(following), f"nothing under the heading {heading!r}"
+    assert (tokens.feed_url(reader) in page) == (status not in ("unsubscribed", "suppressed"))
 
 
 def test_resubscribe_in_one_click_restores_the_digest(client, reader):
@@ -82,13 +118,9 @@ def test_resubscribe_in_one_click_restores_the_digest(client, reader):
     assert [c.action for c in reader.consents.order_by("at", "id")] == ["unsubscribe", "resubscribe"]
 
 
-def test_the_preference_centers_resubscribe_link_offers_resubscribe_not_unsubscribe(client, reader):
-    import re
-
+def test_an_old_unsubscribe_link_of_an_unsubscribed_reader_offers_resubscribe_not_unsubscribe(client, reader):
     client.post(path_of(tokens.unsubscribe_url(reader)))
-    manage = client.get(path_of(tokens.manage_url(reader))).content.decode()
-    [link] = re.findall(r'<a href="([^"]+)">Resubscribe</a>', manage)
-    page = client.get(path_of(link)).content.decode()
+    page = client.get(path_of(tokens.unsubscribe_url(reader))).content.decode()
     assert ">Resubscribe</button>" in page
     assert "Unsubscribe from" not in page and ">Unsubscribe</button>" not in page
 

@@ -80,7 +80,8 @@ def test_a_tampered_or_foreign_link_shows_nothing(client, sent):
 def test_an_erased_readers_link_shows_nothing(client, sent):
     message = next(m for m in mail.outbox if m.to == ["ada@example.com"])
     Subscriber.objects.get(email="ada@example.com").erase()
-    assert client.get(view_link(message)).status_code == 400
+    response = client.get(view_link(message))
+    assert response.status_code == 410 and b"This subscription was deleted" in response.content
 
 
 def test_a_paper_deleted_since_is_left_out_and_the_rest_still_shows(client, sent):

@@ -31,6 +31,8 @@ def test_every_admin_page_renders_cleanly(operator_page, snap_widths):
     seed_papers()
     topic = seed_topic()
     [reader] = seed_readers(["ada@example.com"], topic)
+    reader.keywords = ["protein folding", "message passing"]
+    reader.save()
     call_command("senddigests", "--now", "--no-progress", stdout=None)
     # A transactional test run before this one empties the tables, the schedule the migrations made included.
     importlib.import_module("digest.migrations.0003_periodic_tasks").create_schedule(apps, None)
