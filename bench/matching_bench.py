@@ -187,7 +187,7 @@ def main():
     runs = []
     for weight in weights or [settings.MATCH_SEMANTIC_WEIGHT]:
         index = Index(papers, semantic_weight=weight, embeddings=embeddings)
-        index._vectors = shared.vectors if weight > 0 else None  # the papers are embedded once for all weights
+        index._rows = shared.rows if weight > 0 else None  # the papers are embedded once for all weights
         run = {"semantic_weight": weight, "sets": {}}
         for path in args.interests:
             interests = json.loads(path.read_text(encoding="utf-8"))
