@@ -39,7 +39,7 @@ PASSAGE_SENTENCES = 2
 LAYOUT = f"p{PASSAGE_SENTENCES}"
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+")
 # Passages embedded per batch: bounds the memory of the token rows gathered at once.
-_BATCH = 512
+_BATCH = 256
 
 _load_lock = threading.Lock()
 logger = logging.getLogger(__name__)
@@ -85,11 +85,12 @@ class StaticEmbedder:
             ids = model.tokenize(flat[start : start + _BATCH])
             lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
             tokens = np.fromiter((token for row in ids for token in row), dtype=np.int64, count=int(lengths.sum()))
-            if model.token_mapping is not None:
-                tokens = model.token_mapping[tokens]
-            rows = table[tokens].astype(np.float32)
+            # Each distinct token's row converted once, then gathered per token.
+            distinct, positions = np.unique(tokens, return_inverse=True)
+            rows = table[distinct if model.token_mapping is None else model.token_mapping[distinct]].astype(np.float32)
             if model.weights is not None:
-                rows *= model.weights[tokens][:, None]
+                rows *= model.weights[distinct][:, None]
+            rows = rows[positions]
             filled = lengths > 0
             offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])[filled]
             if len(offsets):
@@ -132,10 +133,15 @@ def _embedder(name):
     return {"static": StaticEmbedder, "transformer": TransformerEmbedder}[name]()
 
 
-def normalise(vectors):
+def normalise(vectors, *, copy=True):
+    """Rows scaled to length 1 (a row of zeros stays zeros); in place when `copy` is False and they are float32."""
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1, norms)
+    norms[norms == 0] = 1
+    if copy:
+        return vectors / norms
+    vectors /= norms
+    return vectors
 
 
 def encode(texts, name=None):
@@ -206,25 +212,31 @@ def paper_rows(papers, name=None, *, save=True):
     if missing:
         split = [passages(papers[position]) for position in missing]
         whole, parts = embedder(name).encode_papers(split)
-        whole, parts = normalise(whole), normalise(parts)
+        whole, parts = normalise(whole, copy=False), normalise(parts, copy=False)
         changed, first = [], 0
         for position, vector, count in zip(missing, whole, map(len, split), strict=True):
             paper = papers[position]
-            stored = np.concatenate([vector, parts[first : first + count].ravel()]).astype(STORED_DTYPE)
+            stored = np.empty((count + 1, len(vector)), dtype=STORED_DTYPE)
+            stored[0], stored[1:] = vector, parts[first : first + count]
             first += count
-            rows[position] = stored
             paper.embedding, paper.embedding_key = stored.tobytes(), keys[position]
+            rows[position] = np.frombuffer(paper.embedding, dtype=STORED_DTYPE)
             if paper.pk is not None:
                 changed.append(paper)
+        del whole, parts
         if save and changed:
             _store(changed)
-    shaped = [row.reshape(-1, embedder(name).dimensions) for row in rows]
-    starts = np.concatenate([[0], np.cumsum([len(row) - 1 for row in shaped])])
-    return PaperVectors(
-        whole=normalise(np.stack([row[0] for row in shaped])),
-        passages=normalise(np.concatenate([row[1:] for row in shaped])),
-        starts=starts,
-    )
+    # From the float16 rows, computed or stored alike: a paper ranks the same whether or not it was just embedded.
+    dimensions = embedder(name).dimensions
+    counts = [len(row) // dimensions - 1 for row in rows]
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    whole = np.empty((len(rows), dimensions), dtype=np.float32)
+    parts = np.empty((int(starts[-1]), dimensions), dtype=np.float32)
+    for position, row in enumerate(rows):
+        shaped = row.reshape(-1, dimensions)
+        whole[position] = shaped[0]
+        parts[starts[position] : starts[position + 1]] = shaped[1:]
+    return PaperVectors(whole=normalise(whole, copy=False), passages=normalise(parts, copy=False), starts=starts)
 
 
 def _store(papers):

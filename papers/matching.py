@@ -18,13 +18,19 @@ How a paper scores for one query text (an interest, a topic's name or one of its
 
 A topic is scored as its best alternative (name or alias), lifted a little by its description and other aliases.
 
-Meaning counts too: with settings.MATCH_SEMANTIC_WEIGHT (w) above 0, the default, a sentence-embedding similarity
-(`papers.embeddings`: the cosine between the paper's title and abstract and the best of the query's texts, 0 when
-negative) is blended in, and the score becomes (1 - w) × lexical + w × semantic, still between 0 and 1.
-Abbreviations and exact phrases still count; meaning reorders the papers and lifts those that say more of what the
-reader meant. At the shipped weight (0.3) and floor (0.45) a paper that shares no word with the query cannot match
-on meaning alone: the static model's cosines are not reliable enough for that (docs/matching.md, Quality). At w = 0
-nothing of the embeddings is loaded and scores are exactly the lexical ones.
+Meaning counts too, with settings.MATCH_SEMANTIC_WEIGHT (w) above 0, the default, in two passes:
+
+* first = (1 - w) × lexical + w × semantic, where semantic is the mean cosine of the paper's TOP_PASSAGES passages
+  (`papers.embeddings.passages`: its title, and its abstract a few sentences at a time) closest to the query's texts,
+  0 when negative;
+* score = (1 - a) × first + a × best × like, a = NEIGHBOUR_WEIGHT: like is the cosine of the paper's weighted terms
+  with the centroid of the NEIGHBOUR_SEEDS best papers of the first pass (pseudo-relevance feedback), and best the
+  best first score, so that the neighbours of poor matches count for little.
+
+Both stay between 0 and 1. Abbreviations and exact phrases still count; meaning and likeness reorder the papers and
+lift those that say more of what the reader meant or read like the best matches. At the shipped values a paper that
+shares no word with the query does not match on them alone (docs/matching.md, Quality). At w = 0 nothing of the
+embeddings is loaded, likeness does not count either, and scores are exactly the lexical ones.
 
 What "matches" (`Index.matches`: a topic page, the topic admin preview, a digest) is calibrated on the development
 part of the labelled set (docs/matching.md): a score of at least settings.MATCH_MIN_SCORE, and at least
@@ -39,7 +45,7 @@ example than to the topic's texts and positive examples is pushed down (NEGATIVE
 the papers themselves count.
 
 `Index.explain` says in a few words why a paper matched: the query's words it shares, the query text or the example it
-is close in meaning to, or an editor's verdict.
+is close in meaning to, the best match it is like, or an editor's verdict.
 """
 
 import math
@@ -67,9 +73,9 @@ NEGATIVE_PUSH = 2.0
 EXAMPLE_TITLE_WIDTH = 60
 # Meaning is measured against a paper's passages (papers.embeddings.passages): the mean of its TOP_PASSAGES best.
 TOP_PASSAGES = 2
-# Papers like the best matches (pseudo-relevance feedback): the NEIGHBOUR_SEEDS best-scoring papers of a first pass,
-# each weighed by its score, make a centroid of their weighted terms; a paper's cosine with it is NEIGHBOUR_WEIGHT of
-# its final score.
+# Papers like the best matches (pseudo-relevance feedback): the NEIGHBOUR_SEEDS best-scoring papers of a first pass
+# (and an editor's "belongs here"), each weighed by its score, make a centroid of their weighted terms; a paper's cosine
+# with it, times the best first score, is NEIGHBOUR_WEIGHT of its final score. Chosen on the development part.
 NEIGHBOUR_SEEDS = 8
 NEIGHBOUR_WEIGHT = 0.4
 
@@ -559,9 +565,10 @@ class Index:
         }
 
     def _neighbours(self, query, results=None):
-        """(like, seeds): per doc, the cosine of its weighted terms with the centroid of the NEIGHBOUR_SEEDS best
-        papers of the first pass (`results`, computed when None; each weighed by its score; an editor's "not this
-        topic" is never one), in [0, 1]; and those seeds' docs. (None, []) when no paper scores above 0."""
+        """(like, seeds): per doc, the cosine of its weighted terms with the centroid of the seeds, times the best
+        seed's weight, in [0, 1]; and the seeds' docs. The seeds are the editor's "belongs here" papers (weight 1) and
+        the NEIGHBOUR_SEEDS best papers of the first pass (`results`, computed when None; weighed by their score; a
+        "not this topic" is never one). (None, []) when there are none."""
         key = _query_key(query)
         if key not in self._neighbour_cache:
             if results is None:
