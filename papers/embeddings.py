@@ -19,6 +19,7 @@ product is the cosine.
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -84,7 +85,7 @@ class StaticEmbedder:
         for start in range(0, len(flat), _BATCH):
             ids = model.tokenize(flat[start : start + _BATCH])
             lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
-            tokens = np.fromiter((token for row in ids for token in row), dtype=np.int64, count=int(lengths.sum()))
+            tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
             # Each distinct token's row converted once, then gathered per token.
             distinct, positions = np.unique(tokens, return_inverse=True)
             rows = table[distinct if model.token_mapping is None else model.token_mapping[distinct]].astype(np.float32)

@@ -48,6 +48,7 @@ the papers themselves count.
 is close in meaning to, the best match it is like, or an editor's verdict.
 """
 
+import heapq
 import math
 import re
 import textwrap
@@ -577,12 +578,13 @@ class Index:
             verdicts.pop(None, None)
             # An editor's "belongs here" is a seed of weight 1, before the first pass's best.
             accepted = sorted((doc for doc, belongs in verdicts.items() if belongs), key=self._arxiv_order)
-            ranked = sorted(
+            best = heapq.nsmallest(
+                NEIGHBOUR_SEEDS,
                 (doc for doc, score in results.items() if score > 0 and doc not in verdicts),
                 key=lambda doc: (-results[doc], self._arxiv_order(doc)),
             )
-            seeds = accepted + ranked[:NEIGHBOUR_SEEDS]
-            weights = [1.0] * len(accepted) + [results[doc] for doc in ranked[:NEIGHBOUR_SEEDS]]
+            seeds = accepted + best
+            weights = [1.0] * len(accepted) + [results[doc] for doc in best]
             like = None
             if seeds:
                 # Only as good as the best match: when nothing in the pool is about the query, its best papers'
@@ -647,7 +649,8 @@ class Index:
             others = [seed for seed in seeds if seed != doc]
             alike = like_weight * like[doc] if like is not None and others else 0.0
             if alike > max(words, meaning):
-                nearest = max(others, key=lambda seed: (self.terms.cosine(doc, seed), -seed))
+                # The first in arXiv order on a tie, as every database orders the pool differently.
+                nearest = max(sorted(others, key=self._arxiv_order), key=lambda seed: self.terms.cosine(doc, seed))
                 return f"like a top match, “{_shorten(self.papers[nearest].title)}”"
             if semantic is not None:
                 reason, by_example = reasons[doc]
@@ -709,9 +712,9 @@ class Index:
 
 
 class _TermMatrix:
-    """Each paper's terms (words, phrases' words and concepts, as the index has them), weighed like a slot's strength
-    times its inverse document frequency and normalised: a sparse matrix, row by doc, for the cosine of two papers'
-    words."""
+    """Each paper's terms (the index's: its stemmed words and the concepts it names), each weighed by its saturated
+    frequency, as a slot's strength, times its inverse document frequency, and normalised: a sparse matrix, row by doc,
+    for the cosine of papers' words."""
 
     def __init__(self, index):
         import numpy as np
