@@ -17,7 +17,8 @@ settings.MATCH_EMBEDDINGS; "transformer" needs requirements-semantic.txt) choose
 reports each under "weights" (the papers are embedded once).
 
 --cost adds what the embeddings cost in this process, pinned to one CPU core: loading the model, embedding 5,000
-papers (the pool's texts, repeated with a number so nothing is cached), and the peak memory that added.
+papers as the importer does, whole and in passages (the pool's texts, repeated with a number so nothing is cached),
+and the peak memory that added.
 """
 
 import argparse
@@ -119,25 +120,30 @@ def _peak_rss_mb():
 
 
 def measure_cost(papers, embeddings_name):
-    """Model load and 5,000 papers embedded on one core, and the peak memory they added to this process."""
+    """Model load and 5,000 papers embedded on one core (as the importer embeds them: whole and in passages), and the
+    peak memory they added to this process."""
     from papers import embeddings
+    from papers.models import Paper
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    texts = [embeddings.paper_text(paper) for paper in papers]
-    texts = [f"{texts[i % len(texts)]} ({i})" for i in range(COST_PAPERS)]
+    batch = []
+    for i in range(COST_PAPERS):
+        paper = papers[i % len(papers)]
+        batch.append(Paper(arxiv_id=f"cost.{i}", title=paper.title, abstract=f"{paper.abstract} ({i})"))
     before = _peak_rss_mb()
     started = time.perf_counter()
     embeddings.encode(["warm up"], embeddings_name)
     loaded = time.perf_counter() - started
     started = time.perf_counter()
-    vectors = embeddings.encode(texts, embeddings_name)
+    rows = embeddings.paper_rows(batch, embeddings_name, save=False)
     elapsed = time.perf_counter() - started
     return {
         "embeddings": embeddings_name,
-        "dimensions": int(vectors.shape[1]),
+        "dimensions": int(rows.whole.shape[1]),
         "model_load_seconds": round(loaded, 3),
         "papers": COST_PAPERS,
+        "passages": int(rows.passages.shape[0]),
         "embed_seconds_one_core": round(elapsed, 3),
         "papers_per_second": round(COST_PAPERS / elapsed),
         "peak_rss_added_mb": round(_peak_rss_mb() - before, 1),
@@ -187,7 +193,7 @@ def main():
     runs = []
     for weight in weights or [settings.MATCH_SEMANTIC_WEIGHT]:
         index = Index(papers, semantic_weight=weight, embeddings=embeddings)
-        index._vectors = shared.vectors if weight > 0 else None  # the papers are embedded once for all weights
+        index._rows = shared.rows if weight > 0 else None  # the papers are embedded once for all weights
         run = {"semantic_weight": weight, "sets": {}}
         for path in args.interests:
             interests = json.loads(path.read_text(encoding="utf-8"))

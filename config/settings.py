@@ -302,7 +302,7 @@ if MATCH_EMBEDDINGS == "transformer" and not all(
 MATCH_SEMANTIC_WEIGHT = env_float("MATCH_SEMANTIC_WEIGHT", 0.3, minimum=0.0)
 if MATCH_SEMANTIC_WEIGHT > 1:
     raise ImproperlyConfigured(f"MATCH_SEMANTIC_WEIGHT={MATCH_SEMANTIC_WEIGHT} is out of range (0 to 1).")
-MATCH_MIN_SCORE = env_float("MATCH_MIN_SCORE", 0.45, minimum=0.0)
+MATCH_MIN_SCORE = env_float("MATCH_MIN_SCORE", 0.4, minimum=0.0)
 MATCH_RELATIVE_SCORE = env_float("MATCH_RELATIVE_SCORE", 0.75, minimum=0.0)
 if MATCH_RELATIVE_SCORE > 1:
     raise ImproperlyConfigured(f"MATCH_RELATIVE_SCORE={MATCH_RELATIVE_SCORE} is out of range (0 to 1).")

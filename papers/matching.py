@@ -18,13 +18,19 @@ How a paper scores for one query text (an interest, a topic's name or one of its
 
 A topic is scored as its best alternative (name or alias), lifted a little by its description and other aliases.
 
-Meaning counts too: with settings.MATCH_SEMANTIC_WEIGHT (w) above 0, the default, a sentence-embedding similarity
-(`papers.embeddings`: the cosine between the paper's title and abstract and the best of the query's texts, 0 when
-negative) is blended in, and the score becomes (1 - w) × lexical + w × semantic, still between 0 and 1.
-Abbreviations and exact phrases still count; meaning reorders the papers and lifts those that say more of what the
-reader meant. At the shipped weight (0.3) and floor (0.45) a paper that shares no word with the query cannot match
-on meaning alone: the static model's cosines are not reliable enough for that (docs/matching.md, Quality). At w = 0
-nothing of the embeddings is loaded and scores are exactly the lexical ones.
+Meaning counts too, with settings.MATCH_SEMANTIC_WEIGHT (w) above 0, the default, in two passes:
+
+* first = (1 - w) × lexical + w × semantic, where semantic is the mean cosine of the paper's TOP_PASSAGES passages
+  (`papers.embeddings.passages`: its title, and its abstract a few sentences at a time) closest to the query's texts,
+  0 when negative;
+* score = (1 - a) × first + a × best × like, a = NEIGHBOUR_WEIGHT: like is the cosine of the paper's weighted terms
+  with the centroid of the NEIGHBOUR_SEEDS best papers of the first pass (pseudo-relevance feedback), and best the
+  best first score, so that the neighbours of poor matches count for little.
+
+Both stay between 0 and 1. Abbreviations and exact phrases still count; meaning and likeness reorder the papers and
+lift those that say more of what the reader meant or read like the best matches. At the shipped values a paper that
+shares no word with the query does not match on them alone (docs/matching.md, Quality). At w = 0 nothing of the
+embeddings is loaded, likeness does not count either, and scores are exactly the lexical ones.
 
 What "matches" (`Index.matches`: a topic page, the topic admin preview, a digest) is calibrated on the development
 part of the labelled set (docs/matching.md): a score of at least settings.MATCH_MIN_SCORE, and at least
@@ -39,9 +45,10 @@ example than to the topic's texts and positive examples is pushed down (NEGATIVE
 the papers themselves count.
 
 `Index.explain` says in a few words why a paper matched: the query's words it shares, the query text or the example it
-is close in meaning to, or an editor's verdict.
+is close in meaning to, the best match it is like, or an editor's verdict.
 """
 
+import heapq
 import math
 import re
 import textwrap
@@ -65,6 +72,13 @@ ALIAS_LIFT = 0.2
 NEGATIVE_PUSH = 2.0
 # How much of an example's title "why this paper" quotes.
 EXAMPLE_TITLE_WIDTH = 60
+# Meaning is measured against a paper's passages (papers.embeddings.passages): the mean of its TOP_PASSAGES best.
+TOP_PASSAGES = 2
+# Papers like the best matches (pseudo-relevance feedback): the NEIGHBOUR_SEEDS best-scoring papers of a first pass
+# (and an editor's "belongs here"), each weighed by its score, make a centroid of their weighted terms; a paper's cosine
+# with it, times the best first score, is NEIGHBOUR_WEIGHT of its final score. Chosen on the development part.
+NEIGHBOUR_SEEDS = 8
+NEIGHBOUR_WEIGHT = 0.4
 
 # What separates alternatives in a reader's interest or a topic's name: "GNN, graph transformers", "A and B".
 _SEPARATORS_RE = re.compile(r"[,;\n|&]+|\s+(?:and|or)\s+", re.IGNORECASE)
@@ -320,24 +334,54 @@ class Index:
             embeddings = settings.MATCH_EMBEDDINGS if embeddings is None else embeddings
         self.semantic_weight = semantic_weight
         self.embeddings = embeddings
-        self._vectors = None
+        self._rows = None
         self._docs = None
         self._example_vectors = {}
+        self._terms = None
+        self._neighbour_cache = {}
 
     @property
-    def vectors(self):
-        """The papers' embeddings (normalised rows, in doc order), loaded or computed once, the first time needed."""
-        if self._vectors is None:
+    def rows(self):
+        """The papers' embeddings (papers.embeddings.PaperVectors: whole papers and passages, in doc order), loaded or
+        computed once, the first time needed."""
+        if self._rows is None:
             # Imported here: with a weight of 0 (and no feedback model) no embedding is ever loaded.
             from papers import embeddings
 
-            self._vectors = embeddings.paper_vectors(self.papers, self.embeddings)
-        return self._vectors
+            self._rows = embeddings.paper_rows(self.papers, self.embeddings)
+        return self._rows
+
+    @property
+    def vectors(self):
+        """The papers' whole embeddings (normalised rows, in doc order)."""
+        return self.rows.whole
+
+    def passage_similarity(self, vector):
+        """Per doc, the mean cosine of its TOP_PASSAGES passages closest to `vector` (all of them when it has fewer)."""
+        import numpy as np
+
+        rows = self.rows
+        cosines = rows.passages @ vector
+        starts, counts = rows.starts[:-1], np.diff(rows.starts)
+        best = np.maximum.reduceat(cosines, starts)
+        total, taken = best.copy(), np.ones(len(starts))
+        rest = cosines.copy()
+        for _ in range(TOP_PASSAGES - 1):
+            # Take out each doc's best passage (one of them, on a tie) and add the next best.
+            rest[starts + _first_at(rest, best, starts, counts)] = -np.inf
+            best = np.maximum.reduceat(rest, starts)
+            more = counts > taken
+            total[more] += best[more]
+            taken[more] += 1
+        return total / taken
 
     def query_vector(self, value):
         from papers import embeddings
 
         return embeddings.query_vector(value, self.embeddings)
+
+    def _arxiv_order(self, doc):
+        return self.papers[doc].arxiv_id
 
     def doc_of(self, arxiv_id):
         """The doc number of the paper with this arXiv id, or None when it is not in the pool."""
@@ -358,8 +402,9 @@ class Index:
             return None, None
         if key not in self._semantic_cache:
             rows, reasons = [], []
+            self.rows  # noqa: B018 - the pool's embeddings first: one batch, before the query's
             for value in texts:
-                rows.append((self.vectors @ self.query_vector(value)).clip(0.0, 1.0))
+                rows.append(self.passage_similarity(self.query_vector(value)).clip(0.0, 1.0))
                 reasons.append((f"close in meaning to “{value}”", False))
             if positive:
                 rows.extend(self._example_similarity(positive))
@@ -471,6 +516,21 @@ class Index:
 
     def score(self, query):
         """{doc: score in [0, 1]} for a Query."""
+        results = self._first_pass(query)
+        if self.semantic_weight > 0:
+            results = self._with_neighbours(query, results)
+        for arxiv_id, belongs in query.verdicts.items():
+            doc = self.doc_of(arxiv_id)
+            if doc is None:
+                continue
+            if belongs:
+                results[doc] = 1.0
+            else:
+                results.pop(doc, None)
+        return results
+
+    def _first_pass(self, query):
+        """{doc: score} on the query's words and meaning, before papers like the best matches count."""
         results = self.lexical_score(query)
         if self.semantic_weight > 0:
             semantic, _reasons = self._semantic(query)
@@ -481,14 +541,6 @@ class Index:
                     for doc in results.keys() | set(semantic.nonzero()[0].tolist())
                 }
                 results = self._push_from_negatives(query, results, semantic)
-        for arxiv_id, belongs in query.verdicts.items():
-            doc = self.doc_of(arxiv_id)
-            if doc is None:
-                continue
-            if belongs:
-                results[doc] = 1.0
-            else:
-                results.pop(doc, None)
         return results
 
     def _push_from_negatives(self, query, results, semantic):
@@ -500,6 +552,54 @@ class Index:
         closest = self._example_similarity(negative).max(axis=0)
         keep = (1.0 - NEGATIVE_PUSH * (closest - semantic)).clip(0.0, 1.0)
         return {doc: value * float(keep[doc]) for doc, value in results.items()}
+
+    def _with_neighbours(self, query, results):
+        """Scores that count, for NEIGHBOUR_WEIGHT, how like the best matches of `results` (the first pass) a paper
+        is (`_neighbours`)."""
+        like, _seeds = self._neighbours(query, results)
+        if like is None:
+            return results
+        weight = NEIGHBOUR_WEIGHT
+        return {
+            doc: (1 - weight) * results.get(doc, 0.0) + weight * float(like[doc])
+            for doc in results.keys() | set(like.nonzero()[0].tolist())
+        }
+
+    def _neighbours(self, query, results=None):
+        """(like, seeds): per doc, the cosine of its weighted terms with the centroid of the seeds, times the best
+        seed's weight, in [0, 1]; and the seeds' docs. The seeds are the editor's "belongs here" papers (weight 1) and
+        the NEIGHBOUR_SEEDS best papers of the first pass (`results`, computed when None; weighed by their score; a
+        "not this topic" is never one). (None, []) when there are none."""
+        key = _query_key(query)
+        if key not in self._neighbour_cache:
+            if results is None:
+                results = self._first_pass(query)
+            verdicts = {self.doc_of(arxiv_id): belongs for arxiv_id, belongs in query.verdicts.items()}
+            verdicts.pop(None, None)
+            # An editor's "belongs here" is a seed of weight 1, before the first pass's best.
+            accepted = sorted((doc for doc, belongs in verdicts.items() if belongs), key=self._arxiv_order)
+            best = heapq.nsmallest(
+                NEIGHBOUR_SEEDS,
+                (doc for doc, score in results.items() if score > 0 and doc not in verdicts),
+                key=lambda doc: (-results[doc], self._arxiv_order(doc)),
+            )
+            seeds = accepted + best
+            weights = [1.0] * len(accepted) + [results[doc] for doc in best]
+            like = None
+            if seeds:
+                # Only as good as the best match: when nothing in the pool is about the query, its best papers'
+                # neighbours are not either.
+                like = self.terms.like(seeds, weights) * min(max(weights), 1.0)
+            self._neighbour_cache[key] = (like, seeds)
+        return self._neighbour_cache[key]
+
+    @property
+    def terms(self):
+        """The papers' weighted terms (_TermMatrix), built the first time papers like the best matches are asked
+        for."""
+        if self._terms is None:
+            self._terms = _TermMatrix(self)
+        return self._terms
 
     def lexical_score(self, query):
         """{doc: score in [0, 1)} for a Query, on words alone."""
@@ -540,10 +640,21 @@ class Index:
                 lexical, shared = value, contributions
         near_example = ""
         if self.semantic_weight > 0:
+            # Each part's share of the score: words, meaning, and papers like the best matches.
+            weight, like_weight = self.semantic_weight, NEIGHBOUR_WEIGHT
+            words = (1 - like_weight) * (1 - weight) * lexical
             semantic, reasons = self._semantic(query)
+            meaning = (1 - like_weight) * weight * semantic[doc] if semantic is not None else 0.0
+            like, seeds = self._neighbours(query)
+            others = [seed for seed in seeds if seed != doc]
+            alike = like_weight * like[doc] if like is not None and others else 0.0
+            if alike > max(words, meaning):
+                # The first in arXiv order on a tie, as every database orders the pool differently.
+                nearest = max(sorted(others, key=self._arxiv_order), key=lambda seed: self.terms.cosine(doc, seed))
+                return f"like a top match, “{_shorten(self.papers[nearest].title)}”"
             if semantic is not None:
                 reason, by_example = reasons[doc]
-                if self.semantic_weight * semantic[doc] > (1 - self.semantic_weight) * lexical:
+                if meaning > words:
                     return reason
                 if by_example and semantic[doc] > 0:
                     near_example = reason  # the example lifted it, though its words carry it
@@ -598,6 +709,95 @@ class Index:
         matches = [Match(self.papers[doc], round(score, 6)) for doc, score in scores.items()]
         matches.sort(key=lambda match: (-match.score, match.paper.arxiv_id))
         return matches[:limit] if limit else matches
+
+
+class _TermMatrix:
+    """Each paper's terms (the index's: its stemmed words and the concepts it names), each weighed by its saturated
+    frequency, as a slot's strength, times its inverse document frequency, and normalised: a sparse matrix, row by doc,
+    for the cosine of papers' words."""
+
+    def __init__(self, index):
+        import numpy as np
+
+        docs, columns, values = [], [], []
+        for column, (_term, posting) in enumerate(index.postings.items()):
+            weight = index.idf(len(posting))
+            docs.append(np.fromiter(posting.keys(), dtype=np.int64, count=len(posting)))
+            counts = np.fromiter(posting.values(), dtype=np.float64, count=len(posting))
+            values.append(counts / (counts + SATURATION) * weight)
+            columns.append(np.full(len(posting), column, dtype=np.int64))
+        docs, columns, values = (np.concatenate(part) if part else np.zeros(0) for part in (docs, columns, values))
+        order = np.lexsort((columns, docs))
+        self.columns, self.values = columns[order].astype(np.int64), values[order]
+        self.starts = np.searchsorted(docs[order], np.arange(index.size + 1))
+        norms = np.sqrt(self._per_doc(self.values**2))
+        owners = np.repeat(np.arange(index.size), np.diff(self.starts))
+        self.values = self.values / np.where(norms > 0, norms, 1.0)[owners]
+        self.width = len(index.postings)
+
+    def _per_doc(self, products):
+        import numpy as np
+
+        totals = np.zeros(len(self.starts) - 1)
+        filled = np.diff(self.starts) > 0
+        if filled.any():
+            totals[filled] = np.add.reduceat(products, self.starts[:-1][filled])
+        return totals
+
+    def row(self, doc):
+        """(columns, values) of one doc."""
+        start, end = self.starts[doc], self.starts[doc + 1]
+        return self.columns[start:end], self.values[start:end]
+
+    def dense(self, docs, weights):
+        """The weighted sum of these docs' rows, as a dense vector."""
+        import numpy as np
+
+        total = np.zeros(self.width)
+        for doc, weight in zip(docs, weights, strict=True):
+            columns, values = self.row(doc)
+            total[columns] += weight * values
+        return total
+
+    def like(self, docs, weights):
+        """Per doc, its cosine with the weighted centroid of `docs`, in [0, 1]."""
+        import numpy as np
+
+        centroid = self.dense(docs, weights)
+        norm = np.linalg.norm(centroid)
+        if norm == 0:
+            return np.zeros(len(self.starts) - 1)
+        return (self._per_doc(self.values * centroid[self.columns]) / norm).clip(0.0, 1.0)
+
+    def cosine(self, doc, other):
+        columns, values = self.row(doc)
+        other_columns, other_values = self.row(other)
+        shared, mine, theirs = _intersect(columns, other_columns)
+        return float(values[mine] @ other_values[theirs]) if len(shared) else 0.0
+
+
+def _intersect(first, second):
+    import numpy as np
+
+    return np.intersect1d(first, second, assume_unique=True, return_indices=True)
+
+
+def _first_at(values, targets, starts, counts):
+    """Per segment (starts, counts) of `values`, the offset of the first value equal to its target."""
+    import numpy as np
+
+    owner = np.repeat(np.arange(len(starts)), counts)
+    hits = np.flatnonzero(values == targets[owner])
+    first = np.full(len(starts), -1)
+    # Reversed, so the first hit of each segment is written last.
+    first[owner[hits[::-1]]] = hits[::-1] - starts[owner[hits[::-1]]]
+    return first
+
+
+def _query_key(query):
+    """What a query's scores depend on, as a dictionary key."""
+    examples = tuple((example.paper.arxiv_id, example.belongs) for example in query.examples)
+    return (repr(query.alternatives), repr(query.secondary), tuple(query.texts), examples, query.separate)
 
 
 def _contains(phrase, part):

@@ -14,15 +14,18 @@ LEXICAL_HELD_OUT = ROOT / "bench/matching/interests_heldout.json"
 def r_precision(paths, papers=None):
     papers = load_papers(papers or DEFAULT_PAPERS)
     interests = [item for path in paths for item in json.loads(path.read_text(encoding="utf-8"))]
-    return evaluate(papers, interests, min_score=0.45, relative=0.75)
+    return evaluate(papers, interests, min_score=0.4, relative=0.75)
 
 
 def test_the_labelled_sets_parts_stay_at_their_measured_levels():
-    # Measured with the defaults (static embeddings, weight 0.3): 0.650 and 0.587.
+    # Measured with the defaults (static embeddings on passages, weight 0.3, likeness 0.4, cut-offs 0.40 and 0.75):
+    # R-precision 0.702 and 0.610, precision of "matches" 0.63 and 0.70.
     development, held_out = r_precision([DEVELOPMENT]), r_precision([HELD_OUT])
     assert development["interests"] == 62 and held_out["interests"] == 43
-    assert development["mean_r_precision"] >= 0.63
-    assert held_out["mean_r_precision"] >= 0.57
+    assert development["mean_r_precision"] >= 0.68
+    assert held_out["mean_r_precision"] >= 0.59
+    assert development["threshold"]["precision"] >= 0.6
+    assert held_out["threshold"]["precision"] >= 0.65
 
 
 def test_the_lexical_matchers_own_set_keeps_its_level():

@@ -120,8 +120,9 @@ def test_a_pool_is_encoded_once_and_each_query_text_once(extra, monkeypatch):
     for _ in range(3):
         index.score(Query.from_interest("protein folding"))
         index.score(Query.from_interest(PARAPHRASE))
-    # One batch for the pool's three papers, then one call per distinct query text, never repeated.
-    assert calls == [len(PAPERS), 1, 1]
+    # One batch for the pool's three papers (their passages: a title and one sentence each), then one call per
+    # distinct query text, never repeated.
+    assert calls == [2 * len(PAPERS), 1, 1]
 
     calls.clear()
     Index(PAPERS, semantic_weight=0.5, embeddings="transformer").score(Query.from_interest("protein folding"))

@@ -283,9 +283,9 @@ def test_a_paper_much_like_a_positive_example_is_lifted_and_says_so(sample_paper
     assert after[index.doc_of(sample_papers[COT].arxiv_id)] == 1.0
     assert after[zero_shot] > before.get(zero_shot, 0.0) + 0.05
     assert "close to “Chain-of-Thought Prompting Elicits Reasoning in Large …”" in index.explain(query, zero_shot)
-    # Papers unlike the example keep their score.
+    # Papers unlike the example barely move: only through the topic's best matches, which the example joins.
     unlike = index.doc_of(sample_papers["Attention Is All You Need"].arxiv_id)
-    assert after.get(unlike) == before.get(unlike)
+    assert abs(after.get(unlike, 0.0) - before.get(unlike, 0.0)) < 0.02
 
 
 def test_at_weight_zero_only_the_marked_papers_change(sample_papers):
@@ -295,7 +295,7 @@ def test_at_weight_zero_only_the_marked_papers_change(sample_papers):
     before = index.score(Query.from_topic(topic))
     after = index.score(Query.from_topic(topic, [Example(sample_papers[COT], False)]))
     assert after == {doc: score for doc, score in before.items() if papers[doc].title != COT}
-    assert index._vectors is None  # nothing of the embeddings was loaded
+    assert index._rows is None  # nothing of the embeddings was loaded
 
 
 # ---------------------------------------------------------------------------------------------------------------------
