@@ -5,6 +5,10 @@ cards in one premailer pass) and the shell (header and footer) once per date, th
 joining inlined cards and filling in the per-reader values (position, matched topics and why they matched, signed
 links, address). Inlining whole emails per reader would cost premailer's full parse for every one.
 
+Every byte of a card is sent ten times an email: a card inlines only what a reader needs when a client drops the
+head's style element (digest.css), and premailer adds no attribute of its own to it; the rest is in the head, once
+(digest-responsive.css, `head_css`).
+
 A card says why its paper is there: a "Why:" line under the title naming the reader's first one or two matched topics
 or keywords, each with the few words `papers.matching.Index.explain` gave (`Pick.reasons`). The line's inlined markup is
 kept, like a topic label's, and filled per reader; both are cached by their values, which many readers share.
@@ -26,6 +30,7 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.utils.text import wrap
+from lxml import etree
 from lxml import html as lxml_html
 
 from subscriptions import tokens
@@ -44,9 +49,19 @@ WHY_LABELS = 2  # the matched topics and keywords a card explains, best first
 # Between the explained labels: a reason may hold a "; " of its own ('mentions “gnn”; close to “…”').
 WHY_SEPARATOR = " · "
 WHY_QUOTE_LENGTH = 60  # a longer quote in a reason (a paper's title, a long keyword) is cut at a word, with "…"
+# Written as characters, not entities, in the HTML (a third of the bytes), as lxml writes the rest of a card.
+NBSP, EM_DASH = "\u00a0", "\u2014"
 
 
 LINE_LIMIT = 900
+
+
+@functools.cache
+def head_css():
+    """digest-responsive.css as the head's style element carries it: without comments and spare whitespace."""
+    css = re.sub(r"/\*.*?\*/", "", stylesheets()[1], flags=re.DOTALL)
+    css = re.sub(r"\s*([{};,])\s*", r"\1", " ".join(css.split()))
+    return css.replace(": ", ":").replace(";}", "}").strip()
 
 
 def fold_long_lines(html, limit=LINE_LIMIT):
@@ -82,14 +97,14 @@ class DigestRenderer:
     """Builds digest emails for one run; keep one per run (or per task) so its caches are shared by many readers."""
 
     def __init__(self):
-        self.css, self.responsive_css = stylesheets()
+        self.css, self.responsive_css = stylesheets()[0], head_css()
         self.host = site_host()
         marker = secrets.token_hex(8)
         self.more_marker, self.less_marker = f"%%MORE-{marker}%%", f"%%LESS-{marker}%%"
         self.why_marker = f"%%WHY-{marker}%%"
         # The "Why:" line as inlined, cut where its items go: (line start, item label start, item label end, line end)
         self._why_re = re.compile(
-            r"(<p[^>]*>\s*<span[^>]*>Why:</span>\s*)(<span[^>]*>)" + re.escape(self.why_marker) + r"(</span>)(</p>\n?)"
+            r"(<p[^>]*>\s*<b[^>]*>Why:</b>\s*)(<span[^>]*>)" + re.escape(self.why_marker) + r"(</span>)(</p>\n?)"
         )
         # paper id -> (card html cut at the POSITION, TOPICS, WHY, MORE and LESS placeholders, topic label html,
         # "Why:" line parts)
@@ -115,12 +130,17 @@ class DigestRenderer:
         for paper in todo.values():
             context = {**self._card_context(paper), "why": [(self.why_marker, "")]}
             card = render_to_string("emails/digest-paper.html", context)
-            parts.append(f'<div class="digest" id="card-{paper.id}">{card}</div>')
-        document = lxml_html.fromstring(inline_css(f"<html><body>{''.join(parts)}</body></html>", self.css))
-        elements = {element.get("id"): element for element in document.find_class("digest")}
+            parts.append(f'<table class="card" id="card-{paper.id}">{card}</table>')
+        document = f"<html><body>{''.join(parts)}</body></html>"
+        inlined = inline_css(document, self.css, basic_attributes=False, pretty_print=False)
+        document = lxml_html.fromstring(inlined)
+        for element in document.iter(etree.Element):
+            if "style" in element.attrib:
+                element.set("style", element.get("style").replace("; ", ";"))
+        elements = {element.get("id"): element for element in document.find_class("card")}
         for paper_id in todo:
             element = elements[f"card-{paper_id}"]
-            html = (element.text or "") + "".join(lxml_html.tostring(child, encoding="unicode") for child in element)
+            html = "".join(lxml_html.tostring(child, encoding="unicode") for child in element).strip() + "\n"
             label = _TOPIC_LABEL_RE.search(html)
             html = html[: label.start()] + CARD_TOPICS + html[label.end() :]
             why = self._why_re.search(html)
@@ -192,11 +212,11 @@ class DigestRenderer:
         if key not in self._whys:
             line_start, item_start, item_end, line_end = why
             items = [
-                item_start + escape(label) + item_end + (f" &mdash; {_keep_quotes(escape(reason))}" if reason else "")
+                item_start + escape(label) + item_end + (f" {EM_DASH} {_keep_quotes(escape(reason))}" if reason else "")
                 for label, reason in why_items(labels, reasons)
             ]
             # The separator's dot stays with the item before it when the line wraps.
-            self._whys[key] = line_start + "&nbsp;&middot; ".join(items) + line_end if items else ""
+            self._whys[key] = line_start + f"{NBSP}\u00b7 ".join(items) + line_end if items else ""
         return self._whys[key]
 
     def shell(self, day):
@@ -213,10 +233,10 @@ class DigestRenderer:
                 "cards_html": mark_safe(CARDS),
                 "cards_text": CARDS,
             }
-            html = inline_css(render_to_string("emails/digest-body.html", context), self.css, keep_style_tags=True)
-            # keep_style_tags (needed for the media queries) also copies the inlined sheet into the head: drop that
-            # copy, it only adds bytes, and Gmail clips messages past about 102 KB.
-            html = re.sub(r"<style[^>]*>" + re.escape(self.css) + r"</style>\s*", "", html, count=1)
+            # The head's style element is marked for premailer to leave alone (digest-responsive.css).
+            html = inline_css(render_to_string("emails/digest-body.html", context), self.css)
+            # Sent with every email: no indentation, and premailer's "; " as ";" (a shell holds no paper's text).
+            html = _STYLE_RE.sub(lambda match: match.group().replace("; ", ";"), re.sub(r"\n[ \t]+", "\n", html))
             self._shells[day] = (fold_long_lines(html), render_to_string("emails/digest-body.txt", context))
         return self._shells[day]
 
@@ -330,12 +350,13 @@ def why_line(labels, reasons):
 
 
 _QUOTED_RE = re.compile("“[^”]*”")
+_STYLE_RE = re.compile(r' style="[^"]*"')
 
 
 def _keep_quotes(html):
     """Short quoted phrases kept on one line (non-breaking spaces): “self supervised”, not “self / supervised”."""
     return _QUOTED_RE.sub(
-        lambda match: match.group().replace(" ", "&nbsp;") if len(match.group()) <= 32 else match.group(), html
+        lambda match: match.group().replace(" ", NBSP) if len(match.group()) <= 32 else match.group(), html
     )
 
 

@@ -4,6 +4,7 @@ from email import policy
 import pytest
 from django.core import mail
 from django.core.management import call_command
+from lxml import html as lxml_html
 
 from subscriptions import tokens
 
@@ -74,7 +75,7 @@ def test_the_html_is_inlined_single_column_and_self_contained(digest):
     assert 'style="' in html
     assert "600" in html
     assert "<link" not in html and "<script" not in html
-    assert "prefers-color-scheme: dark" in html
+    assert "@media (prefers-color-scheme:dark)" in html
 
 
 def test_the_footer_says_why_and_links_to_manage_and_unsubscribe(digest, settings):
@@ -132,7 +133,7 @@ def why_lines(html):
     """The "Why:" line of each card, as a reader reads it (non-breaking spaces read as spaces)."""
     from lxml import html as lxml_html
 
-    lines = lxml_html.fromstring(html).find_class("paper-why")
+    lines = lxml_html.fromstring(html).find_class("why")
     return [" ".join(line.text_content().replace("\xa0", " ").split()) for line in lines]
 
 
@@ -161,7 +162,7 @@ def test_a_keyword_with_html_characters_is_escaped_in_the_why_line(outbox_backen
     [why] = why_lines(html)
     assert why.startswith("Why: “<b>graph</b> neural networks & co” — about “graph neural networks”")
     assert "<b>graph</b>" not in html
-    assert "“&lt;b&gt;graph&lt;/b&gt; neural networks &amp; co”</span> &mdash; about" in html
+    assert "“&lt;b&gt;graph&lt;/b&gt; neural networks &amp; co”</span> — about" in html
     assert "Why: “<b>graph</b> neural networks & co” — about" in message.body  # plain text stays plain
 
 
@@ -192,7 +193,7 @@ def test_a_card_without_reasons_has_no_why_line_and_lists_its_matches(db, make_p
     message = DigestRenderer().build(make_reader(), [pick], day=paper.first_seen_at.date(), labels=[])
 
     assert why_lines(message.alternatives[0][0]) == []
-    assert 'class="paper-why"' not in message.alternatives[0][0]
+    assert 'class="why"' not in message.alternatives[0][0]
     assert "Matches: Graph neural networks\n" in message.body
 
 
@@ -207,3 +208,19 @@ def test_a_reason_does_not_repeat_its_label_and_long_quotes_are_cut():
     assert short_reason("LLMs", f"mentions “llm”; close to “{title}”") == (
         "mentions “llm”; close to “PagedAttention: efficient memory management for large…”"
     )
+
+
+def test_a_ten_paper_digest_is_at_most_40_kb_of_html(db, settings):
+    """The richest realistic ten papers (bench.digest_cost.rich_digest): the longest sample titles, many authors,
+    three matched labels and a "Why:" line with long reasons on every card, a code link, a reader with five topics
+    and three keywords. Every byte is sent to every reader, and Gmail clips an email past about 102 KB."""
+    from bench.digest_cost import rich_digest
+
+    settings.SITE_URL = "https://papers.example.org"
+    html = rich_digest(10).alternatives[0][0]
+
+    page = lxml_html.fromstring(html)
+    assert len(page.find_class("paper")) == len(page.find_class("why")) == 10
+    assert len(page.xpath("//td[@class='top']/span")) == 30
+    assert len(page.xpath("//a[text()='Code']")) == 10
+    assert len(html.encode()) <= 40_000
