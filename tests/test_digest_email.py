@@ -1,9 +1,12 @@
+import copy
 import email
+from datetime import timedelta
 from email import policy
 
 import pytest
 from django.core import mail
 from django.core.management import call_command
+from django.utils import timezone
 from lxml import html as lxml_html
 
 from subscriptions import tokens
@@ -224,3 +227,62 @@ def test_a_ten_paper_digest_is_at_most_40_kb_of_html(db, settings):
     assert len(page.xpath("//td[@class='top']/span")) == 30
     assert len(page.xpath("//a[text()='Code']")) == 10
     assert len(html.encode()) <= 40_000
+
+
+def changed_value(field, value):
+    """Another value for a Paper field: what an edit or an import could make of it."""
+    kind = field.get_internal_type()
+    if field.choices:
+        return next(choice for choice, _label in field.choices if choice != value)
+    if kind == "JSONField":
+        return [*value, "Another Name"]
+    if isinstance(value, int):
+        return value + 1
+    if kind == "DateTimeField":
+        return (value or timezone.now()) + timedelta(days=1)
+    if kind == "BinaryField":
+        return b"\x01" + (value or b"")
+    if kind == "URLField":
+        return "https://github.com/example/other"
+    return value + " other"
+
+
+def test_a_card_is_kept_per_process_by_every_paper_field_it_shows(monkeypatch):
+    """Inlined cards are kept per worker process by rendering.card_key: a field shown on the card but left out of the
+    key would show readers a stale card after an edit."""
+    from digest import rendering
+    from digest.rendering import DigestRenderer, card_key
+    from papers.models import Paper
+    from papers.ranking import Pick
+    from subscriptions.models import Subscriber
+
+    monkeypatch.setattr(rendering, "_CARDS", rendering.Recent(0))  # every card rendered anew
+    paper = Paper(
+        id=7, arxiv_id="2612.00007", title="A title", raw_title="A title", abstract="An abstract.",
+        authors=["Ada Lovelace"], upvotes=3, num_comments=1, github_url="https://github.com/example/code",
+        thumbnail_url="https://example.org/thumbnail.png", keywords=["graphs"], categories=["cs.LG"],
+        primary_category="cs.LG", published_at=timezone.now(), first_seen_at=timezone.now(),
+        updated_at=timezone.now(), search_title="title", search_abstract="abstract", embedding_key="key",
+    )  # fmt: skip
+    reader = Subscriber(email="ada@example.com", token="a-token")
+
+    def card(paper):
+        return DigestRenderer().card(Pick(paper, 1.0, 1.0, ("Graphs",), ("mentions “graphs”",)), 1, reader)
+
+    shown = card(paper)
+    for field in Paper._meta.concrete_fields:
+        edited = copy.copy(paper)
+        setattr(edited, field.attname, changed_value(field, getattr(paper, field.attname)))
+        if card(edited) != shown:
+            assert card_key(edited) != card_key(paper), f"the card shows {field.name}, which its key leaves out"
+
+
+def test_the_process_keeps_a_bounded_number_of_cards_the_least_recently_used_dropped_first():
+    from digest.rendering import Recent
+
+    kept = Recent(2)
+    kept.put("a", 1)
+    kept.put("b", 2)
+    assert kept.get("a") == 1  # "b" is now the least recently used
+    kept.put("c", 3)
+    assert (kept.get("a"), kept.get("b"), kept.get("c"), len(kept)) == (1, None, 3, 2)
