@@ -612,6 +612,12 @@ def memory_report(renderer, pool):
     # The pool's own caches (dicts named with "_"; the week's trending is None until a weekly reader asks for it).
     private = {name: value for name, value in vars(pool).items() if name.startswith("_")}
     caches.update({f"pool.{name}": value for name, value in private.items() if isinstance(value, dict)})
+    # The renderer's per-process stores (inlined cards and shells), in versions that have them.
+    from digest import rendering
+
+    for name in ("_CARDS", "_SHELLS"):
+        if hasattr(rendering, name):
+            caches[f"process.{name}"] = dict(getattr(rendering, name)._values)
     report = {}
     for name, value in caches.items():
         report[name] = {"entries": len(value), "mb": round(deep_size(value) / 2**20, 1)}

@@ -1,9 +1,18 @@
 """Digest emails are built here.
 
-Digests are many, so `DigestRenderer` renders and CSS-inlines (premailer) each paper card once per run (a chunk's new
-cards in one premailer pass) and the shell (header and footer) once per date, then assembles a reader's email by
-joining inlined cards and filling in the per-reader values (position, matched topics and why they matched, signed
-links, address). Inlining whole emails per reader would cost premailer's full parse for every one.
+Digests are many, so `DigestRenderer` renders and CSS-inlines (premailer) each paper card and the shell (header and
+footer) once, then assembles a reader's email by joining inlined cards and filling in the per-reader values (position,
+matched topics and why they matched, signed links, address). Inlining whole emails per reader would cost premailer's
+full parse for every one.
+
+Inlined cards and shells are kept per worker process (`_CARDS`, `_SHELLS`, both bounded), so the tasks a worker runs
+one after another share them: a card by what it can show (`card_key`, the paper's display fields, so an edited paper
+gets a new one), a shell by its date and the settings it shows. The cards a chunk needs and the process lacks are
+inlined in one premailer pass.
+
+Every byte of a card is sent ten times an email: a card inlines only what a reader needs when a client drops the
+head's style element (digest.css), and premailer adds no attribute of its own to it; the rest is in the head, once
+(digest-responsive.css, `head_css`).
 
 A card says why its paper is there: a "Why:" line under the title naming the reader's first one or two matched topics
 or keywords, each with the few words `papers.matching.Index.explain` gave (`Pick.reasons`). The line's inlined markup is
@@ -14,10 +23,12 @@ carry a random part per renderer: they stand after the paper's title in the card
 one. So does the "Why:" line's marker, which stands after the title too.
 """
 
+import collections
 import functools
 import re
 import secrets
 import textwrap
+import threading
 import uuid
 from email.utils import make_msgid
 
@@ -26,8 +37,10 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.utils.text import wrap
+from lxml import etree
 from lxml import html as lxml_html
 
+from papers.ranking import DISPLAY_FIELDS
 from subscriptions import tokens
 from subscriptions.emails import Email, inline_css, one_line, phrase_header, site_host, stylesheets
 
@@ -44,9 +57,58 @@ WHY_LABELS = 2  # the matched topics and keywords a card explains, best first
 # Between the explained labels: a reason may hold a "; " of its own ('mentions “gnn”; close to “…”').
 WHY_SEPARATOR = " · "
 WHY_QUOTE_LENGTH = 60  # a longer quote in a reason (a paper's title, a long keyword) is cut at a word, with "…"
+# Written as characters, not entities, in the HTML (a third of the bytes), as lxml writes the rest of a card.
+NBSP, EM_DASH = "\u00a0", "\u2014"
 
 
 LINE_LIMIT = 900
+CARDS_KEPT = 2048  # inlined cards kept per process: a few pools' worth, under 20 MB
+SHELLS_KEPT = 64
+
+
+class Recent:
+    """At most `size` values by key, the least recently used dropped first. A worker may run tasks in threads."""
+
+    def __init__(self, size):
+        self.size = size
+        self._values = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._values.get(key)
+            if value is not None:
+                self._values.move_to_end(key)
+            return value
+
+    def put(self, key, value):
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+
+    def __len__(self):
+        return len(self._values)
+
+
+_CARDS = Recent(CARDS_KEPT)
+_SHELLS = Recent(SHELLS_KEPT)
+
+
+def card_key(paper):
+    """What a paper's card can show, its display fields (papers.ranking.DISPLAY_FIELDS, what a pool loads): a card is
+    kept per process by this, so a paper edited in any of them is rendered anew."""
+    values = (getattr(paper, name) for name in DISPLAY_FIELDS)
+    return tuple(tuple(value) if isinstance(value, list) else value for value in values)
+
+
+@functools.cache
+def head_css():
+    """digest-responsive.css as the head's style element carries it: without comments and spare whitespace."""
+    css = re.sub(r"/\*.*?\*/", "", stylesheets()[1], flags=re.DOTALL)
+    css = re.sub(r"\s*([{};,])\s*", r"\1", " ".join(css.split()))
+    return css.replace(": ", ":").replace(";}", "}").strip()
 
 
 def fold_long_lines(html, limit=LINE_LIMIT):
@@ -79,20 +141,21 @@ def date_labels(day):
 
 
 class DigestRenderer:
-    """Builds digest emails for one run; keep one per run (or per task) so its caches are shared by many readers."""
+    """Builds digest emails; one per run or per task, whose small caches (labels, "Why:" lines, subjects) serve its
+    readers. Inlined cards and shells come from the process's stores, shared by every renderer."""
 
     def __init__(self):
-        self.css, self.responsive_css = stylesheets()
+        self.css, self.responsive_css = stylesheets()[0], head_css()
         self.host = site_host()
         marker = secrets.token_hex(8)
         self.more_marker, self.less_marker = f"%%MORE-{marker}%%", f"%%LESS-{marker}%%"
         self.why_marker = f"%%WHY-{marker}%%"
         # The "Why:" line as inlined, cut where its items go: (line start, item label start, item label end, line end)
         self._why_re = re.compile(
-            r"(<p[^>]*>\s*<span[^>]*>Why:</span>\s*)(<span[^>]*>)" + re.escape(self.why_marker) + r"(</span>)(</p>\n?)"
+            r"(<p[^>]*>\s*<b[^>]*>Why:</b>\s*)(<span[^>]*>)" + re.escape(self.why_marker) + r"(</span>)(</p>\n?)"
         )
         # paper id -> (card html cut at the POSITION, TOPICS, WHY, MORE and LESS placeholders, topic label html,
-        # "Why:" line parts)
+        # "Why:" line parts), as _CARDS keeps it; the cuts hold no marker, so any renderer can use them.
         self._html_cards = {}
         self._text_cards = {}
         self._labels = {}
@@ -101,26 +164,40 @@ class DigestRenderer:
         self._subjects = {}
 
     def prepare_cards(self, papers):
-        """Render and inline the cards of `papers` not done yet, all in one premailer pass.
+        """Find the cards of `papers` in the process's store, and render and inline those it lacks in one premailer
+        pass.
 
         premailer's cost is mostly parsing and applying the stylesheet, per call; one call for a chunk's new cards
         costs little more than one for a single card. Position and topic labels differ per reader, so the card is
         inlined with placeholders for them, and the inlined label markup is kept to repeat per label (and the "Why:"
         line's, to fill per reader).
         """
-        todo = {paper.id: paper for paper in papers if paper.id not in self._html_cards}
+        todo = {}
+        for paper in papers:
+            if paper.id in self._html_cards or paper.id in todo:
+                continue
+            kept = _CARDS.get(card_key(paper))
+            if kept is None:
+                todo[paper.id] = paper
+            else:
+                self._html_cards[paper.id], self._text_cards[paper.id] = kept
         if not todo:
             return
         parts = []
         for paper in todo.values():
             context = {**self._card_context(paper), "why": [(self.why_marker, "")]}
             card = render_to_string("emails/digest-paper.html", context)
-            parts.append(f'<div class="digest" id="card-{paper.id}">{card}</div>')
-        document = lxml_html.fromstring(inline_css(f"<html><body>{''.join(parts)}</body></html>", self.css))
-        elements = {element.get("id"): element for element in document.find_class("digest")}
+            parts.append(f'<table class="card" id="card-{paper.id}">{card}</table>')
+        document = f"<html><body>{''.join(parts)}</body></html>"
+        inlined = inline_css(document, self.css, basic_attributes=False, pretty_print=False)
+        document = lxml_html.fromstring(inlined)
+        for element in document.iter(etree.Element):
+            if "style" in element.attrib:
+                element.set("style", element.get("style").replace("; ", ";"))
+        elements = {element.get("id"): element for element in document.find_class("card")}
         for paper_id in todo:
             element = elements[f"card-{paper_id}"]
-            html = (element.text or "") + "".join(lxml_html.tostring(child, encoding="unicode") for child in element)
+            html = "".join(lxml_html.tostring(child, encoding="unicode") for child in element).strip() + "\n"
             label = _TOPIC_LABEL_RE.search(html)
             html = html[: label.start()] + CARD_TOPICS + html[label.end() :]
             why = self._why_re.search(html)
@@ -140,6 +217,7 @@ class DigestRenderer:
             text, rest = text.split(self.why_marker + "\n", 1)
             after_why, rest = rest.split(self.more_marker, 1)
             self._text_cards[paper_id] = (text, after_why, *rest.split(self.less_marker, 1))
+            _CARDS.put(card_key(todo[paper_id]), (self._html_cards[paper_id], self._text_cards[paper_id]))
 
     def _card_context(self, paper):
         return {
@@ -192,33 +270,38 @@ class DigestRenderer:
         if key not in self._whys:
             line_start, item_start, item_end, line_end = why
             items = [
-                item_start + escape(label) + item_end + (f" &mdash; {_keep_quotes(escape(reason))}" if reason else "")
+                item_start + escape(label) + item_end + (f" {EM_DASH} {_keep_quotes(escape(reason))}" if reason else "")
                 for label, reason in why_items(labels, reasons)
             ]
             # The separator's dot stays with the item before it when the line wraps.
-            self._whys[key] = line_start + "&nbsp;&middot; ".join(items) + line_end if items else ""
+            self._whys[key] = line_start + f"{NBSP}\u00b7 ".join(items) + line_end if items else ""
         return self._whys[key]
 
     def shell(self, day):
         """(html, text) of everything around the cards for a date, inlined once, with placeholders per reader."""
         if day not in self._shells:
-            date_label, date_label_short = date_labels(day)
-            context = {
-                **PLACEHOLDERS,
-                "site_name": settings.DIGEST_SITE_NAME,
-                "site_url": settings.SITE_URL,
-                "date_label": date_label,
-                "postal_address": settings.DIGEST_POSTAL_ADDRESS,
-                "responsive_css": mark_safe(self.responsive_css),
-                "cards_html": mark_safe(CARDS),
-                "cards_text": CARDS,
-            }
-            html = inline_css(render_to_string("emails/digest-body.html", context), self.css, keep_style_tags=True)
-            # keep_style_tags (needed for the media queries) also copies the inlined sheet into the head: drop that
-            # copy, it only adds bytes, and Gmail clips messages past about 102 KB.
-            html = re.sub(r"<style[^>]*>" + re.escape(self.css) + r"</style>\s*", "", html, count=1)
-            self._shells[day] = (fold_long_lines(html), render_to_string("emails/digest-body.txt", context))
+            key = (day, settings.DIGEST_SITE_NAME, settings.SITE_URL, settings.DIGEST_POSTAL_ADDRESS)
+            self._shells[day] = _SHELLS.get(key) or self._render_shell(day)
+            _SHELLS.put(key, self._shells[day])
         return self._shells[day]
+
+    def _render_shell(self, day):
+        date_label, date_label_short = date_labels(day)
+        context = {
+            **PLACEHOLDERS,
+            "site_name": settings.DIGEST_SITE_NAME,
+            "site_url": settings.SITE_URL,
+            "date_label": date_label,
+            "postal_address": settings.DIGEST_POSTAL_ADDRESS,
+            "responsive_css": mark_safe(self.responsive_css),
+            "cards_html": mark_safe(CARDS),
+            "cards_text": CARDS,
+        }
+        # The head's style element is marked for premailer to leave alone (digest-responsive.css).
+        html = inline_css(render_to_string("emails/digest-body.html", context), self.css)
+        # Sent with every email: no indentation, and premailer's "; " as ";" (a shell holds no paper's text).
+        html = _STYLE_RE.sub(lambda match: match.group().replace("; ", ";"), re.sub(r"\n[ \t]+", "\n", html))
+        return fold_long_lines(html), render_to_string("emails/digest-body.txt", context)
 
     def subject(self, day, top_title, count, weekly=False):
         key = (day, top_title, count, weekly)
@@ -330,12 +413,13 @@ def why_line(labels, reasons):
 
 
 _QUOTED_RE = re.compile("“[^”]*”")
+_STYLE_RE = re.compile(r' style="[^"]*"')
 
 
 def _keep_quotes(html):
     """Short quoted phrases kept on one line (non-breaking spaces): “self supervised”, not “self / supervised”."""
     return _QUOTED_RE.sub(
-        lambda match: match.group().replace(" ", "&nbsp;") if len(match.group()) <= 32 else match.group(), html
+        lambda match: match.group().replace(" ", NBSP) if len(match.group()) <= 32 else match.group(), html
     )
 
 

@@ -96,18 +96,25 @@ class Email(EmailMultiAlternatives):
         return message
 
 
-def inline_css(document, css="", *, keep_style_tags=False):
+# What premailer would otherwise copy from inlined CSS into HTML attributes (bgcolor from background-color, ...).
+BASIC_ATTRIBUTES = ["align", "valign", "bgcolor", "width", "height"]
+
+
+def inline_css(document, css="", *, keep_style_tags=False, basic_attributes=True, pretty_print=True):
+    """`document` with `css` inlined. With basic_attributes=False premailer adds no presentational attribute (the
+    template writes those it needs); with pretty_print=False no line breaks of its own."""
     return premailer.Premailer(
         document,
         css_text=css or None,
         keep_style_tags=keep_style_tags,
+        disable_basic_attributes=None if basic_attributes else BASIC_ATTRIBUTES,
         remove_classes=False,
         disable_validation=True,
         cssutils_logging_level=50,
         allow_network=False,
         # The media queries left in <style> need their !important to beat the inlined styles (dark mode, phones).
         strip_important=False,
-    ).transform()
+    ).transform(pretty_print=pretty_print)
 
 
 @functools.cache

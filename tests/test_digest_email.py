@@ -1,9 +1,13 @@
+import copy
 import email
+from datetime import timedelta
 from email import policy
 
 import pytest
 from django.core import mail
 from django.core.management import call_command
+from django.utils import timezone
+from lxml import html as lxml_html
 
 from subscriptions import tokens
 
@@ -74,7 +78,7 @@ def test_the_html_is_inlined_single_column_and_self_contained(digest):
     assert 'style="' in html
     assert "600" in html
     assert "<link" not in html and "<script" not in html
-    assert "prefers-color-scheme: dark" in html
+    assert "@media (prefers-color-scheme:dark)" in html
 
 
 def test_the_footer_says_why_and_links_to_manage_and_unsubscribe(digest, settings):
@@ -132,7 +136,7 @@ def why_lines(html):
     """The "Why:" line of each card, as a reader reads it (non-breaking spaces read as spaces)."""
     from lxml import html as lxml_html
 
-    lines = lxml_html.fromstring(html).find_class("paper-why")
+    lines = lxml_html.fromstring(html).find_class("why")
     return [" ".join(line.text_content().replace("\xa0", " ").split()) for line in lines]
 
 
@@ -161,7 +165,7 @@ def test_a_keyword_with_html_characters_is_escaped_in_the_why_line(outbox_backen
     [why] = why_lines(html)
     assert why.startswith("Why: “<b>graph</b> neural networks & co” — about “graph neural networks”")
     assert "<b>graph</b>" not in html
-    assert "“&lt;b&gt;graph&lt;/b&gt; neural networks &amp; co”</span> &mdash; about" in html
+    assert "“&lt;b&gt;graph&lt;/b&gt; neural networks &amp; co”</span> — about" in html
     assert "Why: “<b>graph</b> neural networks & co” — about" in message.body  # plain text stays plain
 
 
@@ -192,7 +196,7 @@ def test_a_card_without_reasons_has_no_why_line_and_lists_its_matches(db, make_p
     message = DigestRenderer().build(make_reader(), [pick], day=paper.first_seen_at.date(), labels=[])
 
     assert why_lines(message.alternatives[0][0]) == []
-    assert 'class="paper-why"' not in message.alternatives[0][0]
+    assert 'class="why"' not in message.alternatives[0][0]
     assert "Matches: Graph neural networks\n" in message.body
 
 
@@ -207,3 +211,78 @@ def test_a_reason_does_not_repeat_its_label_and_long_quotes_are_cut():
     assert short_reason("LLMs", f"mentions “llm”; close to “{title}”") == (
         "mentions “llm”; close to “PagedAttention: efficient memory management for large…”"
     )
+
+
+def test_a_ten_paper_digest_is_at_most_40_kb_of_html(db, settings):
+    """The richest realistic ten papers (bench.digest_cost.rich_digest): the longest sample titles, many authors,
+    three matched labels and a "Why:" line with long reasons on every card, a code link, a reader with five topics
+    and three keywords. Every byte is sent to every reader, and Gmail clips an email past about 102 KB."""
+    from bench.digest_cost import rich_digest
+
+    settings.SITE_URL = "https://papers.example.org"
+    html = rich_digest(10).alternatives[0][0]
+
+    page = lxml_html.fromstring(html)
+    assert len(page.find_class("paper")) == len(page.find_class("why")) == 10
+    assert len(page.xpath("//td[@class='top']/span")) == 30
+    assert len(page.xpath("//a[text()='Code']")) == 10
+    assert len(html.encode()) <= 40_000
+
+
+def changed_value(field, value):
+    """Another value for a Paper field: what an edit or an import could make of it."""
+    kind = field.get_internal_type()
+    if field.choices:
+        return next(choice for choice, _label in field.choices if choice != value)
+    if kind == "JSONField":
+        return [*value, "Another Name"]
+    if isinstance(value, int):
+        return value + 1
+    if kind == "DateTimeField":
+        return (value or timezone.now()) + timedelta(days=1)
+    if kind == "BinaryField":
+        return b"\x01" + (value or b"")
+    if kind == "URLField":
+        return "https://github.com/example/other"
+    return value + " other"
+
+
+def test_a_card_is_kept_per_process_by_every_paper_field_it_shows(monkeypatch):
+    """Inlined cards are kept per worker process by rendering.card_key: a field shown on the card but left out of the
+    key would show readers a stale card after an edit."""
+    from digest import rendering
+    from digest.rendering import DigestRenderer, card_key
+    from papers.models import Paper
+    from papers.ranking import Pick
+    from subscriptions.models import Subscriber
+
+    monkeypatch.setattr(rendering, "_CARDS", rendering.Recent(0))  # every card rendered anew
+    paper = Paper(
+        id=7, arxiv_id="2612.00007", title="A title", raw_title="A title", abstract="An abstract.",
+        authors=["Ada Lovelace"], upvotes=3, num_comments=1, github_url="https://github.com/example/code",
+        thumbnail_url="https://example.org/thumbnail.png", keywords=["graphs"], categories=["cs.LG"],
+        primary_category="cs.LG", published_at=timezone.now(), first_seen_at=timezone.now(),
+        updated_at=timezone.now(), search_title="title", search_abstract="abstract", embedding_key="key",
+    )  # fmt: skip
+    reader = Subscriber(email="ada@example.com", token="a-token")
+
+    def card(paper):
+        return DigestRenderer().card(Pick(paper, 1.0, 1.0, ("Graphs",), ("mentions “graphs”",)), 1, reader)
+
+    shown = card(paper)
+    for field in Paper._meta.concrete_fields:
+        edited = copy.copy(paper)
+        setattr(edited, field.attname, changed_value(field, getattr(paper, field.attname)))
+        if card(edited) != shown:
+            assert card_key(edited) != card_key(paper), f"the card shows {field.name}, which its key leaves out"
+
+
+def test_the_process_keeps_a_bounded_number_of_cards_the_least_recently_used_dropped_first():
+    from digest.rendering import Recent
+
+    kept = Recent(2)
+    kept.put("a", 1)
+    kept.put("b", 2)
+    assert kept.get("a") == 1  # "b" is now the least recently used
+    kept.put("c", 3)
+    assert (kept.get("a"), kept.get("b"), kept.get("c"), len(kept)) == (1, None, 3, 2)

@@ -16,6 +16,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from lxml import html as lxml_html
 
 from digest import feedback as reader_feedback
 from digest.models import Feedback
@@ -129,14 +130,15 @@ def send_digest():
 def test_every_card_has_more_and_less_links_signed_for_the_reader_and_the_paper(papers, reader):
     picks = ranked(reader)
     html, text = send_digest()
-    assert len(picks) == 6
+    cards = lxml_html.fromstring(html).find_class("paper")
+    assert len(picks) == len(cards) == 6
     for pick in picks:
         more = tokens.feedback_url(reader, pick.paper.id, "more")
         less = tokens.feedback_url(reader, pick.paper.id, "less")
         assert more.startswith(f"{SITE}/feedback/") and more != less
-        assert f'href="{more}"' in html and f'href="{less}"' in html
-        assert f'aria-label="More like this: {pick.paper.title}"' in html
-        assert f'aria-label="Less like this: {pick.paper.title}"' in html
+        # Each link stands in the card headed by its paper's title, which says what it is about.
+        [card] = [card for card in cards if card.findtext("h2/a") == pick.paper.title]
+        assert [link.get("href") for link in card.iter("a")][-2:] == [more, less]
         assert f"More like this: {more}\n" in text and f"Less like this: {less}\n" in text
     for part in (html, text):
         assert "%%" not in part

@@ -113,3 +113,50 @@ def test_a_dropped_database_connection_costs_a_reconnect_not_the_write(monkeypat
     assert len(attempts) == 2
     assert attempts[1] is None, "the broken connection was closed; the retry opened a new one"
     assert "Database connection failed (server closed the connection unexpectedly); reconnecting." in caplog.text
+
+
+class PremailerRuns:
+    """Counts premailer's passes (each inlines the CSS of a batch of cards, or of a shell)."""
+
+    def __init__(self, monkeypatch):
+        import premailer
+
+        self.count = 0
+        transform = premailer.Premailer.transform
+
+        def counted(premailer_self, *args, **kwargs):
+            self.count += 1
+            return transform(premailer_self, *args, **kwargs)
+
+        monkeypatch.setattr(premailer.Premailer, "transform", counted)
+
+
+def test_a_later_task_in_the_process_reuses_the_inlined_cards_and_renders_an_edited_paper_anew(
+    eager, readers, monkeypatch
+):
+    from django.utils import timezone
+
+    from digest import planning
+    from digest.tasks import send_deliveries
+    from papers.models import Paper
+
+    now = timezone.now()
+    run = planning.start_run(now)
+    first, second, third = planning.plan_deliveries(now, run)
+    premailer_runs = PremailerRuns(monkeypatch)
+
+    send_deliveries.delay([first], run.id)
+    assert premailer_runs.count >= 1  # the card, and the shell unless an earlier digest today inlined it
+    runs_after_first = premailer_runs.count
+    send_deliveries.delay([second], run.id)
+    assert premailer_runs.count == runs_after_first
+
+    paper = Paper.objects.get()
+    paper.title = "Graph neural networks at a larger scale"
+    paper.save()
+    send_deliveries.delay([third], run.id)
+    assert premailer_runs.count == runs_after_first + 1  # the edited card only: the shell is the day's
+    html = {message.to[0]: message.alternatives[0][0] for message in mail.outbox}
+    address = dict(Delivery.objects.values_list("id", "subscriber__email"))
+    assert "Graph neural networks at scale</a></h2>" in html[address[second]]
+    assert "Graph neural networks at a larger scale</a></h2>" in html[address[third]]

@@ -43,10 +43,11 @@ def test_the_page_is_the_email_as_sent(client, sent):
     response = client.get(view_link(message))
     assert response.status_code == 200
     assert shown(response.content.decode()) == shown(message.alternatives[0][0])
-    # Without what only mail clients read.
-    assert "mso-" in message.alternatives[0][0] and "mso-" not in response.content.decode()
+    # Without what only mail clients read (Outlook's conditional comments stay: to a browser they are comments).
+    page = re.sub(r"<!--.*?-->", "", response.content.decode(), flags=re.DOTALL)
+    assert "mso-" in message.alternatives[0][0] and "mso-" not in page
     assert "&lt;script&gt;" in response.content.decode() and SCRIPT_TITLE not in response.content.decode()
-    assert response.content.decode().count('class="paper-why"') == len(message.shown["labels"])  # why, as sent
+    assert response.content.decode().count('class="why"') == len(message.shown["labels"])  # why, as sent
 
 
 def test_it_stays_the_email_as_sent_when_upvotes_and_topics_change_later(client, sent):

@@ -149,10 +149,10 @@ def test_a_digest_says_why_each_paper_is_there_legibly_on_a_phone(
     [link] = re.findall(r"View in browser: (\S+)", message.body)
 
     page = open_page(link.removeprefix(site), width=PHONE, color_scheme=scheme)
-    why = page.locator(".paper-why")
+    why = page.locator(".why")
     expect(why).to_have_count(1)
     expect(why).to_contain_text(re.compile(r"^Why: .*<b>speculative</b> decoding & more.*about"))
-    assert page.locator(".paper-why-topic").first.evaluate("element => getComputedStyle(element).color") == colour
+    assert page.locator(".why span").first.evaluate("element => getComputedStyle(element).color") == colour
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE  # nothing wider than the phone
     snap(page, f"digest-why-{scheme}")
 
@@ -178,5 +178,5 @@ def test_the_view_in_browser_page_looks_exactly_like_the_email_as_sent(
     served = open_page(link.removeprefix(site), width=width, color_scheme=scheme)
     email = open_page(width=width, color_scheme=scheme)
     email.set_content(message.alternatives[0][0])
-    assert served.locator(".paper-title").all_text_contents() == email.locator(".paper-title").all_text_contents()
+    assert served.locator(".paper h2").all_text_contents() == email.locator(".paper h2").all_text_contents()
     assert snap(served, "served").read_bytes() == snap(email, "email").read_bytes()
