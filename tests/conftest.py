@@ -144,3 +144,16 @@ def pytest_terminal_summary(terminalreporter):
     if any(_deselected_by_workers):
         left_out = max(_deselected_by_workers)
         terminalreporter.write_line(f"deselected: {left_out} tests (each xdist worker left them out)")
+
+
+@pytest.fixture
+def locmem(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+@pytest.fixture
+def gnn(make_topic, make_paper):
+    """A topic with two papers about it (test files that need another `gnn` define their own)."""
+    make_paper("Graph neural networks for molecules", "GNN.")
+    make_paper("Message passing at scale", "Graph neural networks.")
+    return make_topic("Graph neural networks", aliases=["GNN"])

@@ -18,18 +18,6 @@ from subscriptions import mailrate
 from subscriptions.models import Subscriber
 
 
-@pytest.fixture
-def locmem(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-
-
-@pytest.fixture
-def gnn(make_topic, make_paper):
-    make_paper("Graph neural networks for molecules", "GNN.")
-    make_paper("Message passing at scale", "Graph neural networks.")
-    return make_topic("Graph neural networks", aliases=["GNN"])
-
-
 def test_it_sends_one_digest_per_due_reader_and_records_it(locmem, gnn, make_reader, capsys):
     readers = [make_reader(topics=[gnn]) for _ in range(3)]
     call_command("senddigests", "--now", "--no-progress")

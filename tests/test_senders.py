@@ -66,18 +66,6 @@ def smtp_server(settings):
         controller.stop()
 
 
-@pytest.fixture
-def locmem(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-
-
-@pytest.fixture
-def gnn(make_topic, make_paper):
-    make_paper("Graph neural networks for molecules", "GNN.")
-    make_paper("Message passing at scale", "Graph neural networks.")
-    return make_topic("Graph neural networks", aliases=["GNN"])
-
-
 def planned(make_reader, topic, count):
     readers = [make_reader(topics=[topic]) for _ in range(count)]
     now = timezone.now()
