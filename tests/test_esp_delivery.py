@@ -86,6 +86,9 @@ def test_the_delivery_keeps_the_providers_message_id_and_the_provider_gets_metad
 
 def test_provider_outages_are_retried_and_a_refused_address_is_suppressed(flaky_esp, readers, settings, monkeypatch):
     settings.DIGEST_MAX_RETRIES = 3
+    # One message at a time, so which reader meets each 503 is known; tests/reliability/test_outages.py sends 503
+    # bursts to real workers sending concurrently.
+    settings.DIGEST_SEND_CONCURRENCY = 1
     monkeypatch.setattr(FlakyBackend, "unavailable", 2)
     monkeypatch.setattr(FlakyBackend, "refused", frozenset({"grace@example.com"}))
 
