@@ -1,6 +1,7 @@
 """The tasks as the embedded default runs them: inline (eager), with no broker. tests/test_worker.py runs a real one."""
 
 import smtplib
+import threading
 
 import pytest
 from django.core import mail
@@ -13,13 +14,15 @@ from digest.tasks import plan_digests
 
 
 class BusyOnceBackend(LocmemBackend):
-    """Answers 451 to the first message it is given, then accepts."""
+    """Answers 451 to the first message it is given, then accepts (messages come from several sending threads)."""
 
     refused = 0
+    lock = threading.Lock()
 
     def send_messages(self, messages):
-        if BusyOnceBackend.refused == 0:
-            BusyOnceBackend.refused += 1
+        with BusyOnceBackend.lock:
+            first, BusyOnceBackend.refused = BusyOnceBackend.refused == 0, BusyOnceBackend.refused + 1
+        if first:
             raise smtplib.SMTPDataError(451, b"Try again later")
         return super().send_messages(messages)
 
