@@ -54,6 +54,13 @@ class DigestRunManager(models.Manager):
         A run's counters are added to as chunks finish; a chunk whose count was lost to a dropped connection would
         otherwise leave its run open for ever."""
         open_runs = list(self.filter(finished_at=None, started_at__lt=started_before).values_list("id", flat=True))
+        # A run with digests claimed since then is being sent: its live attempts add what they write to its counts
+        # when their chunk ends, so counting their rows now would count them twice.
+        busy = set()
+        for part in _parts(open_runs):
+            claimed = Delivery.objects.filter(run_id__in=part, claimed_at__gte=started_before)
+            busy.update(claimed.order_by().values_list("run_id", flat=True).distinct())
+        open_runs = [run_id for run_id in open_runs if run_id not in busy]
         statuses = {}
         for part in _parts(open_runs):
             rows = Delivery.objects.filter(run_id__in=part).order_by().values_list("run_id", "status")

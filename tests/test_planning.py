@@ -241,6 +241,27 @@ def test_runs_that_planned_nobody_are_closed_and_a_run_still_sending_stays_open(
 
     assert all(DigestRun.objects.get(pk=run.pk).finished_at == now for run in empty)
     busy.refresh_from_db()
-    assert (busy.sent_count, busy.finished_at) == (1, None)
+    # Left to the attempt sending it, which adds what it writes when its chunk ends.
+    assert (busy.sent_count, busy.finished_at) == (0, None)
     # Too young to judge: a planner may still be filling it.
     assert DigestRun.objects.get(pk=recent.pk).finished_at is None
+
+
+def test_a_run_whose_chunk_wrote_its_rows_but_not_yet_its_count_is_not_counted_twice(make_reader):
+    # Two planners a second apart (or a slow run): the first recount comes between a live chunk's last write and the
+    # count it adds when it ends. Counting its rows then, as well, made the run say 40 sent of 20.
+    now = timezone.now()
+    run = DigestRun.objects.create(planned_count=2, started_at=now - HOURS_AGO)
+    for _ in range(2):
+        Delivery.objects.create(
+            subscriber=make_reader(), digest_date=now.date(), run=run, status="sent", claimed_at=now, attempts=1
+        )
+
+    recovery.recover(now)
+    DigestRun.objects.add_outcome(run.id, sent=2)  # the chunk ends
+
+    run.refresh_from_db()
+    assert (run.sent_count, run.finished_at is not None) == (2, True)
+    recovery.recover(now + HOURS_AGO)
+    run.refresh_from_db()
+    assert run.sent_count == 2
