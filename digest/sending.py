@@ -43,7 +43,7 @@ class Outcome:
         self.skipped += other.skipped
 
 
-def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=None, connection=None, last_try=False):
+def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=None, last_try=False):
     """Claim, build and send the given pending deliveries; return what became of them.
 
     Rows that failed transiently go back to pending and are listed in `retry_ids`, unless `last_try`, when they fail.
@@ -75,7 +75,7 @@ def send_deliveries(delivery_ids, *, run_id=None, now=None, pool=None, renderer=
             return Outcome()
         batch = compose.Batch([delivery.subscriber_id for delivery in deliveries], now, pool=pool, renderer=renderer)
         attempt = Attempt(claim, run_id, now, last_try, progress, window)
-        return _send_claimed(deliveries, batch, attempt, connection)
+        return _send_claimed(deliveries, batch, attempt)
     except BaseException:
         # Something broke before every outcome was written. Write what is known, then let the rows never handed
         # to the backend wait for a retry; a row interrupted in the backend's hands may have gone out, so it fails.
@@ -131,10 +131,10 @@ class Attempt:
     window: int = 1
 
 
-def _send_claimed(deliveries, batch, attempt, connection=None):
+def _send_claimed(deliveries, batch, attempt):
     progress, outcome, now = attempt.progress, attempt.progress.outcome, attempt.now
     claim, run_id = attempt.claim, attempt.run_id
-    connection = connection or get_connection()
+    mail_connection = get_connection()
     refused_readers = {}
 
     chosen, skipped = [], []
@@ -154,7 +154,7 @@ def _send_claimed(deliveries, batch, attempt, connection=None):
     batch.prepare(picks for _, picks in chosen)
 
     try:
-        connection.open()
+        mail_connection.open()
     except Exception as error:  # noqa: BLE001 - whatever stopped the connection, these digests wait for a retry
         problem = classify(error)
         logger.warning("Mail connection failed for %d digests: %s", len(chosen), problem)
@@ -162,7 +162,7 @@ def _send_claimed(deliveries, batch, attempt, connection=None):
         _count_once(run_id, progress, now)
         return outcome
 
-    senders = progress.senders = senders_module.Senders(attempt.window, mailrate.limiter(), connection)
+    senders = progress.senders = senders_module.Senders(attempt.window, mailrate.limiter(), mail_connection)
     taken_back = False
     for delivery, picks in chosen:
         delivery.finished_at = now

@@ -82,6 +82,8 @@ def test_production_settings_start_with_everything_set():
         ("MAIL_RATE_PER_SECOND", "nan", "MAIL_RATE_PER_SECOND=nan is not a finite number"),
         ("MAIL_RATE_PER_SECOND", "inf", "MAIL_RATE_PER_SECOND=inf is not a finite number"),
         ("UNCONFIRMED_SIGNUP_DAYS", "5", "UNCONFIRMED_SIGNUP_DAYS=5 is shorter than CONFIRMATION_MAX_AGE_DAYS=7"),
+        ("DIGEST_SEND_CONCURRENCY", "0", "DIGEST_SEND_CONCURRENCY=0 is out of range (1 to 64)"),
+        ("DIGEST_SEND_CONCURRENCY", "sixteen", "DIGEST_SEND_CONCURRENCY='sixteen' is not a whole number"),
         (
             "MAIL_RATE_PER_SECOND",
             "0.1",
