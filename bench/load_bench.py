@@ -159,6 +159,21 @@ def flush_redis(url):
     redis.Redis.from_url(url).flushdb()
 
 
+def stop_and_clean_up(process, args, *, timeout):
+    """A bench's end: stop the process group it started (if any), close Django's connections, drop the throwaway
+    PostgreSQL database (unless --keep-db) and empty its Redis database."""
+    from django.db import connections
+
+    from bench.throwaway_db import drop_database
+
+    if process is not None:
+        stop_group(process, timeout=timeout)
+    connections.close_all()
+    if not args.keep_db:
+        drop_database(args.database_url)
+    flush_redis(args.redis_url)
+
+
 def release(env):
     """The Procfile's `release` line: migrate, collectstatic."""
     started = time.perf_counter()
@@ -427,7 +442,7 @@ def main():
     args.workers = args.workers or procfile_default("WEB_CONCURRENCY")
     args.web_threads = args.web_threads or procfile_default("WEB_THREADS")
     sys.path.insert(0, str(ROOT))
-    from bench.throwaway_db import create_database, drop_database
+    from bench.throwaway_db import create_database
 
     var_dir = Path(tempfile.mkdtemp(prefix="load-bench-"))
     env = production_env(args, var_dir)
@@ -482,14 +497,7 @@ def main():
         checks["readers_before"] = readers_before
         checks["readers_after"] = Subscriber.objects.count()
     finally:
-        if gunicorn is not None:
-            stop_group(gunicorn, timeout=30)
-        from django.db import connections
-
-        connections.close_all()
-        if not args.keep_db:
-            drop_database(args.database_url)
-        flush_redis(args.redis_url)
+        stop_and_clean_up(gunicorn, args, timeout=30)
     result = {
         "cores": os.cpu_count(),
         "gunicorn_workers": args.workers,

@@ -78,7 +78,7 @@ SENDER_DOMAIN = "mg.example.org"
 PROJECTED_READERS = 100_000
 
 sys.path.insert(0, str(ROOT))
-from bench.load_bench import flush_redis, free_port, procfile_line, release  # noqa: E402
+from bench.load_bench import flush_redis, free_port, procfile_line, release, stop_and_clean_up  # noqa: E402
 from bench.processes import stop_group  # noqa: E402
 
 
@@ -629,7 +629,7 @@ def send_as_production(args, end, env, var_dir):
     Creates the database (dropping it first), empties the Redis database, runs the Procfile's `release` line, seeds
     the readers, starts the Procfile's worker, sends the plan task as beat does and waits for the run; then stops the
     worker, drops the database (unless --keep-db) and empties Redis again. Returns what the figures need."""
-    from bench.throwaway_db import create_database, drop_database
+    from bench.throwaway_db import create_database
 
     create_database(args.database_url, recreate=True)
     flush_redis(args.redis_url)
@@ -655,14 +655,7 @@ def send_as_production(args, end, env, var_dir):
         end_stats = end.stats()
         log(f"deliveries {statuses}; run {'timed out' if timed_out else 'finished'}")
     finally:
-        if worker is not None:
-            stop_group(worker, timeout=60)
-        from django.db import connections
-
-        connections.close_all()
-        if not args.keep_db:
-            drop_database(args.database_url)
-        flush_redis(args.redis_url)
+        stop_and_clean_up(worker, args, timeout=60)
     return {
         "data": data,
         "chunk_size": chunk_size,
