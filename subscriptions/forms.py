@@ -20,7 +20,6 @@ from django.utils.safestring import mark_safe
 from papers import text
 from papers.models import Topic
 from subscriptions.models import (
-    CLIP_SAFE_PAPERS,
     MAX_KEYWORD_LENGTH,
     MAX_KEYWORDS,
     MAX_PAPERS_PER_EMAIL,
@@ -300,8 +299,7 @@ class PreferencesForm(forms.Form):
         min_value=1,
         max_value=MAX_PAPERS_PER_EMAIL,
         initial=10,
-        help_text=f"From 1 to {MAX_PAPERS_PER_EMAIL}. More than {CLIP_SAFE_PAPERS} makes an email Gmail cuts short: "
-        "the rest, with the unsubscribe link, is behind “View entire message”.",
+        help_text=f"From 1 to {MAX_PAPERS_PER_EMAIL}.",
     )
     send_when_empty = forms.TypedChoiceField(
         label=SEND_WHEN_EMPTY_LABEL,

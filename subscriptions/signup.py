@@ -24,7 +24,7 @@ from django.utils import timezone
 from papers.models import Topic
 from subscriptions import tasks, tokens
 from subscriptions.emails import CONFIRM, MANAGE_LINK
-from subscriptions.models import Consent, PurgeRun, Subscriber
+from subscriptions.models import MAX_PAPERS_PER_EMAIL, Consent, PurgeRun, Subscriber
 
 logger = logging.getLogger(__name__)
 PURGE_BATCH = 500
@@ -93,6 +93,8 @@ def pending_choices(subscriber):
     """The choices waiting in `subscriber.pending_preferences`, as apply_preferences takes them. A topic deleted or
     switched off since is left out."""
     preferences = dict(subscriber.pending_preferences)
+    # Choices sent when the most was higher wait with it (subscriptions migration 0011 lowered those it found).
+    preferences["papers_per_email"] = min(preferences.get("papers_per_email", 10), MAX_PAPERS_PER_EMAIL)
     preferences["topics"] = list(Topic.objects.filter(pk__in=preferences["topics"], is_active=True))
     return preferences
 

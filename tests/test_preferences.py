@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from digest.models import Delivery
 from subscriptions import tokens
-from subscriptions.models import Consent, ErasedAddress, Subscriber
+from subscriptions.models import MAX_PAPERS_PER_EMAIL, Consent, ErasedAddress, Subscriber
 
 
 def path_of(url):
@@ -106,9 +106,9 @@ def test_saving_the_same_choices_records_nothing(client, reader, manage_path, to
 
 
 def test_a_bad_value_shows_the_error_and_saves_nothing(client, reader, manage_path, topics):
-    response = client.post(manage_path, preferences(topics, papers_per_email="31"))
+    response = client.post(manage_path, preferences(topics, papers_per_email=str(MAX_PAPERS_PER_EMAIL + 1)))
     assert response.status_code == 400
-    assert "Ensure this value is less than or equal to 30." in response.content.decode()
+    assert f"Ensure this value is less than or equal to {MAX_PAPERS_PER_EMAIL}." in response.content.decode()
     reader.refresh_from_db()
     assert reader.papers_per_email == 10 and reader.send_hour == 8
 

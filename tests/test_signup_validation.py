@@ -5,7 +5,7 @@ import re
 import pytest
 from django.core import mail
 
-from subscriptions.models import Subscriber
+from subscriptions.models import MAX_PAPERS_PER_EMAIL, Subscriber
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def error_for(page, field):
         ("frequency", "hourly", "Select a valid choice"),
         ("weekly_day", "7", "Select a valid choice"),
         ("papers_per_email", "0", "greater than or equal to 1"),
-        ("papers_per_email", "31", "less than or equal to 30"),
+        ("papers_per_email", str(MAX_PAPERS_PER_EMAIL + 1), f"less than or equal to {MAX_PAPERS_PER_EMAIL}"),
         ("papers_per_email", "ten", "Enter a whole number"),
         ("topics", ["999999"], "Select a valid choice"),
     ],

@@ -13,6 +13,7 @@ from digest.selection import History, choose_papers
 from papers.matching import Query, build_index
 from papers.models import Paper
 from papers.ranking import Pool
+from subscriptions.models import MAX_PAPERS_PER_EMAIL
 
 NOW = datetime(2026, 6, 10, 15, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -59,7 +60,7 @@ def test_the_page_ranks_the_days_papers_as_the_digest_does_for_a_reader_of_that_
     response = client.get(day_path(gnn, TODAY))
 
     assert response.status_code == 200
-    reader = make_reader(topics=[gnn], papers_per_email=30)
+    reader = make_reader(topics=[gnn], papers_per_email=MAX_PAPERS_PER_EMAIL)
     digest = choose_papers(Pool.load(NOW), reader, {gnn.id}, History.load([reader.id], NOW))
     assert titles_on(response) == [pick.paper.title for pick in digest]
     # Trending counts: the most upvoted GNN paper comes first, and papers on other subjects are left out.

@@ -14,7 +14,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from subscriptions import signup, tokens
-from subscriptions.models import ErasedAddress, Subscriber
+from subscriptions.models import MAX_PAPERS_PER_EMAIL, ErasedAddress, Subscriber
 from tests.browser.conftest import DESKTOP, PHONE
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -125,7 +125,7 @@ def test_the_form_errors_are_listed_linked_and_focused(open_page, make_topic, co
     field = page.get_by_label("Papers per email")
     expect(field).to_be_focused()
     expect(field).to_have_attribute("aria-invalid", "true")
-    expect(field).to_have_accessible_description(re.compile("less than or equal to 30"))
+    expect(field).to_have_accessible_description(re.compile(f"less than or equal to {MAX_PAPERS_PER_EMAIL}"))
 
 
 def test_the_pages_follow_a_dark_colour_scheme(open_page, make_topic, snap):
@@ -178,5 +178,5 @@ def test_the_view_in_browser_page_looks_exactly_like_the_email_as_sent(
     served = open_page(link.removeprefix(site), width=width, color_scheme=scheme)
     email = open_page(width=width, color_scheme=scheme)
     email.set_content(message.alternatives[0][0])
-    assert served.locator(".paper h2").all_text_contents() == email.locator(".paper h2").all_text_contents()
+    assert served.locator(".paper h3").all_text_contents() == email.locator(".paper h3").all_text_contents()
     assert snap(served, "served").read_bytes() == snap(email, "email").read_bytes()
