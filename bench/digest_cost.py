@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,8 @@ def rich_papers(count):
     items.sort(key=lambda item: -len(item["paper"]["title"]))
     papers = []
     for number in range(count):
-        item = items[number % len(items)]["paper"]
+        listing = items[number % len(items)]  # Hugging Face's daily_papers item: the paper, its picture, comments
+        item = listing["paper"]
         authors = [author["name"] for author in item["authors"]]
         authors += [f"{name} Example" for name in ("Ana", "Wei", "Sara", "Jonas", "Priya", "Mateo")]
         arxiv_id = f"2612.{number + 10001:05d}"
@@ -69,6 +71,9 @@ def rich_papers(count):
                     "authors": authors,
                     "upvotes": 100 + 37 * number,
                     "github_url": f"https://github.com/example-lab/{item['id'].replace('.', '-')}-official",
+                    "thumbnail_url": listing["thumbnail"],
+                    "num_comments": 100 + listing["numComments"],
+                    "published_at": datetime.fromisoformat(item["publishedAt"]),
                 },
             )[0]
         )
@@ -77,10 +82,12 @@ def rich_papers(count):
 
 def rich_digest(count, *, day=None):
     """The richest realistic digest of `count` papers as a DigestMessage: long titles, many authors, three matched
-    labels per card with a "Why:" line explaining two, a code link, a reader with five topics and three keywords."""
+    labels per card with a "Why:" line explaining two, a code link, a picture for the top pick, a reader with five
+    topics and three keywords, welcomed to their first digest; the cards in the email's order (grouped by topic)."""
     from django.utils import timezone
 
     from digest.rendering import DigestRenderer
+    from digest.selection import arrange
     from papers.ranking import Pick
     from subscriptions.models import Subscriber
 
@@ -94,7 +101,7 @@ def rich_digest(count, *, day=None):
         labels = (RICH_TOPICS[number % 5], keywords[number % 3], RICH_TOPICS[(number + 2) % 5])
         picks.append(Pick(paper, 1.0, 1.0, labels, RICH_REASONS))
     day = day or timezone.localdate()
-    return DigestRenderer().build(reader, picks, day=day, labels=RICH_TOPICS + keywords)
+    return DigestRenderer().build(reader, arrange(picks), day=day, labels=RICH_TOPICS + keywords, first=True)
 
 
 def html_of(message):
@@ -103,7 +110,7 @@ def html_of(message):
 
 def richest(max_papers):
     result = {}
-    for count in sorted({10, max_papers}):
+    for count in sorted({10, max_papers, 20, 30}):
         message = rich_digest(count)
         result[f"{count}_papers"] = {
             "html_bytes": len(html_of(message).encode()),

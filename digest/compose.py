@@ -10,7 +10,7 @@ rendering their email then costs only that reader's share (digest.selection, dig
 from django.db.models import Count, Max
 
 from digest.rendering import DigestRenderer
-from digest.selection import History, choose_papers
+from digest.selection import History, arrange, choose_papers, trending_instead
 from papers.models import Paper
 from papers.ranking import Pool
 from subscriptions.models import Subscriber
@@ -59,9 +59,9 @@ class Batch:
         return self.topic_ids.get(subscriber.id, set())
 
     def pick(self, subscriber):
-        """The reader's papers for their next digest, best first, whatever their status (a preview shows a paused
-        reader's too)."""
-        return choose_papers(self.pool, subscriber, self.topics_for(subscriber), self.history)
+        """The reader's papers for their next digest in the email's order (digest.selection.arrange: the best first,
+        then the others by topic), whatever their status (a preview shows a paused reader's too)."""
+        return arrange(choose_papers(self.pool, subscriber, self.topics_for(subscriber), self.history), subscriber)
 
     def choose(self, subscriber):
         """(picks, None) for one reader's digest, or (None, reason) when there is nothing to send."""
@@ -82,7 +82,20 @@ class Batch:
         names = [topics[topic_id].name for topic_id in sorted(self.topics_for(subscriber)) if topic_id in topics]
         return names + [f"“{keyword}”" for keyword in subscriber.keywords]
 
+    def trending_for(self, subscriber):
+        """What an email with no paper for the reader offers instead: the newest pool's most trending papers they
+        have not had (digest.selection.TRENDING_ON_EMPTY_DAYS)."""
+        return trending_instead(self.pool, subscriber, self.history)
+
     def build(self, subscriber, picks, day, *, metadata=None):
         """The reader's email (a DigestMessage) for `day`, their local date."""
         labels = self.labels_for(subscriber)
-        return self.renderer.build(subscriber, picks, day=day, labels=labels, metadata=metadata)
+        return self.renderer.build(
+            subscriber,
+            picks,
+            day=day,
+            labels=labels,
+            metadata=metadata,
+            first=subscriber.id in self.history.first_digest,
+            trending=() if picks else self.trending_for(subscriber),
+        )

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from digest import compose
 from digest.rendering import DigestRenderer, why_text
+from papers.models import Paper
 from papers.ranking import Pick, Pool
 
 TEST_SUBJECT_PREFIX = "[Test] "
@@ -115,7 +116,14 @@ def build_delivered(delivery):
         paper_labels = tuple(labels[index]) if index < len(labels) else ()
         paper_reasons = tuple(reasons[index]) if index < len(reasons) else ()
         picks.append(Pick(paper, 0.0, 0.0, paper_labels, paper_reasons))
+    offered = Paper.objects.in_bulk(shown.get("trending", []))  # a quiet day's trending papers
     message = DigestRenderer().build(
-        delivery.subscriber, picks, day=delivery.digest_date, labels=shown.get("topics", []), weekly=shown.get("weekly")
+        delivery.subscriber,
+        picks,
+        day=delivery.digest_date,
+        labels=shown.get("topics", []),
+        weekly=shown.get("weekly"),
+        first=shown.get("first", False),
+        trending=[Pick(offered[id_], 0.0, 0.0, ()) for id_ in shown.get("trending", []) if id_ in offered],
     )
     return message.alternatives[0][0]

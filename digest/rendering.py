@@ -40,6 +40,7 @@ from django.utils.text import wrap
 from lxml import etree
 from lxml import html as lxml_html
 
+from papers import text
 from papers.ranking import DISPLAY_FIELDS
 from subscriptions import tokens
 from subscriptions.emails import Email, inline_css, one_line, phrase_header, site_host, stylesheets
@@ -150,6 +151,7 @@ class DigestRenderer:
         marker = secrets.token_hex(8)
         self.more_marker, self.less_marker = f"%%MORE-{marker}%%", f"%%LESS-{marker}%%"
         self.why_marker = f"%%WHY-{marker}%%"
+        self.media_marker = f"%%MEDIA-{marker}%%"
         # The "Why:" line as inlined, cut where its items go: (line start, item label start, item label end, line end)
         self._why_re = re.compile(
             r"(<p[^>]*>\s*<b[^>]*>Why:</b>\s*)(<span[^>]*>)" + re.escape(self.why_marker) + r"(</span>)(</p>\n?)"
@@ -162,6 +164,7 @@ class DigestRenderer:
         self._whys = {}
         self._shells = {}
         self._subjects = {}
+        self._sections = {}
 
     def prepare_cards(self, papers):
         """Find the cards of `papers` in the process's store, and render and inline those it lacks in one premailer
@@ -203,12 +206,13 @@ class DigestRenderer:
             why = self._why_re.search(html)
             html = html[: why.start()] + self.why_marker + html[why.end() :]
             # Split once around the per-reader parts, so a reader's card is a join, not several searches.
-            before, rest = fold_long_lines(html).split(CARD_POSITION, 1)
+            opening, rest = fold_long_lines(html).split(self.media_marker, 1)
+            before, rest = rest.split(CARD_POSITION, 1)
             between, rest = rest.split(CARD_TOPICS, 1)
             after_topics, rest = rest.split(self.why_marker, 1)
             after_why, rest = rest.split(self.more_marker, 1)
             after_more, after_less = rest.split(self.less_marker, 1)
-            cut = (before, between, after_topics, after_why, after_more, after_less)
+            cut = (opening, before, between, after_topics, after_why, after_more, after_less)
             self._html_cards[paper_id] = (*cut, label.group(), why.groups())
             context = {**self._card_context(todo[paper_id]), "why_line": self.why_marker}
             text = render_to_string("emails/digest-paper.txt", context).strip()
@@ -223,23 +227,30 @@ class DigestRenderer:
         return {
             "paper": paper,
             "snippet": paper.get_snippet(SNIPPET_LENGTH),
+            "published": f"{paper.published_at.day}{NBSP}{paper.published_at:%b}{NBSP}{paper.published_at:%Y}"
+            if paper.published_at
+            else "",
+            "media": self.media_marker,
             "topics": [CARD_TOPIC],
             "position": CARD_POSITION,
             "more_url": self.more_marker,
             "less_url": self.less_marker,
         }
 
-    def card(self, pick, position, subscriber):
+    def card(self, pick, position, subscriber, *, top=False, grouped=False):
         """(html, text) of one paper's card as this reader sees it: their position, matched topics (and why they
-        matched) and links."""
+        matched) and links; the top pick's has the paper's picture, when its source has one. A card `grouped` under
+        its first label's heading does not repeat that label above its title."""
         self.prepare_cards([pick.paper])
         *cut, label, why = self._html_cards[pick.paper.id]
-        before, between, after_topics, after_why, after_more, after_less = cut
+        opening, before, between, after_topics, after_why, after_more, after_less = cut
         more = tokens.feedback_url(subscriber, pick.paper.id, "more")
         less = tokens.feedback_url(subscriber, pick.paper.id, "less")
-        labels = self._labels_html(label, pick.labels)
+        labels = self._labels_html(label, pick.labels[1:] if grouped else pick.labels)
         why = self._why_html(why, pick.labels[:WHY_LABELS], pick.reasons[:WHY_LABELS])
         html = (
+            opening,
+            self._thumbnail(pick.paper) if top and pick.paper.thumbnail_url else "",
             before,
             str(position),
             between,
@@ -303,42 +314,85 @@ class DigestRenderer:
         html = _STYLE_RE.sub(lambda match: match.group().replace("; ", ";"), re.sub(r"\n[ \t]+", "\n", html))
         return fold_long_lines(html), render_to_string("emails/digest-body.txt", context)
 
-    def subject(self, day, top_title, count, weekly=False):
-        key = (day, top_title, count, weekly)
+    def _thumbnail(self, paper):
+        return render_to_string("emails/digest-thumbnail.html", {"paper": paper}).strip()
+
+    def section(self, heading, note="", link_url="", link_text=""):
+        """The HTML row of a heading between cards, with an optional note and link, for this reader's values."""
+        key = bool(note)
+        if key not in self._sections:
+            markers = {name: f"%%SECTION-{name.upper()}%%" for name in SECTION_PARTS}
+            context = {**markers, "note": markers["note"] if note else ""}
+            document = f"<table>{render_to_string('emails/digest-section.html', context)}</table>"
+            inlined = inline_css(document, self.css, basic_attributes=False, pretty_print=False)
+            row = inlined[inlined.index("<tr") : inlined.rindex("</tr>") + len("</tr>")]
+            self._sections[key] = (_STYLE_RE.sub(lambda match: match.group().replace("; ", ";"), row), markers)
+        row, markers = self._sections[key]
+        values = {"heading": heading, "note": note, "link_url": link_url, "link_text": link_text}
+        for name, marker in markers.items():
+            row = row.replace(marker, escape(values[name]))
+        return row + "\n"
+
+    def subject(self, day, top_title, count, weekly=False, first=False):
+        """The subject: what is inside (the top paper and how many more), at most SUBJECT_LENGTH characters, the
+        title cut between words to fit (inboxes cut the rest)."""
+        key = (day, top_title, count, weekly, first)
         if key not in self._subjects:
-            context = {"date_label_short": date_labels(day)[1], "top_title": top_title, "count": count}
-            context["weekly"] = weekly
+            context = {"date_label_short": date_labels(day)[1], "count": count, "weekly": weekly, "first": first}
+            # What the wording takes, measured around a one-letter title (an empty one would lose a space).
+            fixed = len(one_line(render_to_string("emails/digest-subject.txt", {**context, "top_title": "T"}))) - 1
+            context["top_title"] = text.cut_words(" ".join(top_title.split()), max(SUBJECT_LENGTH - fixed, 12))
             self._subjects[key] = one_line(render_to_string("emails/digest-subject.txt", context))
         return self._subjects[key]
 
-    def build(self, subscriber, picks, *, day, labels, metadata=None, weekly=None):
-        """The digest email for one reader. `labels` are the names of their topics and keywords, for the footer;
-        `weekly` (the week's best wording) follows the reader's frequency unless given."""
-        cards = [self.card(pick, position, subscriber) for position, pick in enumerate(picks, start=1)]
+    def build(self, subscriber, picks, *, day, labels, metadata=None, weekly=None, first=False, trending=()):
+        """The digest email for one reader, its cards in the order of `picks` (digest.selection.arrange: the top
+        pick, then by topic). `labels` are the names of their topics and keywords, for the header and footer;
+        `weekly` (the week's best wording) follows the reader's frequency unless given; `first` welcomes a reader
+        to their first digest; `trending` are the papers an email with no picks offers instead."""
+        weekly = subscriber.frequency == "weekly" if weekly is None else weekly
+        manage = tokens.manage_url(subscriber)
+        rows, cards_text = [], []
+        if picks:
+            for position, pick in enumerate(picks, start=1):
+                heading = section_heading(picks, position)
+                if heading:
+                    rows.append(self.section(heading))
+                    cards_text.append(heading.upper())
+                top = position == 1
+                html, card_text = self.card(pick, position, subscriber, top=top, grouped=len(picks) > 1 and not top)
+                rows.append(html)
+                cards_text.append(card_text)
+        else:
+            note = nothing_new_note(weekly, bool(trending))
+            heading = "Trending this week" if weekly else "Trending today"
+            rows.append(self.section(heading if trending else "Nothing new", note, manage, "Adjust your topics"))
+            cards_text.append(f"{note} Adjust your topics: {manage}")
+            for position, pick in enumerate(trending, start=1):
+                html, card_text = self.card(pick, position, subscriber)
+                rows.append(html)
+                cards_text.append(card_text)
         top_title = picks[0].paper.title if picks else ""
         count = len(picks)
         unsubscribe = tokens.unsubscribe_url(subscriber)
-        weekly = subscriber.frequency == "weekly" if weekly is None else weekly
+        subject = self.subject(day, top_title, count, weekly, first)
         values = {
-            "subject": self.subject(day, top_title, count, weekly),
-            "preheader": f"{count} new paper{pluralize(count)}, led by {top_title}" if picks else "No new papers today",
-            "intro": (
-                f"The week's best: {count} paper{pluralize(count)} matching your topics"
-                if weekly
-                else f"{count} new paper{pluralize(count)} matching your topics"
-            ),
-            "why": f"You subscribed at {self.host} to: {', '.join(labels) or 'no topics yet'}.",
+            "subject": subject,
+            "preheader": preheader(picks, trending, weekly),
+            "intro": intro(count, labels, weekly=weekly, first=first),
+            "why": f"You get this email because you subscribed to {settings.DIGEST_SITE_NAME} for: "
+            f"{', '.join(labels) or 'no topics yet'}.",
             "email": subscriber.email,
-            "manage_url": tokens.manage_url(subscriber),
+            "manage_url": manage,
             "unsubscribe_url": unsubscribe,
             "view_url": tokens.view_url(subscriber, day),
         }
         html_shell, text_shell = self.shell(day)
-        html = _fill(html_shell, "".join(card for card, _text in cards), {k: escape(v) for k, v in values.items()})
-        text_values = {**values, "why": wrap(values["why"], 72)}
-        text = _fill(text_shell, "\n\n".join(card_text for _html, card_text in cards), text_values)
+        html = _fill(html_shell, "".join(rows), {k: escape(v) for k, v in values.items()})
+        text_values = {**values, "why": wrap(values["why"], 72), "intro": wrap(values["intro"], 72)}
+        text = _fill(text_shell, "\n\n".join(cards_text), text_values)
         message = DigestMessage(
-            values["subject"],
+            subject,
             text,
             to=[subscriber.email],
             headers={
@@ -353,15 +407,64 @@ class DigestRenderer:
         # Read by Anymail's ESP backends (tracking webhooks send them back); other backends ignore them.
         message.metadata = {key: str(value) for key, value in (metadata or {}).items()}
         message.tags = ["digest"]
-        # What this email showed beside each paper and in its footer, kept with the delivery for "view in browser".
+        # What this email showed beside each paper and in its header and footer, kept with the delivery for "view in
+        # browser".
         message.shown = {
             "labels": [list(pick.labels) for pick in picks],
             "reasons": [list(pick.reasons) for pick in picks],
             "upvotes": [pick.paper.upvotes for pick in picks],
             "topics": list(labels),
             "weekly": weekly,
+            "first": first,
+            "trending": [pick.paper.id for pick in trending],
         }
         return message
+
+
+SECTION_PARTS = ("heading", "note", "link_url", "link_text")
+SUBJECT_LENGTH = 60  # inboxes show about this much of a subject
+INTRO_TOPICS = 3  # the reader's topics the header names before "and N more"
+
+
+def section_heading(picks, position):
+    """The heading before the card at `position` (from 1) of an arranged digest, or "": "Top pick" before the first
+    of several, then the topic or keyword each group matched best, where a group starts."""
+    if len(picks) < 2:
+        return ""
+    if position == 1:
+        return "Top pick"
+    label = picks[position - 1].labels[0] if picks[position - 1].labels else "Also new"
+    previous = picks[position - 2].labels[0] if position > 2 and picks[position - 2].labels else None
+    return label if label != previous else ""
+
+
+def intro(count, labels, *, weekly=False, first=False):
+    """The header's line under the date: how many papers, for which topics, in what order."""
+    named = list(labels[:INTRO_TOPICS])
+    if len(labels) > INTRO_TOPICS:
+        named.append(f"{len(labels) - INTRO_TOPICS} more")
+    topics = ", ".join(named[:-1]) + (" and " if len(named) > 1 else "") + named[-1] if named else "your topics"
+    welcome = "Welcome! This is your first digest. " if first else ""
+    if not count:
+        return f"{welcome}Nothing new matched {topics} {'this week' if weekly else 'today'}."
+    papers = f"{count} paper{pluralize(count)}" if weekly else f"{count} new paper{pluralize(count)}"
+    order = " The top pick first, then by topic, the most relevant first." if count > 2 else ""
+    return f"{welcome}{'The week’s best: ' if weekly else ''}{papers} for {topics}.{order}"
+
+
+def nothing_new_note(weekly, trending):
+    """The note over an email with nothing new for its reader (the header has said so)."""
+    if trending:
+        return f"While your topics are quiet, the most upvoted new papers of the {'week' if weekly else 'day'}."
+    return "Your topics may be quiet for a day or two, or too narrow to match often."
+
+
+def preheader(picks, trending, weekly):
+    if picks:
+        return f"{len(picks)} new paper{pluralize(len(picks))}, led by {picks[0].paper.title}"
+    if trending:
+        return f"Nothing new for your topics; trending: {trending[0].paper.title}"
+    return "Nothing new for your topics " + ("this week" if weekly else "today")
 
 
 def short_reason(label, reason):

@@ -11,6 +11,7 @@ the pool once per run, like a topic) or, once they have enough feedback, by a pe
 (papers.ranking). Readers without feedback take the merge above unchanged.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -95,3 +96,38 @@ def choose_papers(pool, subscriber, topic_ids, history):
         feedback=history.feedback.get(subscriber.id, ()),
         weekly=is_weekly(subscriber),
     )
+
+
+TRENDING_ON_EMPTY_DAYS = 3  # the papers an email with nothing new for its reader offers instead
+
+
+def trending_instead(pool, subscriber, history):
+    """The Picks an email shows when nothing new matched its reader: the pool's most trending papers new to them."""
+    return pool.trending_picks(
+        since=history.since_for(subscriber),
+        exclude=history.sent.get(subscriber.id, frozenset()),
+        limit=TRENDING_ON_EMPTY_DAYS,
+    )
+
+
+def arrange(picks, subscriber=None):
+    """The reader's picks in the email's order, which its header states: the best (the top pick) first, then the
+    others grouped by the topic or keyword they match best, groups in the order of their best paper, best first
+    within each. Arranging an arranged list changes nothing, so "view in browser" can rebuild the email from its
+    delivery's order.
+
+    A keyword label shows as the reader wrote it (“NeRF”), not as matching compares it (“nerf”)."""
+    if subscriber is not None and subscriber.keywords:
+        spelled = {f"“{keyword.strip().lower()}”": f"“{keyword.strip()}”" for keyword in subscriber.keywords}
+        picks = [
+            dataclasses.replace(pick, labels=tuple(spelled.get(label, label) for label in pick.labels))
+            if any(label in spelled for label in pick.labels)
+            else pick
+            for pick in picks
+        ]
+    if len(picks) <= 2:
+        return list(picks)
+    groups = {}
+    for pick in picks[1:]:
+        groups.setdefault(pick.labels[0] if pick.labels else "", []).append(pick)
+    return [picks[0], *(pick for group in groups.values() for pick in group)]

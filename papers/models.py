@@ -6,7 +6,6 @@ row and no deployed database."""
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-from django.utils.text import Truncator
 
 from papers import text
 
@@ -74,8 +73,9 @@ class Paper(models.Model):
         return f"https://huggingface.co/papers/{self.arxiv_id}"
 
     def get_snippet(self, length=280):
-        """The abstract on one line, cut to `length` characters for a card or a feed entry."""
-        return Truncator(" ".join(self.abstract.split())).chars(length)
+        """The abstract on one line, at most `length` characters for a card or a feed entry (text.snippet: cut after
+        a sentence, else between words)."""
+        return text.snippet(self.abstract, length)
 
     def get_short_authors(self, limit=3):
         names = list(self.authors)

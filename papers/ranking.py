@@ -52,8 +52,8 @@ FEEDBACK_MODEL_WEIGHT = 0.9  # how far the model moves a score: × (1 - w) when 
 
 # What a page or feed shows of a paper; a pool also reads what matching needs (its search text and embedding).
 DISPLAY_FIELDS = [
-    "id", "arxiv_id", "title", "abstract", "authors", "upvotes", "github_url", "published_at", "featured_at",
-    "first_seen_at",
+    "id", "arxiv_id", "title", "abstract", "authors", "upvotes", "num_comments", "github_url", "thumbnail_url",
+    "published_at", "featured_at", "first_seen_at",
 ]  # fmt: skip
 POOL_FIELDS = [*DISPLAY_FIELDS, "search_title", "search_abstract", "embedding", "embedding_key"]
 
@@ -199,6 +199,15 @@ class Pool:
             if len(picks) == limit:
                 break
         return picks
+
+    def trending_picks(self, *, since, exclude=frozenset(), limit=3):
+        """The pool's most trending papers first seen since `since`, less `exclude`, as Picks matching nothing: what
+        a digest offers on a day nothing new matched its reader."""
+        docs = sorted(
+            (doc for doc, paper in enumerate(self.papers) if paper.first_seen_at >= since and paper.id not in exclude),
+            key=lambda doc: (-self.trending[doc], doc),
+        )
+        return [Pick(self.papers[doc], self.trending[doc], 0.0, ()) for doc in docs[:limit]]
 
     def _choose_with_feedback(self, keys, feedback, *, since, exclude, limit, weekly=False):
         """Like choose, for a reader with feedback: every candidate's score is nudged, by the reader's personal model

@@ -120,3 +120,35 @@ PHRASE_BREAK = "|"
 def search_text(value):
     """What `Paper` stores for matching: stemmed tokens, with PHRASE_BREAK where a stop word or punctuation stood."""
     return f" {PHRASE_BREAK} ".join(" ".join(chunk) for chunk in analyse_chunks(value))
+
+
+# A sentence ends at ., ! or ? before a space, unless the word it ends is a usual abbreviation ("e.g. the", "et al. (").
+_SENTENCE_END_RE = re.compile(r"(?<=[^\s.!?]{2})[.!?](?=\s)")
+_ABBREVIATIONS = {"e.g", "i.e", "al", "cf", "vs", "fig", "figs", "eq", "eqs", "sec", "ref", "approx", "resp", "no"}
+_SNIPPET_TAIL = " ,;:-–—(/“\"'"
+
+
+def snippet(value, length=280):
+    """`value` on one line, at most `length` characters: whole if it fits; else cut after its last sentence that ends
+    past half of `length`; else between words, with "…" (which counts in `length`). Never in the middle of a word."""
+    value = " ".join(value.split())
+    if len(value) <= length:
+        return value
+    ends = [
+        match.end()
+        for match in _SENTENCE_END_RE.finditer(value, 0, length)
+        if value[: match.start()].rsplit(" ", 1)[-1].casefold() not in _ABBREVIATIONS
+    ]
+    if ends and ends[-1] >= length // 2:
+        return value[: ends[-1]]
+    return cut_words(value, length)
+
+
+def cut_words(value, length):
+    """`value` if it has at most `length` characters, else cut between words with "…" (counted in `length`)."""
+    if len(value) <= length:
+        return value
+    cut = value[: length - 1]  # "…" takes the last place
+    if value[length - 1] != " " and " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(_SNIPPET_TAIL) + "…"

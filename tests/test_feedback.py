@@ -137,7 +137,7 @@ def test_every_card_has_more_and_less_links_signed_for_the_reader_and_the_paper(
         less = tokens.feedback_url(reader, pick.paper.id, "less")
         assert more.startswith(f"{SITE}/feedback/") and more != less
         # Each link stands in the card headed by its paper's title, which says what it is about.
-        [card] = [card for card in cards if card.findtext("h2/a") == pick.paper.title]
+        [card] = [card for card in cards if card.findtext("h3/a") == pick.paper.title]
         assert [link.get("href") for link in card.iter("a")][-2:] == [more, less]
         assert f"More like this: {more}\n" in text and f"Less like this: {less}\n" in text
     for part in (html, text):

@@ -209,7 +209,7 @@ def test_each_reader_gets_one_complete_digest(mail_server, seeded):
         assert f"Unsubscribe: {url}" in text
 
         page = lxml_html.fromstring(html)
-        card_titles = page.xpath("//td[@class='paper']/h2")
+        card_titles = page.xpath("//td[@class='paper']/h3")
         assert [heading.text_content().strip() for heading in card_titles] == chosen
         assert all("font-size" in heading.get("style", "") for heading in card_titles)
         assert url in [link.get("href") for link in page.iter("a")]

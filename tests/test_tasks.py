@@ -161,5 +161,5 @@ def test_a_later_task_in_the_process_reuses_the_inlined_cards_and_renders_an_edi
     assert premailer_runs.count == runs_after_first + 1  # the edited card only: the shell is the day's
     html = {message.to[0]: message.alternatives[0][0] for message in mail.outbox}
     address = dict(Delivery.objects.values_list("id", "subscriber__email"))
-    assert "Graph neural networks at scale</a></h2>" in html[address[second]]
-    assert "Graph neural networks at a larger scale</a></h2>" in html[address[third]]
+    assert "Graph neural networks at scale</a></h3>" in html[address[second]]
+    assert "Graph neural networks at a larger scale</a></h3>" in html[address[third]]

@@ -66,8 +66,8 @@ def test_the_weekly_email_says_so(gnn, week, make_reader, settings):
     make_reader("weekly@example.com", topics=[gnn], frequency=Subscriber.Frequency.WEEKLY, weekly_day=0)
     call_command("senddigests", "--now", "--no-progress", stdout=None)
     [message] = mail.outbox
-    assert message.subject == "The week's best, 30 Nov: Graph neural networks at a billion edges and 2 more"
-    assert "The week's best: 3 papers matching your topics" in message.body
+    assert message.subject == "Week’s best: Graph neural networks at a billion… and 2 more"
+    assert "The week’s best: 3 papers for Graph neural networks." in " ".join(message.body.split())
 
 
 def test_the_next_weekly_digest_has_only_what_came_since(gnn, week, make_reader, make_paper, settings):
@@ -77,6 +77,6 @@ def test_the_next_weekly_digest_has_only_what_came_since(gnn, week, make_reader,
     with time_machine.travel(NOW + timedelta(days=7), tick=False):
         make_paper("Graph neural networks on a budget", upvotes=40, first_seen_at=NOW + timedelta(days=2))
         call_command("senddigests", "--now", "--no-progress", stdout=None)
-    assert mail.outbox[1].subject.startswith("The week's best, 7 Dec: Graph neural networks on a budget")
+    assert mail.outbox[1].subject.startswith("Week’s best: Graph neural networks on a budget")
     assert "billion edges" not in mail.outbox[1].body
     assert weekly.deliveries.count() == 2

@@ -105,7 +105,7 @@ def test_the_preview_frame_shows_the_email_and_a_test_goes_to_the_operator(opera
     expect(frame.get_by_role("heading", level=1)).to_be_visible()
     expect(frame.get_by_role("link", name="Graph neural networks for molecules", exact=True)).to_be_visible()
     # The email's own inline styles apply inside the frame (its policy allows them; the admin's does not).
-    color = frame.locator(".paper h2 a").first.evaluate("link => getComputedStyle(link).color")
+    color = frame.locator(".paper h3 a").first.evaluate("link => getComputedStyle(link).color")
     assert color != "rgb(0, 0, 238)", "the email's styles did not apply"
     snap(operator_page, "preview")
     operator_page.get_by_role("button", name="Send test digest to me").click()

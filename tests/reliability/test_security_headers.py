@@ -5,6 +5,7 @@ way a receiving mail system would.
 """
 
 import email
+import email.header
 import re
 from email import policy
 from urllib.parse import urlsplit
@@ -48,6 +49,10 @@ def sign_up(client, capture, topic, email_address, keywords=""):
     }
     with capture(execute=True):
         return client.post("/", data)
+
+
+def decoded(value):
+    return str(email.header.make_header(email.header.decode_header(value)))
 
 
 def on_the_wire(message):
@@ -114,9 +119,8 @@ def test_the_digest_has_exactly_its_headers_whatever_the_titles_and_keywords(mak
     parsed = on_the_wire(message)
     assert header_names(parsed) == sorted(DIGEST_HEADERS)
     assert parsed["To"] == reader.email and message.recipients() == [reader.email]
-    assert parsed["Subject"].startswith("Your papers for ") and parsed["Subject"].endswith(
-        "Graph neural networks Bcc: evil@attacker.example X-Injected: yes and 3 more"
-    )
+    # The title's line breaks are spaces in the one-line subject, cut to 60 characters between words.
+    assert decoded(parsed["Subject"]) == "Graph neural networks Bcc: evil@attacker.example… and 3 more"
     # The name holds specials (":", "@"), so it stands as a quoted phrase before the literal list id (RFC 2919).
     assert parsed["List-Id"].startswith('"Paper Digest Bcc: evil@attacker.example X-Injected: yes" <digest.')
     assert_one_line_headers(parsed)
@@ -136,7 +140,7 @@ def test_the_operators_test_send_has_exactly_its_headers(client, admin_user, mak
     assert header_names(parsed) == sorted(TEST_SEND_HEADERS)
     assert parsed["To"] == "operator@example.org" and message.recipients() == ["operator@example.org"]
     assert parsed["X-Digest-Test"] == "Preview of the digest for ada@example.com"
-    assert parsed["Subject"].startswith("[Test] Your papers for ")
+    assert decoded(parsed["Subject"]).startswith("[Test] Graph neural networks Bcc: evil@attacker.example")
     assert_one_line_headers(parsed)
 
 
