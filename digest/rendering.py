@@ -95,6 +95,7 @@ class Recent:
 
 _CARDS = Recent(CARDS_KEPT)
 _SHELLS = Recent(SHELLS_KEPT)
+_SECTIONS = Recent(2)  # the heading row between cards, with and without a note
 
 
 def card_key(paper):
@@ -321,17 +322,22 @@ class DigestRenderer:
         """The HTML row of a heading between cards, with an optional note and link, for this reader's values."""
         key = bool(note)
         if key not in self._sections:
-            markers = {name: f"%%SECTION-{name.upper()}%%" for name in SECTION_PARTS}
-            context = {**markers, "note": markers["note"] if note else ""}
-            document = f"<table>{render_to_string('emails/digest-section.html', context)}</table>"
-            inlined = inline_css(document, self.css, basic_attributes=False, pretty_print=False)
-            row = inlined[inlined.index("<tr") : inlined.rindex("</tr>") + len("</tr>")]
-            self._sections[key] = (_STYLE_RE.sub(lambda match: match.group().replace("; ", ";"), row), markers)
+            self._sections[key] = _SECTIONS.get(key) or self._render_section(key)
+            _SECTIONS.put(key, self._sections[key])
         row, markers = self._sections[key]
         values = {"heading": heading, "note": note, "link_url": link_url, "link_text": link_text}
         for name, marker in markers.items():
             row = row.replace(marker, escape(values[name]))
         return row + "\n"
+
+    def _render_section(self, with_note):
+        """The section row inlined once, with a marker for each of its values (SECTION_PARTS), kept per process."""
+        markers = {name: f"%%SECTION-{name.upper()}%%" for name in SECTION_PARTS}
+        context = {**markers, "note": markers["note"] if with_note else ""}
+        document = f"<table>{render_to_string('emails/digest-section.html', context)}</table>"
+        inlined = inline_css(document, self.css, basic_attributes=False, pretty_print=False)
+        row = inlined[inlined.index("<tr") : inlined.rindex("</tr>") + len("</tr>")]
+        return _STYLE_RE.sub(lambda match: match.group().replace("; ", ";"), row), markers
 
     def subject(self, day, top_title, count, weekly=False, first=False):
         """The subject: what is inside (the top paper and how many more), at most SUBJECT_LENGTH characters, the
@@ -455,7 +461,8 @@ def intro(count, labels, *, weekly=False, first=False):
 def nothing_new_note(weekly, trending):
     """The note over an email with nothing new for its reader (the header has said so)."""
     if trending:
-        return f"While your topics are quiet, the most upvoted new papers of the {'week' if weekly else 'day'}."
+        when = "this week" if weekly else "today"
+        return f"While your topics are quiet, here is what is trending on Hugging Face {when}."
     return "Your topics may be quiet for a day or two, or too narrow to match often."
 
 
