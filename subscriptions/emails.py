@@ -5,6 +5,7 @@ The digest's own renderer (digest.rendering) builds on these; sign-up emails use
 
 import functools
 import itertools
+import re
 from email import charset, policy
 from email.headerregistry import Address
 from email.utils import formataddr, make_msgid
@@ -15,6 +16,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils.encoding import punycode
+from django.utils.safestring import mark_safe
 
 from subscriptions import tokens
 from subscriptions.models import SignupEmail, Subscriber
@@ -122,6 +124,23 @@ def stylesheets():
     return render_to_string("emails/digest.css"), render_to_string("emails/digest-responsive.css")
 
 
+def compact_css(css):
+    """`css` as a head's style element carries it: without comments and spare whitespace."""
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
+    css = re.sub(r"\s*([{};,])\s*", r"\1", " ".join(css.split()))
+    return css.replace(": ", ":").replace(";}", "}").strip()
+
+
+@functools.cache
+def transactional_stylesheets():
+    """(inlined, head) CSS of the sign-up emails: the digest's look, then their button's."""
+    inlined, head = stylesheets()
+    return (
+        inlined + render_to_string("emails/transactional.css"),
+        compact_css(head + render_to_string("emails/transactional-responsive.css")),
+    )
+
+
 def make_message(name, to, context, headers=None):
     """A transactional email (confirmation, manage link…) from `emails/<name>-subject.txt|body.txt|body.html`.
 
@@ -135,7 +154,10 @@ def make_message(name, to, context, headers=None):
     }
     subject = one_line(render_to_string(f"emails/{name}-subject.txt", context))
     text = render_to_string(f"emails/{name}-body.txt", context)
-    html = inline_css(render_to_string(f"emails/{name}-body.html", context), stylesheets()[0])
+    inlined_css, head_css = transactional_stylesheets()
+    # The head's style element is marked for premailer to leave alone: media queries cannot be inlined.
+    html_context = {**context, "subject": subject, "head_css": mark_safe(head_css)}
+    html = inline_css(render_to_string(f"emails/{name}-body.html", html_context), inlined_css)
     message = Email(subject, text, to=[to], headers={"Message-ID": make_msgid(domain=site_host()), **(headers or {})})
     message.attach_alternative(html, "text/html")
     message.tags = [name]
