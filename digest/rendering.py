@@ -43,7 +43,7 @@ from lxml import html as lxml_html
 from papers import text
 from papers.ranking import DISPLAY_FIELDS
 from subscriptions import tokens
-from subscriptions.emails import Email, inline_css, one_line, phrase_header, site_host, stylesheets
+from subscriptions.emails import Email, compact_css, inline_css, one_line, phrase_header, site_host, stylesheets
 
 # Values the shell is rendered with once, and that each reader's email fills in (see DigestRenderer.build).
 PER_READER = ("subject", "preheader", "intro", "why", "email", "manage_url", "unsubscribe_url", "view_url")
@@ -108,9 +108,7 @@ def card_key(paper):
 @functools.cache
 def head_css():
     """digest-responsive.css as the head's style element carries it: without comments and spare whitespace."""
-    css = re.sub(r"/\*.*?\*/", "", stylesheets()[1], flags=re.DOTALL)
-    css = re.sub(r"\s*([{};,])\s*", r"\1", " ".join(css.split()))
-    return css.replace(": ", ":").replace(";}", "}").strip()
+    return compact_css(stylesheets()[1])
 
 
 def fold_long_lines(html, limit=LINE_LIMIT):

@@ -15,14 +15,18 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
-STAND_IN = """<svg xmlns="http://www.w3.org/2000/svg" width="1200" height="630" viewBox="0 0 1200 630">
-<rect width="1200" height="630" fill="#eef0f3"/><rect x="330" y="40" width="540" height="590" fill="#ffffff"/>
-<rect x="380" y="90" width="440" height="22" fill="#9aa4b1"/><rect x="430" y="126" width="340" height="22" fill="#9aa4b1"/>
-<rect x="380" y="190" width="440" height="10" fill="#d0d5dc"/><rect x="380" y="212" width="440" height="10" fill="#d0d5dc"/>
-<rect x="380" y="234" width="400" height="10" fill="#d0d5dc"/><rect x="380" y="280" width="200" height="150" fill="#c9d6ea"/>
-<rect x="600" y="280" width="220" height="150" fill="#e3d3c4"/><rect x="380" y="460" width="440" height="10" fill="#d0d5dc"/>
-<rect x="380" y="482" width="440" height="10" fill="#d0d5dc"/><rect x="380" y="504" width="300" height="10" fill="#d0d5dc"/>
-</svg>"""
+# A page with two title lines, text lines and two figures: (x, y, width, height, colour) per rectangle.
+SHAPES = [
+    (0, 0, 1200, 630, "#eef0f3"), (330, 40, 540, 590, "#ffffff"), (380, 90, 440, 22, "#9aa4b1"),
+    (430, 126, 340, 22, "#9aa4b1"), (380, 190, 440, 10, "#d0d5dc"), (380, 212, 440, 10, "#d0d5dc"),
+    (380, 234, 400, 10, "#d0d5dc"), (380, 280, 200, 150, "#c9d6ea"), (600, 280, 220, 150, "#e3d3c4"),
+    (380, 460, 440, 10, "#d0d5dc"), (380, 482, 440, 10, "#d0d5dc"), (380, 504, 300, 10, "#d0d5dc"),
+]  # fmt: skip
+STAND_IN = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="1200" height="630" viewBox="0 0 1200 630">'
+    + "".join(f'<rect x="{x}" y="{y}" width="{w}" height="{h}" fill="{fill}"/>' for x, y, w, h, fill in SHAPES)
+    + "</svg>"
+)
 
 
 def main():
