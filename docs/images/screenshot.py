@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Makes docs/images/digest.png, the README's picture of a digest, from the newest demo email in var/outbox/.
+"""Makes docs/images/digest.png, the README's picture of a digest, from the demo's newest email to ada@example.com
+(two topics and a keyword) in var/outbox/.
 
     make demo && .venv/bin/python docs/images/screenshot.py
 
@@ -30,7 +31,7 @@ STAND_IN = (
 
 
 def main():
-    emails = sorted((ROOT / "var" / "outbox").glob("*.html"), key=lambda path: path.stat().st_mtime)
+    emails = sorted((ROOT / "var" / "outbox").glob("*-ada@example.com.html"))  # named by time, then number
     if not emails:
         sys.exit("No email in var/outbox/: run `make demo` first.")
     target = ROOT / "docs" / "images" / "digest.png"
