@@ -1,7 +1,8 @@
 """Every page a reader can reach is valid HTML: the Nu HTML Checker (vnu.jar, the W3C's checker) finds no error in any.
 
-The pages are rendered with realistic data (the SMTP tests' papers, one with markup in its title, a sent digest, a
-reader's feedback) in their ordinary and their error states, then checked together in one run of the checker.
+The pages are rendered with realistic data (tests/reader_pages.py's walk: the SMTP tests' papers, one with markup in its
+title, a sent digest, a reader's feedback) in their ordinary and their error states, then checked together in one run
+of the checker.
 
 The checker is npm's vnu-jar package, pinned in tests/html_checker/ and installed by `make html-checker` (which
 `make test` runs) into var/html-checker/<version>/; it runs on the system's Java. Without Java or the jar the test
@@ -10,24 +11,16 @@ skips, saying how to install them, unless HTML_CHECKER_TESTS=required (as in CI)
 
 import json
 import os
-import re
 import shutil
 import subprocess
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-import time_machine
-from django.core import mail
-from django.core.management import call_command
 from django.test import Client, RequestFactory
-from django.utils import timezone
 from django.views.defaults import server_error
 
-from subscriptions import signup, tokens
-from subscriptions.models import Subscriber
-from tests.test_smtp_delivery import seed_papers, seed_readers, seed_topic
+from tests.reader_pages import walk as reader_pages_walk
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "tests" / "html_checker" / "package.json"
@@ -90,80 +83,31 @@ def post(client, path, data=None, status=200):
     return response.content.decode()
 
 
-def path_of(url):
-    return "/" + url.split("/", 3)[3]
+class ClientVisit:
+    """reader_pages.walk's visitor with Django's test client: it keeps each named page's HTML."""
+
+    def __init__(self, client):
+        self.client = client
+        self.pages = {}
+
+    def get(self, name, path, status=200):
+        self._keep(name, get(self.client, path, status))
+
+    def post(self, name, path, data=None, status=200):
+        self._keep(name, post(self.client, path, data, status))
+
+    def _keep(self, name, html):
+        if name is not None:
+            self.pages[name] = html
 
 
 def reader_pages(client, settings):
     """{name: html} of every page a reader can reach, in their ordinary and error states."""
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    seed_papers()
-    topic = seed_topic()
-    ada, grace = seed_readers(["ada@example.com", "grace@example.com"], topic)
-    call_command("senddigests", "--now", "--no-progress", stdout=None)
-    message = next(message for message in mail.outbox if message.to == ["ada@example.com"])
-    [view_url] = re.findall(r"View in browser: (\S+)", message.body)
-    more_url = re.findall(r"More like this: (\S+)", message.body)[0]
-    [pending] = seed_readers(["pending@example.com"], topic, status=Subscriber.Status.PENDING)
-    with time_machine.travel(timezone.now() - timedelta(days=30)):
-        [late] = seed_readers(["late@example.com"], topic, status=Subscriber.Status.PENDING)
-        expired_url = tokens.confirm_url(late)
-    manage, feed = path_of(tokens.manage_url(ada)), path_of(tokens.feed_url(ada))
-    unsubscribe = path_of(tokens.unsubscribe_url(grace))
-    today = timezone.now().date()
-    pages = {
-        "subscribe": get(client, "/"),
-        "subscribe-errors": post(client, "/", {"email": "not an address", "papers_per_email": "31"}, status=400),
-        "subscribe-sent": get(client, "/subscribe/sent/"),
-        "confirm": get(client, path_of(tokens.confirm_url(pending))),
-        "confirmed": post(client, path_of(tokens.confirm_url(pending))),
-        "confirm-returning": get(client, path_of(tokens.confirm_url(returning_reader(topic)))),
-        "bad-link": get(client, "/confirm/not-a-token/", status=400),
-        "expired-link": get(client, path_of(expired_url), status=400),
-        "view-in-browser": get(client, path_of(view_url)),
-        "view-in-browser-gone": get(client, path_of(tokens.view_url(ada, today - timedelta(days=3))), status=404),
-        "feedback": get(client, path_of(more_url)),
-        "feedback-done": post(client, path_of(more_url)),
-        "manage": get(client, manage + "?saved=1"),
-        "manage-errors": post(client, manage, {"papers_per_email": "0"}, status=400),
-        "manage-paused": post(client, manage + "pause/"),
-        "manage-feedback-undone": post(client, manage + "feedback/undo/", {"feedback": ada.feedback.get().id}),
-        "erase": get(client, manage + "delete/"),
-        "erased": post(client, manage + "delete/"),
-        "deleted-link": get(client, manage, status=410),
-        "feed-gone": get(client, feed, status=410),
-        "unsubscribe": get(client, unsubscribe),
-        "unsubscribed": post(client, unsubscribe),
-        "manage-unsubscribed": get(client, path_of(tokens.manage_url(grace))),
-        "resubscribed": post(client, unsubscribe + "resubscribe/"),
-        "topics": get(client, "/topics/"),
-        "topic-today": get(client, f"/topics/{topic.slug}/"),
-        "topic-empty-day": get(client, f"/topics/{topic.slug}/{today - timedelta(days=1)}/"),
-        "topic-unknown": get(client, "/topics/no-such-topic/", status=404),
-        "topic-bad-day": get(client, f"/topics/{topic.slug}/2020-02-30/", status=404),
-        "not-found": get(client, "/no/such/page/", status=404),
-        "csrf-failure": get_csrf_failure(),
-        "server-error": server_error(RequestFactory().get("/")).content.decode(),
-    }
-    settings.SUBSCRIBE_RATE_PER_IP = "1/h"
-    sign_up = {"topics": [topic.id], "time_zone": "UTC", "send_hour": "8", "frequency": "daily", "weekly_day": "0"}
-    sign_up["papers_per_email"] = "8"
-    post(client, "/", {"email": "one@example.com", **sign_up})
-    pages["rate-limited"] = post(client, "/", {"email": "two@example.com", **sign_up}, status=429)
-    settings.BAD_LINK_RATE_PER_IP = "1/h"
-    get(client, "/manage/not-a-token/", status=400)
-    pages["too-many-bad-links"] = get(client, manage, status=429)
-    return pages
-
-
-def returning_reader(topic):
-    """An unsubscribed reader whose new choices, weekly, wait for the confirmation link."""
-    [reader] = seed_readers(["back@example.com"], topic, status=Subscriber.Status.UNSUBSCRIBED)
-    choices = {**reader.get_preferences(), "topics": [topic], "keywords": ["protein folding"], "frequency": "weekly"}
-    reader.pending_preferences = signup.pending_json(choices)
-    reader.pending_since = timezone.now()
-    reader.save()
-    return reader
+    visit = ClientVisit(client)
+    reader_pages_walk(visit, settings)
+    visit.pages["csrf-failure"] = get_csrf_failure()
+    visit.pages["server-error"] = server_error(RequestFactory().get("/")).content.decode()
+    return visit.pages
 
 
 def get_csrf_failure():

@@ -7,7 +7,7 @@ pytest-socket (the project's addopts) stays in force: Playwright talks to its dr
 Chromium over pipes (--remote-debugging-pipe), and Chromium is a separate process that only connects to the live
 server on loopback.
 
-Screenshots land in var/test-artifacts/screenshots/ (under VAR_DIR) as <test>-<name>-<width>.png.
+Screenshots land in var/test-artifacts/screenshots/ (under VAR_DIR) as <test>-<name>-<width>-<light|dark>.png.
 """
 
 import contextlib
@@ -35,6 +35,7 @@ CHROMIUM_ARGS = [
 PHONE = 360
 DESKTOP = 1280
 WIDTHS = (PHONE, DESKTOP)
+SCHEMES = ("light", "dark")
 HEIGHT = 800
 # Everything here is local, so a missing element shows at once rather than after Playwright's 30-second default.
 TIMEOUT_MS = 5_000
@@ -182,15 +183,21 @@ def _scroll_kept(page):
     page.evaluate("([x, y]) => window.scrollTo(x, y)", position)
 
 
+def colour_scheme(page):
+    """The colour scheme the page is shown in now: "light" or "dark"."""
+    return "dark" if page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") else "light"
+
+
 @pytest.fixture
 def snap(request):
-    """snap(page, name): a full-page screenshot at the page's current width, kept as a test artifact."""
+    """snap(page, name): a full-page screenshot at the page's current width and colour scheme, kept as a test
+    artifact."""
     test_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
 
     def snap(page, name):
         folder = django_settings.VAR_DIR / "test-artifacts" / "screenshots"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{test_name}-{name}-{page.viewport_size['width']}.png"
+        path = folder / f"{test_name}-{name}-{page.viewport_size['width']}-{colour_scheme(page)}.png"
         with _scroll_kept(page):
             page.screenshot(path=path, full_page=True)
         return path
@@ -200,16 +207,25 @@ def snap(request):
 
 @pytest.fixture
 def snap_widths(snap):
-    """snap_widths(page, name): the page as it is now, screenshot at the phone and the desktop width."""
+    """snap_widths(page, name): the page as it is now, screenshot at the phone and the desktop width, each in the
+    light and the dark colour scheme; then the page is put back at its width and scheme.
 
-    def snap_widths(page, name, widths=WIDTHS):
-        original = page.viewport_size
+    `each(page, width, scheme)`, if given, is called at every width and scheme just before its screenshot (to measure
+    something there)."""
+
+    def snap_widths(page, name, widths=WIDTHS, schemes=SCHEMES, each=None):
+        original_size, original_scheme = page.viewport_size, colour_scheme(page)
         paths = []
         with _scroll_kept(page):
             for width in widths:
                 page.set_viewport_size({"width": width, "height": HEIGHT})
-                paths.append(snap(page, name))
-            page.set_viewport_size(original)
+                for scheme in schemes:
+                    page.emulate_media(color_scheme=scheme)
+                    if each is not None:
+                        each(page, width, scheme)
+                    paths.append(snap(page, name))
+            page.set_viewport_size(original_size)
+            page.emulate_media(color_scheme=original_scheme)
         return paths
 
     return snap_widths

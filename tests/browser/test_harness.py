@@ -39,13 +39,20 @@ def test_an_uncaught_exception_and_a_console_error_are_caught(open_page, console
     console_errors.allow(".")
 
 
-def test_screenshots_are_named_after_the_test_and_width(open_page, snap_widths):
+def test_screenshots_are_named_after_the_test_width_and_scheme(open_page, snap_widths):
     page = open_page()
-    serve(page, "/harness-snap/", "<h1>Screenshot</h1>")
+    dark = "<style>@media (prefers-color-scheme: dark) { body { background: #000 } }</style>x"
+    serve(page, "/harness-snap/", dark, csp="default-src 'self'; style-src 'unsafe-inline'")
     paths = snap_widths(page, "plain")
+    name = "test_screenshots_are_named_after_the_test_width_and_scheme-plain"
     assert [path.name for path in paths] == [
-        "test_screenshots_are_named_after_the_test_and_width-plain-360.png",
-        "test_screenshots_are_named_after_the_test_and_width-plain-1280.png",
+        f"{name}-360-light.png",
+        f"{name}-360-dark.png",
+        f"{name}-1280-light.png",
+        f"{name}-1280-dark.png",
     ]
-    assert all(path.stat().st_size > 0 for path in paths)
+    # Each screenshot in its own scheme: the dark one is not the light one again.
+    light, dark = paths[0].read_bytes(), paths[1].read_bytes()
+    assert light and dark and light != dark
     assert page.viewport_size["width"] == 1280
+    assert page.evaluate("matchMedia('(prefers-color-scheme: light)').matches")
