@@ -474,13 +474,12 @@ def preheader(picks, trending, weekly):
 
 def short_reason(label, reason):
     """`reason` without a quote of `label` itself (a keyword “nerf” is "mentioned", not 'mentions “nerf”'; a topic
-    whose concept the paper is about, "about it"), and
-    with long quotes cut short."""
+    whose concept the paper is about, in its words or others, "a direct match"), and with long quotes cut short."""
     name = label.strip("“”").casefold()
     if reason.casefold() == f"mentions “{name}”":
         return "mentioned"
     if reason.casefold() == f"about “{name}”":
-        return "about it"
+        return "a direct match"
     if reason.casefold() == f"close in meaning to “{name}”":
         return "close in meaning"
     return _QUOTED_RE.sub(_short_quote, reason)

@@ -205,6 +205,7 @@ def test_a_reason_does_not_repeat_its_label_and_long_quotes_are_cut():
     assert short_reason("“nerf”", "mentions “nerf”") == "mentioned"
     assert short_reason("Large language models", "mentions “large language models”") == "mentioned"
     assert short_reason("“speculative decoding”", "close in meaning to “speculative decoding”") == "close in meaning"
+    assert short_reason("Graph neural networks", "about “graph neural networks”") == "a direct match"
     assert short_reason("Efficient inference", "mentions “kv cache”, “llm”") == "mentions “kv cache”, “llm”"
     title = "PagedAttention: efficient memory management for large language model serving systems"
     assert short_reason("LLMs", f"mentions “llm”; close to “{title}”") == (

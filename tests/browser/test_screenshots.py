@@ -161,3 +161,18 @@ def test_every_email_at_both_widths_in_both_schemes(open_page, make_topic, setti
         assert page.locator("body").inner_text().strip(), f"{name} shows no text"
         snap_widths(page, f"email-{name}", each=flaws.measure(name))
     assert not flaws.found, "\n".join(flaws.found)
+
+
+def test_the_digests_footer_links_on_a_phone_have_no_separator_to_dangle(open_page, live_server, settings):
+    """At 360 px the footer's links wrap; the dots between them are hidden there, so none ends or starts a line."""
+    from bench.digest_cost import rich_digest
+
+    html = rich_digest(3).alternatives[0][0]
+    page = open_page(width=360)
+    page.route("https://**/*", lambda route: route.fulfill(status=204))  # the top pick's picture: never the internet
+    page.set_content(html)
+    links = page.locator(".footer-links")
+    assert links.locator("a").count() == 3
+    assert [span.is_visible() for span in links.locator("span").all()] == [False, False]
+    page.set_viewport_size({"width": 1280, "height": 800})
+    assert [span.is_visible() for span in links.locator("span").all()] == [True, True]
