@@ -357,6 +357,7 @@ class DigestRenderer:
         weekly = subscriber.frequency == "weekly" if weekly is None else weekly
         manage = tokens.manage_url(subscriber)
         rows, cards_text = [], []
+        grouped = is_grouped(picks)
         if picks:
             for position, pick in enumerate(picks, start=1):
                 heading = section_heading(picks, position)
@@ -364,13 +365,13 @@ class DigestRenderer:
                     rows.append(self.section(heading))
                     cards_text.append(heading.upper())
                 top = position == 1
-                html, card_text = self.card(pick, position, subscriber, top=top, grouped=len(picks) > 1 and not top)
+                html, card_text = self.card(pick, position, subscriber, top=top, grouped=grouped and not top)
                 rows.append(html)
                 cards_text.append(card_text)
         else:
             note = nothing_new_note(weekly, bool(trending))
             heading = "Trending this week" if weekly else "Trending today"
-            rows.append(self.section(heading if trending else "Nothing new", note, manage, "Adjust your topics"))
+            rows.append(self.section(heading if trending else "Nothing new", note, manage, f"Adjust your{NBSP}topics"))
             cards_text.append(f"{note} Adjust your topics: {manage}")
             for position, pick in enumerate(trending, start=1):
                 html, card_text = self.card(pick, position, subscriber)
@@ -430,13 +431,22 @@ SUBJECT_LENGTH = 60  # inboxes show about this much of a subject
 INTRO_TOPICS = 3  # the reader's topics the header names before "and N more"
 
 
+def is_grouped(picks):
+    """Whether the papers after the top pick fall under more than one of the reader's topics and keywords (then each
+    group has a heading with its name, and its cards do not repeat it)."""
+    return len({pick.labels[0] if pick.labels else "" for pick in picks[1:]}) > 1
+
+
 def section_heading(picks, position):
     """The heading before the card at `position` (from 1) of an arranged digest, or "": "Top pick" before the first
-    of several, then the topic or keyword each group matched best, where a group starts."""
+    of several, then the topic or keyword each group matched best where a group starts, or "More for you" when all
+    the others are under one."""
     if len(picks) < 2:
         return ""
     if position == 1:
         return "Top pick"
+    if not is_grouped(picks):
+        return "More for you" if position == 2 else ""
     label = picks[position - 1].labels[0] if picks[position - 1].labels else "Also new"
     previous = picks[position - 2].labels[0] if position > 2 and picks[position - 2].labels else None
     return label if label != previous else ""

@@ -309,3 +309,16 @@ def test_the_first_digest_welcomes_the_reader_and_the_next_does_not(two_topics, 
     _message, _parsed, page = sent_to("ada@example.com")
     assert text_of(page.find_class("intro")[0]).startswith("1 new paper for Graph neural networks")
     assert "Welcome" not in text_of(page)
+
+
+def test_a_reader_of_one_topic_gets_the_top_pick_then_more_for_you(two_topics, make_reader):
+    gnn, _speech = two_topics
+    make_reader("ada@example.com", topics=[gnn])
+    call_command("senddigests", "--now", "--no-progress", stdout=None)
+    _message, _parsed, page = sent_to("ada@example.com")
+
+    assert [text_of(section.find("h2")) for section in page.find_class("section")] == ["Top pick", "More for you"]
+    cards = page.find_class("paper")
+    assert len(cards) >= 2
+    # Nothing says which group a card is in, so every card names what it matched, as the first does.
+    assert all([text_of(chip) for chip in card.xpath(".//td[@class='top']/span")] == [gnn.name] for card in cards)

@@ -44,6 +44,19 @@ TIMEOUT_MS = 5_000
 _console_key = pytest.StashKey["ConsoleErrors"]()
 
 
+def luminance(css_colour):
+    """WCAG relative luminance of an rgb(...) colour as getComputedStyle gives it."""
+    channels = [int(part) / 255 for part in re.findall(r"\d+", css_colour)[:3]]
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(one, other):
+    """WCAG contrast ratio of two computed colours (1 to 21)."""
+    lighter, darker = sorted([luminance(one), luminance(other)], reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
 def _chromium_or_skip():
     if os.path.isfile(CHROMIUM_PATH) and os.access(CHROMIUM_PATH, os.X_OK):
         return CHROMIUM_PATH

@@ -2,7 +2,6 @@
 violation (the admin's scripts, django-celery-beat's and the preview's frame included)."""
 
 import importlib
-import re
 
 import pytest
 from django.apps import apps
@@ -10,7 +9,7 @@ from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 from playwright.sync_api import expect
 
-from tests.browser.conftest import PHONE
+from tests.browser.conftest import PHONE, contrast
 from tests.test_smtp_delivery import seed_papers, seed_readers, seed_topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,18 +54,6 @@ def test_every_admin_page_renders_cleanly(operator_page, snap_widths):
         operator_page.wait_for_load_state("networkidle")
         if name in ("health", "subscriber"):
             snap_widths(operator_page, name)
-
-
-def luminance(css_colour):
-    """WCAG relative luminance of an rgb(...) colour as getComputedStyle gives it."""
-    channels = [int(part) / 255 for part in re.findall(r"\d+", css_colour)[:3]]
-    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def contrast(one, other):
-    lighter, darker = sorted([luminance(one), luminance(other)], reverse=True)
-    return (lighter + 0.05) / (darker + 0.05)
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

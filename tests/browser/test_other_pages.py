@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from subscriptions import signup, tokens
 from subscriptions.models import MAX_PAPERS_PER_EMAIL, ErasedAddress, Subscriber
-from tests.browser.conftest import DESKTOP, PHONE
+from tests.browser.conftest import DESKTOP, PHONE, contrast
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -180,3 +180,26 @@ def test_the_view_in_browser_page_looks_exactly_like_the_email_as_sent(
     email.set_content(message.alternatives[0][0])
     assert served.locator(".paper h3").all_text_contents() == email.locator(".paper h3").all_text_contents()
     assert snap(served, "served").read_bytes() == snap(email, "email").read_bytes()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_delete_button_and_a_wrong_field_read_clearly_in_either_scheme(
+    open_page, make_reader, console_errors, scheme
+):
+    console_errors.allow(r"status of 400")  # the form sent back with its errors
+    reader = make_reader("ada@example.com")
+    page = open_page(tokens.manage_url(reader).split("/", 3)[3].join(["/", "delete/"]), color_scheme=scheme)
+    button = page.get_by_role("button", name="Delete my data")
+    colours = button.evaluate("b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]")
+    assert contrast(*colours) >= 4.5, colours
+    # A field with an error is outlined in the error colour, whatever kind of field it is.
+    page.goto("/")
+    page.get_by_label("Email address").fill("not an address")
+    page.get_by_label("Papers per email").fill("0")
+    page.get_by_role("button", name="Subscribe").click()
+    for label in ("Email address", "Papers per email"):
+        field = page.get_by_label(label)
+        expect(field).to_have_attribute("aria-invalid", "true")
+        width, colour = field.evaluate("f => [getComputedStyle(f).borderTopWidth, getComputedStyle(f).borderTopColor]")
+        error = page.locator("ul.errorlist").first.evaluate("e => getComputedStyle(e).color")
+        assert (width, colour) == ("2px", error)

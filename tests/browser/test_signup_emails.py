@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from subscriptions import emails
 from subscriptions.models import Subscriber
-from tests.browser.conftest import DESKTOP, PHONE
+from tests.browser.conftest import DESKTOP, PHONE, contrast, luminance
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -17,17 +17,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TEXT_CONTRAST = 4.5
 CONTROL_CONTRAST = 3
 TARGET_SIZE = 44
-
-
-def luminance(css_colour):
-    red, green, blue = (int(value) / 255 for value in re.findall(r"\d+", css_colour)[:3])
-    linear = [value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4 for value in (red, green, blue)]
-    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-
-
-def contrast(first, second):
-    lighter, darker = sorted([luminance(first), luminance(second)], reverse=True)
-    return (lighter + 0.05) / (darker + 0.05)
 
 
 def style_of(locator, name):
