@@ -9,6 +9,7 @@ import pytest
 from django.core import mail
 
 from subscriptions.models import Subscriber
+from tests.test_signup import form_data
 
 
 @pytest.fixture
@@ -16,18 +17,8 @@ def sign_up(client, django_capture_on_commit_callbacks, inline_tasks, make_topic
     topic = make_topic("Computer vision")
 
     def sign_up(email="ada@example.com"):
-        form = {
-            "email": email,
-            "topics": [topic.pk],
-            "time_zone": "Europe/Berlin",
-            "send_hour": "7",
-            "frequency": "weekdays",
-            "weekly_day": "0",
-            "papers_per_email": "8",
-            "website": "",
-        }
         with django_capture_on_commit_callbacks(execute=True):
-            assert client.post("/", form).status_code == 302
+            assert client.post("/", form_data([topic], email=email)).status_code == 302
         [message] = mail.outbox
         return message
 
