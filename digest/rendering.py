@@ -323,14 +323,14 @@ class DigestRenderer:
             self._sections[key] = _SECTIONS.get(key) or self._render_section(key)
             _SECTIONS.put(key, self._sections[key])
         row, markers = self._sections[key]
-        values = {"heading": heading, "note": note, "link_url": link_url, "link_text": link_text}
-        for name, marker in markers.items():
-            row = row.replace(marker, escape(values[name]))
-        return row + "\n"
+        parts = (heading, note, link_url, link_text)
+        values = {markers[name]: escape(value) for name, value in zip(SECTION_PARTS, parts, strict=True)}
+        # One pass: a heading (a reader's keyword) can never be read as a marker.
+        return _SECTION_MARKER_RE.sub(lambda match: values[match.group()], row) + "\n"
 
     def _render_section(self, with_note):
         """The section row inlined once, with a marker for each of its values (SECTION_PARTS), kept per process."""
-        markers = {name: f"%%SECTION-{name.upper()}%%" for name in SECTION_PARTS}
+        markers = SECTION_MARKERS
         context = {**markers, "note": markers["note"] if with_note else ""}
         document = f"<table>{render_to_string('emails/digest-section.html', context)}</table>"
         inlined = inline_css(document, self.css, basic_attributes=False, pretty_print=False)
@@ -360,7 +360,7 @@ class DigestRenderer:
         grouped = is_grouped(picks)
         if picks:
             for position, pick in enumerate(picks, start=1):
-                heading = section_heading(picks, position)
+                heading = section_heading(picks, position, grouped)
                 if heading:
                     rows.append(self.section(heading))
                     cards_text.append(heading.upper())
@@ -427,6 +427,8 @@ class DigestRenderer:
 
 
 SECTION_PARTS = ("heading", "note", "link_url", "link_text")
+SECTION_MARKERS = {name: f"%%SECTION-{name.upper()}%%" for name in SECTION_PARTS}
+_SECTION_MARKER_RE = re.compile("|".join(re.escape(marker) for marker in SECTION_MARKERS.values()))
 SUBJECT_LENGTH = 60  # inboxes show about this much of a subject
 INTRO_TOPICS = 3  # the reader's topics the header names before "and N more"
 
@@ -437,15 +439,15 @@ def is_grouped(picks):
     return len({pick.labels[0] if pick.labels else "" for pick in picks[1:]}) > 1
 
 
-def section_heading(picks, position):
+def section_heading(picks, position, grouped):
     """The heading before the card at `position` (from 1) of an arranged digest, or "": "Top pick" before the first
-    of several, then the topic or keyword each group matched best where a group starts, or "More for you" when all
-    the others are under one."""
+    of several, then the topic or keyword each group matched best where a group starts (`grouped`: is_grouped), or
+    "More for you" when all the others are under one."""
     if len(picks) < 2:
         return ""
     if position == 1:
         return "Top pick"
-    if not is_grouped(picks):
+    if not grouped:
         return "More for you" if position == 2 else ""
     label = picks[position - 1].labels[0] if picks[position - 1].labels else "Also new"
     previous = picks[position - 2].labels[0] if position > 2 and picks[position - 2].labels else None

@@ -322,3 +322,15 @@ def test_a_reader_of_one_topic_gets_the_top_pick_then_more_for_you(two_topics, m
     assert len(cards) >= 2
     # Nothing says which group a card is in, so every card names what it matched, as the first does.
     assert all([text_of(chip) for chip in card.xpath(".//td[@class='top']/span")] == [gnn.name] for card in cards)
+
+
+def test_a_heading_that_looks_like_a_marker_is_shown_as_written(db):
+    """A group's heading is a reader's keyword: the section row fills its values in one pass, so none is read as
+    another's marker."""
+    from digest.rendering import SECTION_MARKERS, DigestRenderer
+
+    renderer = DigestRenderer()
+    for marker in SECTION_MARKERS.values():
+        row = lxml_html.fromstring(renderer.section(f"“{marker}”", "A note.", "https://x.example/manage/t/", "Adjust"))
+        assert text_of(row.find(".//h2")) == f"“{marker}”"
+        assert row.find(".//a").get("href") == "https://x.example/manage/t/"
