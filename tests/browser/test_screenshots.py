@@ -22,7 +22,7 @@ from subscriptions.models import Subscriber
 from tests import reader_pages
 from tests.test_smtp_delivery import seed_papers, seed_readers, seed_topic
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.screenshots]
 
 # Sends a form to `action` with exactly `fields` ([name, value] pairs), as client.post does, from inside the page.
 SUBMIT = """([action, fields]) => {
