@@ -107,6 +107,7 @@ def trending_instead(pool, subscriber, history):
         since=history.since_for(subscriber),
         exclude=history.sent.get(subscriber.id, frozenset()),
         limit=TRENDING_ON_EMPTY_DAYS,
+        weekly=is_weekly(subscriber),
     )
 
 

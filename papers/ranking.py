@@ -200,14 +200,22 @@ class Pool:
                 break
         return picks
 
-    def trending_picks(self, *, since, exclude=frozenset(), limit=3):
+    def trending_picks(self, *, since, exclude=frozenset(), limit=3, weekly=False):
         """The pool's most trending papers first seen since `since`, less `exclude`, as Picks matching nothing: what
-        a digest offers on a day nothing new matched its reader."""
-        docs = sorted(
-            (doc for doc, paper in enumerate(self.papers) if paper.first_seen_at >= since and paper.id not in exclude),
-            key=lambda doc: (-self.trending[doc], doc),
-        )
-        return [Pick(self.papers[doc], self.trending[doc], 0.0, ()) for doc in docs[:limit]]
+        a digest offers on a day nothing new matched its reader. `weekly` ranks them as the week's best are. The
+        pool is ordered once per run; each reader walks that order to their first `limit`."""
+        trend = self._trending_for(weekly)
+        ordered_key = ("trending", weekly)
+        if ordered_key not in self._scores:
+            self._scores[ordered_key] = sorted(range(len(self.papers)), key=lambda doc: (-trend[doc], doc))
+        picks = []
+        for doc in self._scores[ordered_key]:
+            if len(picks) == limit:
+                break
+            paper = self.papers[doc]
+            if paper.first_seen_at >= since and paper.id not in exclude:
+                picks.append(Pick(paper, trend[doc], 0.0, ()))
+        return picks
 
     def _choose_with_feedback(self, keys, feedback, *, since, exclude, limit, weekly=False):
         """Like choose, for a reader with feedback: every candidate's score is nudged, by the reader's personal model

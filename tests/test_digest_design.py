@@ -334,3 +334,20 @@ def test_a_heading_that_looks_like_a_marker_is_shown_as_written(db):
         row = lxml_html.fromstring(renderer.section(f"“{marker}”", "A note.", "https://x.example/manage/t/", "Adjust"))
         assert text_of(row.find(".//h2")) == f"“{marker}”"
         assert row.find(".//a").get("href") == "https://x.example/manage/t/"
+
+
+def test_a_quiet_day_with_nothing_trending_either_says_so_and_still_offers_the_preferences(
+    locmem, make_topic, make_reader
+):
+    vision = make_topic("Computer vision", aliases=["image classification"])
+    quiet = make_reader("quiet@example.com", topics=[vision], send_when_empty=True)
+    call_command("senddigests", "--now", "--no-progress", stdout=None)
+    message, parsed, page = sent_to("quiet@example.com")
+
+    assert page.find_class("paper") == []
+    [section] = page.find_class("section")
+    assert text_of(section.find("h2")) == "Nothing new"
+    assert "Your topics may be quiet for a day or two" in text_of(section)
+    assert section.xpath(".//a")[0].get("href") == tokens.manage_url(quiet)
+    assert message.subject.startswith("Nothing new for you on ")
+    assert "Nothing new for your topics today" in text_of(page.find_class("preheader")[0])

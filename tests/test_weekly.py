@@ -80,3 +80,23 @@ def test_the_next_weekly_digest_has_only_what_came_since(gnn, week, make_reader,
     assert mail.outbox[1].subject.startswith("Week’s best: Graph neural networks on a budget")
     assert "billion edges" not in mail.outbox[1].body
     assert weekly.deliveries.count() == 2
+
+
+def test_a_quiet_week_offers_the_weeks_most_upvoted_papers(gnn, week, make_topic, make_reader, settings):
+    """Nothing matched a weekly reader: the papers offered instead are ranked as the week's best are, by upvotes,
+    not by the daily pull of age that would put today's 8-upvote paper first."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    speech = make_topic("Speech recognition", aliases=["ASR"])
+    make_reader(
+        "quiet@example.com", topics=[speech], frequency=Subscriber.Frequency.WEEKLY, weekly_day=0, send_when_empty=True
+    )
+    call_command("senddigests", "--now", "--no-progress", stdout=None)
+    [message] = mail.outbox
+    html = message.alternatives[0][0]
+    assert "Trending this week" in html
+    offered = [title for title in (paper.title for paper in week.values()) if title in html]
+    assert sorted(offered, key=html.index) == [
+        "Graph neural networks at a billion edges",
+        "Graph neural networks for chemistry",
+        "A small graph neural network trick",
+    ]
