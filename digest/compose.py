@@ -10,7 +10,7 @@ rendering their email then costs only that reader's share (digest.selection, dig
 from django.db.models import Count, Max
 
 from digest.rendering import DigestRenderer
-from digest.selection import History, arrange, choose_papers, trending_instead
+from digest.selection import History, arrange, as_written, choose_papers, trending_instead
 from papers.models import Paper
 from papers.ranking import Pool
 from subscriptions.models import Subscriber
@@ -60,8 +60,10 @@ class Batch:
 
     def pick(self, subscriber):
         """The reader's papers for their next digest in the email's order (digest.selection.arrange: the best first,
-        then the others by topic), whatever their status (a preview shows a paused reader's too)."""
-        return arrange(choose_papers(self.pool, subscriber, self.topics_for(subscriber), self.history), subscriber)
+        then the others by topic) and with their keywords as written, whatever their status (a preview shows a paused
+        reader's too)."""
+        picks = choose_papers(self.pool, subscriber, self.topics_for(subscriber), self.history)
+        return arrange(as_written(picks, subscriber))
 
     def choose(self, subscriber):
         """(picks, None) for one reader's digest, or (None, reason) when there is nothing to send."""

@@ -164,6 +164,7 @@ class DigestRenderer:
         self._shells = {}
         self._subjects = {}
         self._sections = {}
+        self._thumbnails = {}
 
     def prepare_cards(self, papers):
         """Find the cards of `papers` in the process's store, and render and inline those it lacks in one premailer
@@ -314,7 +315,11 @@ class DigestRenderer:
         return fold_long_lines(html), render_to_string("emails/digest-body.txt", context)
 
     def _thumbnail(self, paper):
-        return render_to_string("emails/digest-thumbnail.html", {"paper": paper}).strip()
+        """The top pick's picture, rendered once per paper and renderer (many readers share a top pick)."""
+        key = (paper.hf_url, paper.thumbnail_url)
+        if key not in self._thumbnails:
+            self._thumbnails[key] = render_to_string("emails/digest-thumbnail.html", {"paper": paper}).strip()
+        return self._thumbnails[key]
 
     def section(self, heading, note="", link_url="", link_text=""):
         """The HTML row of a heading between cards, with an optional note and link, for this reader's values."""
@@ -322,20 +327,18 @@ class DigestRenderer:
         if key not in self._sections:
             self._sections[key] = _SECTIONS.get(key) or self._render_section(key)
             _SECTIONS.put(key, self._sections[key])
-        row, markers = self._sections[key]
         parts = (heading, note, link_url, link_text)
-        values = {markers[name]: escape(value) for name, value in zip(SECTION_PARTS, parts, strict=True)}
+        values = {SECTION_MARKERS[name]: escape(value) for name, value in zip(SECTION_PARTS, parts, strict=True)}
         # One pass: a heading (a reader's keyword) can never be read as a marker.
-        return _SECTION_MARKER_RE.sub(lambda match: values[match.group()], row) + "\n"
+        return _SECTION_MARKER_RE.sub(lambda match: values[match.group()], self._sections[key]) + "\n"
 
     def _render_section(self, with_note):
-        """The section row inlined once, with a marker for each of its values (SECTION_PARTS), kept per process."""
-        markers = SECTION_MARKERS
-        context = {**markers, "note": markers["note"] if with_note else ""}
+        """The section row inlined once, with a marker for each of its values (SECTION_MARKERS), kept per process."""
+        context = {**SECTION_MARKERS, "note": SECTION_MARKERS["note"] if with_note else ""}
         document = f"<table>{render_to_string('emails/digest-section.html', context)}</table>"
         inlined = inline_css(document, self.css, basic_attributes=False, pretty_print=False)
         row = inlined[inlined.index("<tr") : inlined.rindex("</tr>") + len("</tr>")]
-        return _STYLE_RE.sub(lambda match: match.group().replace("; ", ";"), row), markers
+        return _STYLE_RE.sub(lambda match: match.group().replace("; ", ";"), row)
 
     def subject(self, day, top_title, count, weekly=False, first=False):
         """The subject: what is inside (the top paper and how many more), at most SUBJECT_LENGTH characters, the

@@ -111,21 +111,23 @@ def trending_instead(pool, subscriber, history):
     )
 
 
-def arrange(picks, subscriber=None):
+def as_written(picks, subscriber):
+    """The picks with their keyword labels as the reader wrote them (“NeRF”), not as matching compares them (“nerf”,
+    papers.ranking.Preferences)."""
+    spelled = {f"“{keyword.strip().lower()}”": f"“{keyword.strip()}”" for keyword in subscriber.keywords}
+    return [
+        dataclasses.replace(pick, labels=tuple(spelled.get(label, label) for label in pick.labels))
+        if any(label in spelled for label in pick.labels)
+        else pick
+        for pick in picks
+    ]
+
+
+def arrange(picks):
     """The reader's picks in the email's order, which its header states: the best (the top pick) first, then the
     others grouped by the topic or keyword they match best, groups in the order of their best paper, best first
     within each. Arranging an arranged list changes nothing, so "view in browser" can rebuild the email from its
-    delivery's order.
-
-    A keyword label shows as the reader wrote it (“NeRF”), not as matching compares it (“nerf”)."""
-    if subscriber is not None and subscriber.keywords:
-        spelled = {f"“{keyword.strip().lower()}”": f"“{keyword.strip()}”" for keyword in subscriber.keywords}
-        picks = [
-            dataclasses.replace(pick, labels=tuple(spelled.get(label, label) for label in pick.labels))
-            if any(label in spelled for label in pick.labels)
-            else pick
-            for pick in picks
-        ]
+    delivery's order."""
     if len(picks) <= 2:
         return list(picks)
     groups = {}
