@@ -48,13 +48,16 @@ the papers themselves count.
 is close in meaning to, the best match it is like, or an editor's verdict.
 """
 
+import functools
 import heapq
+import json
 import math
 import re
 import textwrap
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
+from pathlib import Path
 
 from papers import text
 from papers.vocabulary import CONCEPTS, RELATED
@@ -81,6 +84,14 @@ NEIGHBOUR_SEEDS = 8
 NEIGHBOUR_WEIGHT = 0.4
 
 # What separates alternatives in a reader's interest or a topic's name: "GNN, graph transformers", "A and B".
+# Respelling a reader's word that no paper of the pool uses ("drving"): only words this long (shorter ones are too often
+# a real term: "LoRa"), that are no word of DICTIONARY, and only into a word at least RESPELL_MIN_PAPERS papers use.
+RESPELL_MIN_LENGTH = 6
+RESPELL_MIN_PAPERS = 2
+# Known words: the whole words of the embedding model's vocabulary (papers/embedding_model/tokenizer.json), read from
+# the file, so respelling needs neither the model nor Django.
+DICTIONARY = Path(__file__).resolve().parent / "embedding_model" / "tokenizer.json"
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _SEPARATORS_RE = re.compile(r"[,;\n|&]+|\s+(?:and|or)\s+", re.IGNORECASE)
 
 
@@ -198,6 +209,7 @@ def _as_written(value, words):
 @dataclass
 class QueryText:
     slots: list = field(default_factory=list)
+    source: str = ""  # the words it was parsed from, as written
 
     @classmethod
     def parse(cls, value):
@@ -239,7 +251,7 @@ class QueryText:
             if key not in seen:
                 seen.add(key)
                 unique.append(slot)
-        return cls(unique)
+        return cls(unique, value or "")
 
     def __bool__(self):
         return bool(self.slots)
@@ -339,6 +351,7 @@ class Index:
         self._example_vectors = {}
         self._terms = None
         self._neighbour_cache = {}
+        self._respellings = {}
 
     @property
     def rows(self):
@@ -514,8 +527,47 @@ class Index:
             return {}
         return {doc: value / total for doc, value in scores.items()}
 
+    def respelled(self, query):
+        """`query` with the misspelt words of its alternatives read as the words the pool's papers use ("self drving
+        cars" as "self driving cars"), and the respelled texts added to those it is embedded from; `query` itself when
+        no word is respelled. A word is respelled when it is at least RESPELL_MIN_LENGTH letters, no paper of the pool
+        uses it, it is no known word (DICTIONARY), and one letter away is a word that at least RESPELL_MIN_PAPERS papers
+        use (the one most of them use)."""
+        alternatives, texts = [], list(query.texts)
+        for alternative in query.alternatives:
+            source = _WORD_RE.sub(lambda match: self._respelling(match.group()) or match.group(), alternative.source)
+            respelled = QueryText.parse(source) if source != alternative.source else None
+            alternatives.append(respelled or alternative)
+            if respelled:
+                texts.append(source)
+        if len(texts) == len(query.texts):
+            return query
+        return replace(query, alternatives=alternatives, texts=list(dict.fromkeys(texts)))
+
+    def _respelling(self, word):
+        """The word the pool's papers use for `word`, or None (`respelled`), found once per Index."""
+        word = word.lower()
+        if word not in self._respellings:
+            self._respellings[word] = self._find_respelling(word)
+        return self._respellings[word]
+
+    def _find_respelling(self, word):
+        if len(word) < RESPELL_MIN_LENGTH or not (word.isascii() and word.isalpha()) or word in _known_words():
+            return None
+        stems = text.analyse(word)
+        if len(stems) != 1 or stems[0] in self.postings or tuple(stems) in VOCABULARY.forms:
+            return None
+        best, most = None, RESPELL_MIN_PAPERS - 1
+        candidates = sorted(candidate for candidate in _one_edit_away(word) if candidate not in text.STOP_WORDS)
+        for candidate, stem in zip(candidates, text.stem_words(candidates), strict=True):
+            papers = len(self.postings.get(stem, ()))
+            if papers > most:
+                best, most = candidate, papers
+        return best
+
     def score(self, query):
         """{doc: score in [0, 1]} for a Query."""
+        query = self.respelled(query)
         results = self._first_pass(query)
         if self.semantic_weight > 0:
             results = self._with_neighbours(query, results)
@@ -624,6 +676,7 @@ class Index:
         if doc is None or not 0 <= doc < self.size:
             # A negative number would quietly explain another paper; doc_of() gives None for a paper not in the pool.
             raise ValueError(f"No paper {doc!r} in this pool of {self.size}.")
+        query = self.respelled(query)
         verdict = query.verdicts.get(self.papers[doc].arxiv_id)
         if verdict is not None:
             return "marked as belonging here by an editor" if verdict else "marked as not this topic by an editor"
@@ -681,6 +734,7 @@ class Index:
 
             min_score = settings.MATCH_MIN_SCORE if min_score is None else min_score
             relative = settings.MATCH_RELATIVE_SCORE if relative is None else relative
+        query = self.respelled(query)
         scores = self.score(query)
         # An editor's "belongs here" (a score of 1) matches whatever the cut-offs, and sets no bar for the others.
         forced = {self.doc_of(arxiv_id) for arxiv_id, belongs in query.verdicts.items() if belongs}
@@ -798,6 +852,23 @@ def _query_key(query):
     """What a query's scores depend on, as a dictionary key."""
     examples = tuple((example.paper.arxiv_id, example.belongs) for example in query.examples)
     return (repr(query.alternatives), repr(query.secondary), tuple(query.texts), examples, query.separate)
+
+
+@functools.cache
+def _known_words():
+    vocabulary = json.loads(DICTIONARY.read_text(encoding="utf-8"))["model"]["vocab"]
+    return frozenset(word for word in vocabulary if word.isalpha())
+
+
+def _one_edit_away(word):
+    """Every string one deletion, transposition, substitution or insertion of a letter away from `word`."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    found = {left + right[1:] for left, right in splits if right}
+    found |= {left + right[1] + right[0] + right[2:] for left, right in splits if len(right) > 1}
+    found |= {left + letter + right[1:] for left, right in splits if right for letter in _LETTERS}
+    found |= {left + letter + right for left, right in splits for letter in _LETTERS}
+    found.discard(word)
+    return found
 
 
 def _contains(phrase, part):

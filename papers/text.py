@@ -114,6 +114,11 @@ def analyse(value):
     return [token for chunk in analyse_chunks(value) for token in chunk]
 
 
+def stem_words(words):
+    """The stems of single folded words (`analyse` without its folding and splitting), in one call."""
+    return _stemmer.stemWords([_singular_acronym(word) for word in words])
+
+
 PHRASE_BREAK = "|"
 
 

@@ -182,3 +182,39 @@ def test_each_subject_of_a_readers_words_is_held_to_its_own_bar():
     # Held to the stronger subject's bar, the speech paper would be lost; a topic's aliases share one bar.
     query.separate = False
     assert set(index.matches(query, min_score=0.0, relative=0.75)) == {0}
+
+
+DRIVING = [
+    make_paper("2401.00090", "Planning for self-driving cars", "A planner for driving in dense city traffic."),
+    make_paper("2401.00091", "End-to-end driving with world models", "Driving policies learned from video."),
+]
+
+
+def test_a_misspelt_word_is_read_as_the_word_the_papers_use():
+    papers = [*DRIVING, *FILLER]
+    index = lexical(papers)
+    spelt = index.rank(Query.from_interest("self driving cars"))
+    misspelt = index.rank(Query.from_interest("self drving cars"))
+    assert [(m.arxiv_id, m.score) for m in misspelt] == [(m.arxiv_id, m.score) for m in spelt]
+    assert [m.arxiv_id for m in misspelt[:2]] == ["2401.00090", "2401.00091"]
+    assert index.matches(Query.from_interest("self drving cars")) == index.matches(Query.from_interest("self driving cars"))
+    assert 0 in index.matches(Query.from_interest("self drving cars"))
+    assert "“driving”" in index.explain(Query.from_interest("self drving cars"), 1)
+
+
+def test_a_real_word_or_a_short_one_is_never_respelled():
+    # "Turing" is a word of its own, one letter from "tuning"; "LoRa" is too short to tell from "Lora" or "loss".
+    papers = [
+        make_paper("2401.00092", "Tuning learning rates", "Tuning schedules."),
+        make_paper("2401.00093", "Instruction tuning at scale", "Tuning on instructions."),
+        make_paper("2401.00094", "Low loss", "Loss landscapes and lose ends."),
+        *FILLER,
+    ]
+    assert ranked_ids(papers, "Turing test") == []
+    assert ranked_ids(papers, "lose") == ["2401.00094"]
+    assert ranked_ids(papers, "loxs") == []
+
+
+def test_a_word_one_letter_from_a_word_only_one_paper_uses_is_not_respelled():
+    papers = [DRIVING[0], *FILLER]
+    assert ranked_ids(papers, "drving") == []
