@@ -10,10 +10,10 @@ Needs wrk (`apt-get install wrk`), PostgreSQL and Redis. Prints one JSON object 
 report go to stderr. Not part of the test run.
 
 The database is a throwaway one this script creates (dropping it first if it exists) and drops at the end
-(--keep-db keeps it). It runs the Procfile's `release` line (migrate, collectstatic), loads the curated sample topics
-and papers (`loadsample`), adds --papers synthetic papers first seen over the last three days and --subscribers readers
-(85 % active, 5 % each paused, pending and unsubscribed; 1-4 topics each, with their consent records). The Redis
-database of --redis-url is emptied at the start and the end: give the bench one of its own.
+(--keep-db keeps it). It runs the Procfile's `release` line (migrate, collectstatic, embedpapers), loads the curated
+sample topics and papers (`loadsample`), adds --papers synthetic papers first seen over the last three days and
+--subscribers readers (85 % active, 5 % each paused, pending and unsubscribed; 1-4 topics each, with their consent
+records). The Redis database of --redis-url is emptied at the start and the end: give the bench one of its own.
 
 gunicorn is started with the Procfile's `web` line, bound to 127.0.0.1 instead of 0.0.0.0, in production settings:
 DEBUG off, a random SECRET_KEY, SITE_URL http://127.0.0.1:PORT, REDIS_URL for the cache, rate limits and the Celery
@@ -175,14 +175,14 @@ def stop_and_clean_up(process, args, *, timeout):
 
 
 def release(env):
-    """The Procfile's `release` line: migrate, collectstatic."""
+    """The Procfile's `release` line: migrate, collectstatic, embedpapers."""
     started = time.perf_counter()
     result = subprocess.run(
         ["sh", "-c", procfile_line("release")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=False
     )
     if result.returncode:
         raise SystemExit(f"release failed (exit {result.returncode})")
-    log(f"release (migrate, collectstatic) in {time.perf_counter() - started:.1f} s")
+    log(f"release (migrate, collectstatic, embedpapers) in {time.perf_counter() - started:.1f} s")
 
 
 def setup_django(env):

@@ -197,8 +197,9 @@ def test_a_misspelt_word_is_read_as_the_word_the_papers_use():
     misspelt = index.rank(Query.from_interest("self drving cars"))
     assert [(m.arxiv_id, m.score) for m in misspelt] == [(m.arxiv_id, m.score) for m in spelt]
     assert [m.arxiv_id for m in misspelt[:2]] == ["2401.00090", "2401.00091"]
-    assert index.matches(Query.from_interest("self drving cars")) == index.matches(Query.from_interest("self driving cars"))
-    assert 0 in index.matches(Query.from_interest("self drving cars"))
+    matched = index.matches(Query.from_interest("self drving cars"))
+    assert 0 in matched
+    assert matched == index.matches(Query.from_interest("self driving cars"))
     assert "“driving”" in index.explain(Query.from_interest("self drving cars"), 1)
 
 
