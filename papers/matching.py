@@ -10,6 +10,9 @@ How a paper scores for one query text (an interest, a topic's name or one of its
   "graph neural networks" meet.
 * The query becomes slots: one per concept it names, one per remaining word, and one per pair of adjacent remaining
   words (the phrase: "domain generalization" must be said together, not just both words somewhere).
+* A query word that no paper of the pool uses, and that one letter away is a word several papers use, is read as that
+  word ("self drving cars" as "self driving cars"; `Index.respelled`): only a word of RESPELL_MIN_LENGTH letters or
+  more that is no known word, so a real term the pool lacks ("Turing", "LoRa") is left as written.
 * Each slot weighs its inverse document frequency over the pool, so a word every paper of the day says counts for
   little. A slot's strength in a paper is its saturated term frequency, the title counting TITLE_WEIGHT times the
   abstract: tfw / (tfw + SATURATION), which is below 1.
@@ -83,7 +86,6 @@ TOP_PASSAGES = 2
 NEIGHBOUR_SEEDS = 8
 NEIGHBOUR_WEIGHT = 0.4
 
-# What separates alternatives in a reader's interest or a topic's name: "GNN, graph transformers", "A and B".
 # Respelling a reader's word that no paper of the pool uses ("drving"): only words this long (shorter ones are too often
 # a real term: "LoRa"), that are no word of DICTIONARY, and only into a word at least RESPELL_MIN_PAPERS papers use.
 RESPELL_MIN_LENGTH = 6
@@ -92,6 +94,8 @@ RESPELL_MIN_PAPERS = 2
 # the file, so respelling needs neither the model nor Django.
 DICTIONARY = Path(__file__).resolve().parent / "embedding_model" / "tokenizer.json"
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+# What separates alternatives in a reader's interest or a topic's name: "GNN, graph transformers", "A and B".
 _SEPARATORS_RE = re.compile(r"[,;\n|&]+|\s+(?:and|or)\s+", re.IGNORECASE)
 
 
