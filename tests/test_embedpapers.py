@@ -86,3 +86,22 @@ def test_the_release_step_embeds_the_papers_a_run_reads():
     procfile = (Path(__file__).resolve().parent.parent / "Procfile").read_text()
     release = next(line for line in procfile.splitlines() if line.startswith("release:"))
     assert release.endswith("python manage.py embedpapers --recent --no-progress")
+
+
+def test_each_batch_is_stored_as_it_goes(make_paper, monkeypatch):
+    """Stored while the papers are still being read (a server-side cursor on PostgreSQL): a run stopped half way
+    keeps what it stored."""
+    papers = [make_paper(f"Paper {number}", "An abstract.") for number in range(3)]
+    Paper.objects.update(embedding=b"", embedding_key="")
+    model = embeddings.embedder()
+    encode_papers, stored = model.encode_papers, []
+
+    def counting(passages):
+        stored.append(sum(valid(paper) for paper in papers))
+        return encode_papers(passages)
+
+    monkeypatch.setattr(model, "encode_papers", counting)
+    out, _err = run("--batch-size", "1", "--no-progress")
+    assert out.strip() == "Embedded 3 papers with the static model; 0 already had their vectors."
+    assert stored == [0, 1, 2]
+    assert all(valid(paper) for paper in papers)
