@@ -88,7 +88,9 @@ NEIGHBOUR_WEIGHT = 0.4
 
 # Respelling a reader's word that no paper of the pool uses ("drving"): only words this long (shorter ones are too often
 # a real term: "LoRa"), that are no word of DICTIONARY, and only into a word at least RESPELL_MIN_PAPERS papers use.
+# Nor longer words than RESPELL_MAX_LENGTH: a search costs about 55 candidates a letter, once per word and pool.
 RESPELL_MIN_LENGTH = 6
+RESPELL_MAX_LENGTH = 24
 RESPELL_MIN_PAPERS = 2
 # Known words: the whole words of the embedding model's vocabulary (papers/embedding_model/tokenizer.json), read from
 # the file, so respelling needs neither the model nor Django.
@@ -556,7 +558,9 @@ class Index:
         return self._respellings[word]
 
     def _find_respelling(self, word):
-        if len(word) < RESPELL_MIN_LENGTH or not (word.isascii() and word.isalpha()) or word in _known_words():
+        if not RESPELL_MIN_LENGTH <= len(word) <= RESPELL_MAX_LENGTH or not (word.isascii() and word.isalpha()):
+            return None
+        if word in _known_words():
             return None
         stems = text.analyse(word)
         if len(stems) != 1 or stems[0] in self.postings or tuple(stems) in VOCABULARY.forms:

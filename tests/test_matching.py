@@ -216,6 +216,13 @@ def test_a_real_word_or_a_short_one_is_never_respelled():
     assert ranked_ids(papers, "loxs") == []
 
 
+def test_a_word_longer_than_any_a_reader_misspells_is_not_searched():
+    long_word = "electroencephalographically"  # 27 letters
+    papers = [make_paper(f"2401.0010{n}", f"Read {long_word}", f"Measured {long_word}.") for n in range(3)]
+    assert ranked_ids([*papers, *FILLER], long_word)[:3] == ["2401.00100", "2401.00101", "2401.00102"]
+    assert ranked_ids([*papers, *FILLER], long_word.replace("ly", "y")) == []
+
+
 def test_a_word_one_letter_from_a_word_only_one_paper_uses_is_not_respelled():
     papers = [DRIVING[0], *FILLER]
     assert ranked_ids(papers, "drving") == []
