@@ -5,10 +5,11 @@ subjects an inbox shows whole; a kind email on a day with nothing new, and a wel
 
 import email
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email import policy
 
 import pytest
+import time_machine
 from django.core import mail
 from django.core.management import call_command
 from django.utils import timezone
@@ -19,6 +20,9 @@ from papers.models import Paper
 from subscriptions import tokens
 
 SUBJECT_MOST = 60
+# The digests here go out on one fixed morning: their date headings and subjects name the day, which must not turn
+# into the next one between sending and checking when the suite runs at midnight.
+NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)  # a Wednesday
 
 
 def sent_to(address):
@@ -32,7 +36,18 @@ def text_of(element):
 
 
 @pytest.fixture
-def two_topics(locmem, make_topic, make_paper, settings):
+def frozen_clock(monkeypatch):
+    from digest import compose
+
+    # A worker keeps its pool while the papers' count, highest id and latest update stay the same: with the clock
+    # stopped, one test's papers match another's on all three, so each test starts with no pool kept.
+    monkeypatch.setattr(compose, "_pool_cache", {})
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+@pytest.fixture
+def two_topics(frozen_clock, locmem, make_topic, make_paper, settings):
     settings.SITE_URL = "https://digest.example.org"
     gnn = make_topic("Graph neural networks", aliases=["GNN"])
     speech = make_topic("Speech recognition", aliases=["ASR", "speech recognition"])
@@ -66,8 +81,7 @@ def test_the_header_says_what_is_inside_and_in_what_order(two_topics, make_reade
     call_command("senddigests", "--now", "--no-progress", stdout=None)
     _message, parsed, page = sent_to("ada@example.com")
 
-    today = timezone.localdate()
-    assert text_of(page.find_class("date-heading")[0]) == f"{today:%A} {today.day} {today:%B %Y}"
+    assert text_of(page.find_class("date-heading")[0]) == "Wednesday 2 December 2026"
     intro = text_of(page.find_class("intro")[0])
     count = len(Delivery.objects.get().paper_ids)
     assert count > 2
@@ -258,7 +272,7 @@ def test_a_day_with_nothing_new_says_so_and_offers_the_days_trending_papers(two_
     call_command("senddigests", "--now", "--no-progress", stdout=None)
     message, parsed, page = sent_to("quiet@example.com")
 
-    assert message.subject == f"Nothing new for you on {timezone.localdate().day} {timezone.localdate():%b}"
+    assert message.subject == "Nothing new for you on 2 Dec"
     assert "Nothing new matched Computer vision today." in text_of(page.find_class("intro")[0])
     assert "0 new papers" not in text_of(page)
     [section] = page.find_class("section")
@@ -294,8 +308,6 @@ def test_the_quiet_days_email_in_the_browser_is_the_one_sent(two_topics, make_to
 
 
 def test_the_first_digest_welcomes_the_reader_and_the_next_does_not(two_topics, make_paper, make_reader):
-    import time_machine
-
     make_reader("ada@example.com", topics=two_topics)
     call_command("senddigests", "--now", "--no-progress", stdout=None)
     _message, _parsed, page = sent_to("ada@example.com")
