@@ -1,6 +1,8 @@
 import itertools
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from papers.models import Paper, Topic
@@ -157,3 +159,20 @@ def gnn(make_topic, make_paper):
     make_paper("Graph neural networks for molecules", "GNN.")
     make_paper("Message passing at scale", "Graph neural networks.")
     return make_topic("Graph neural networks", aliases=["GNN"])
+
+
+# A fixed morning for tests that check what names the day (a date heading, a subject, today's topic page): with a
+# ticking clock, a test that starts just before midnight UTC checks against the next day.
+FROZEN_NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)  # a Wednesday
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    """The clock stopped at FROZEN_NOW for the test."""
+    from digest import compose
+
+    # A worker keeps its pool while the papers' count, highest id and latest update stay the same: with the clock
+    # stopped, one test's papers match another's on all three, so each test starts with no pool kept.
+    monkeypatch.setattr(compose, "_pool_cache", {})
+    with time_machine.travel(FROZEN_NOW, tick=False):
+        yield

@@ -5,7 +5,7 @@ subjects an inbox shows whole; a kind email on a day with nothing new, and a wel
 
 import email
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email import policy
 
 import pytest
@@ -20,9 +20,6 @@ from papers.models import Paper
 from subscriptions import tokens
 
 SUBJECT_MOST = 60
-# The digests here go out on one fixed morning: their date headings and subjects name the day, which must not turn
-# into the next one between sending and checking when the suite runs at midnight.
-NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)  # a Wednesday
 
 
 def sent_to(address):
@@ -33,17 +30,6 @@ def sent_to(address):
 
 def text_of(element):
     return " ".join(element.text_content().replace("\xa0", " ").split())
-
-
-@pytest.fixture
-def frozen_clock(monkeypatch):
-    from digest import compose
-
-    # A worker keeps its pool while the papers' count, highest id and latest update stay the same: with the clock
-    # stopped, one test's papers match another's on all three, so each test starts with no pool kept.
-    monkeypatch.setattr(compose, "_pool_cache", {})
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 @pytest.fixture

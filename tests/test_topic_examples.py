@@ -3,11 +3,10 @@ on a shown paper, or a paper named by arXiv id, change what the topic matches: i
 topic pages and in the next digests."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
-import time_machine
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.core.management import call_command
@@ -22,18 +21,6 @@ from papers.models import Paper, Topic, TopicExample
 from papers.ranking import Pool, Preferences
 
 SAMPLE = Path(__file__).resolve().parent.parent / "papers/sample_data"
-# The shown papers are first seen "today" and read back from today's topic page: with a ticking clock, a test that
-# started just before midnight UTC asked for the next day's page and found it empty.
-NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def frozen_clock(monkeypatch):
-    from digest import compose
-
-    monkeypatch.setattr(compose, "_pool_cache", {})  # a pool kept from another test at the same stopped time
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 @pytest.fixture
