@@ -33,6 +33,8 @@ from django.conf import settings
 
 MODEL_DIR = Path(__file__).resolve().parent / "embedding_model"
 STORED_DTYPE = np.float16
+# What paper_rows reads and writes of a Paper: load these (QuerySet.only) to embed papers or read their vectors.
+PAPER_FIELDS = ["id", "arxiv_id", "title", "abstract", "embedding", "embedding_key"]
 # Query vectors kept per process: a run scores every topic and reader interest against each pool.
 QUERY_CACHE_SIZE = 4096
 # How many of an abstract's sentences make one passage; part of the stored layout (LAYOUT), so changing it re-embeds.
@@ -181,6 +183,14 @@ def paper_key(paper, name=None):
     return f"{embedder(name).version}:{LAYOUT}:{digest}"
 
 
+def is_current(paper, key=None, name=None):
+    """Whether `paper` carries stored rows made by this model, in this layout, from its present text (`key`, its
+    paper_key, when already computed)."""
+    return bool(getattr(paper, "embedding", None)) and getattr(paper, "embedding_key", "") == (
+        key or paper_key(paper, name)
+    )
+
+
 @dataclass(frozen=True)
 class PaperVectors:
     """Papers' normalised vectors: `whole` one row per paper; `passages` one row per passage, the passages of paper i
@@ -205,9 +215,8 @@ def paper_rows(papers, name=None, *, save=True):
     keys = [paper_key(paper, name) for paper in papers]
     rows, missing = [None] * len(papers), []
     for position, (paper, key) in enumerate(zip(papers, keys, strict=True)):
-        stored = getattr(paper, "embedding", None)
-        if stored and getattr(paper, "embedding_key", "") == key:
-            rows[position] = np.frombuffer(stored, dtype=STORED_DTYPE)
+        if is_current(paper, key):
+            rows[position] = np.frombuffer(paper.embedding, dtype=STORED_DTYPE)
         else:
             missing.append(position)
     if missing:
@@ -226,7 +235,7 @@ def paper_rows(papers, name=None, *, save=True):
                 changed.append(paper)
         del whole, parts
         if save and changed:
-            _store(changed)
+            _store_if_possible(changed)
     # From the float16 rows, computed or stored alike: a paper ranks the same whether or not it was just embedded.
     dimensions = embedder(name).dimensions
     counts = [len(row) // dimensions - 1 for row in rows]
@@ -240,16 +249,23 @@ def paper_rows(papers, name=None, *, save=True):
     return PaperVectors(whole=normalise(whole, copy=False), passages=normalise(parts, copy=False), starts=starts)
 
 
-def _store(papers):
-    """Keep computed vectors on their rows, for the next run or page. They are a cache: a write that fails (a locked
-    SQLite file, a lock timeout) is logged, and the caller goes on with the vectors it has."""
-    from django.db import DatabaseError, transaction
+def store(papers):
+    """Write `papers`' computed rows (their `embedding` and `embedding_key`) to the database, in one transaction."""
+    from django.db import transaction
 
     from papers.models import Paper
 
+    with transaction.atomic():
+        # Only these two columns: a concurrent edit of anything else is not overwritten.
+        Paper.objects.bulk_update(papers, ["embedding", "embedding_key"], batch_size=500)
+
+
+def _store_if_possible(papers):
+    """Keep computed vectors on their rows, for the next run or page. They are a cache: a write that fails (a locked
+    SQLite file, a lock timeout) is logged, and the caller goes on with the vectors it has."""
+    from django.db import DatabaseError
+
     try:
-        with transaction.atomic():
-            # Only these two columns: a concurrent edit of anything else is not overwritten.
-            Paper.objects.bulk_update(papers, ["embedding", "embedding_key"], batch_size=500)
+        store(papers)
     except DatabaseError:
         logger.warning("Could not store %d papers' embeddings; they will be computed again", len(papers), exc_info=True)

@@ -902,17 +902,15 @@ def build_index(papers=None):
     return Index(papers.only(*fields).order_by("arxiv_id"))
 
 
-EXAMPLE_PAPER_FIELDS = ["id", "arxiv_id", "title", "abstract", "embedding", "embedding_key"]
-
-
 def topic_examples(topic_ids):
     """{topic id: [Example]} for these topics, oldest first, in one query (their papers with them)."""
+    from papers.embeddings import PAPER_FIELDS  # an example is compared by its embedding
     from papers.models import TopicExample
 
     rows = (
         TopicExample.objects.filter(topic_id__in=list(topic_ids))
         .select_related("paper")
-        .only("topic_id", "belongs", *(f"paper__{name}" for name in EXAMPLE_PAPER_FIELDS))
+        .only("topic_id", "belongs", *(f"paper__{name}" for name in PAPER_FIELDS))
         .order_by("created_at", "id")
     )
     found = defaultdict(list)

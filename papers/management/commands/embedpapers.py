@@ -3,7 +3,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
 
@@ -11,7 +10,6 @@ from papers import embeddings
 from papers.models import Paper
 
 BATCH_SIZE = 256
-FIELDS = ["id", "arxiv_id", "title", "abstract", "embedding", "embedding_key"]
 
 
 class Command(BaseCommand):
@@ -36,7 +34,7 @@ class Command(BaseCommand):
     def handle(self, *args, recent, batch_size, no_progress, **options):
         if batch_size < 1:
             raise CommandError(f"--batch-size must be at least 1, not {batch_size}.", returncode=2)
-        papers = Paper.objects.only(*FIELDS).order_by("-first_seen_at", "-id")
+        papers = Paper.objects.only(*embeddings.PAPER_FIELDS).order_by("-first_seen_at", "-id")
         if recent:
             papers = papers.filter(first_seen_at__gte=timezone.now() - timedelta(days=settings.DIGEST_MAX_WINDOW_DAYS))
         model = embeddings.embedder()
@@ -47,7 +45,7 @@ class Command(BaseCommand):
             total=papers.count(), desc="embedding", unit="paper", file=sys.stderr, disable=not show_progress
         ) as bar:
             for paper in papers.iterator(chunk_size=1000):
-                if paper.embedding and paper.embedding_key == embeddings.paper_key(paper):
+                if embeddings.is_current(paper):
                     current += 1
                     bar.update()
                     continue
@@ -64,7 +62,6 @@ class Command(BaseCommand):
 
     def _embed(self, batch, bar):
         embeddings.paper_rows(batch, save=False)  # sets each paper's embedding and embedding_key
-        with transaction.atomic():
-            Paper.objects.bulk_update(batch, ["embedding", "embedding_key"])
+        embeddings.store(batch)  # unlike a page's, a failed write here stops the command
         bar.update(len(batch))
         return len(batch)
