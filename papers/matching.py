@@ -539,16 +539,17 @@ class Index:
         no word is respelled. A word is respelled when it is at least RESPELL_MIN_LENGTH letters, no paper of the pool
         uses it, it is no known word (DICTIONARY), and one letter away is a word that at least RESPELL_MIN_PAPERS papers
         use (the one most of them use)."""
-        alternatives, texts = [], list(query.texts)
+        alternatives, respelled_texts = [], []
         for alternative in query.alternatives:
             source = _WORD_RE.sub(lambda match: self._respelling(match.group()) or match.group(), alternative.source)
             respelled = QueryText.parse(source) if source != alternative.source else None
             alternatives.append(respelled or alternative)
             if respelled:
-                texts.append(source)
-        if len(texts) == len(query.texts):
+                respelled_texts.append(source)
+        if not respelled_texts:
             return query
-        return replace(query, alternatives=alternatives, texts=list(dict.fromkeys(texts)))
+        texts = list(dict.fromkeys([*query.texts, *respelled_texts]))
+        return replace(query, alternatives=alternatives, texts=texts)
 
     def _respelling(self, word):
         """The word the pool's papers use for `word`, or None (`respelled`), found once per Index."""
@@ -575,7 +576,10 @@ class Index:
 
     def score(self, query):
         """{doc: score in [0, 1]} for a Query."""
-        query = self.respelled(query)
+        return self._score(self.respelled(query))
+
+    def _score(self, query):
+        """`score` for a query already respelled."""
         results = self._first_pass(query)
         if self.semantic_weight > 0:
             results = self._with_neighbours(query, results)
@@ -743,7 +747,7 @@ class Index:
             min_score = settings.MATCH_MIN_SCORE if min_score is None else min_score
             relative = settings.MATCH_RELATIVE_SCORE if relative is None else relative
         query = self.respelled(query)
-        scores = self.score(query)
+        scores = self._score(query)
         # An editor's "belongs here" (a score of 1) matches whatever the cut-offs, and sets no bar for the others.
         forced = {self.doc_of(arxiv_id) for arxiv_id, belongs in query.verdicts.items() if belongs}
         earned = {doc: score for doc, score in scores.items() if doc not in forced}

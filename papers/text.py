@@ -106,7 +106,7 @@ def analyse_chunks(value):
     "generalization in deep learning" gives [["general"], ["deep", "learn"]]: only words inside one run may form a
     phrase, so a query never asks for the made-up phrase "generalization deep".
     """
-    return [_stemmer.stemWords([_singular_acronym(word) for word in chunk]) for chunk in surface_chunks(value)]
+    return [stem_words(chunk) for chunk in surface_chunks(value)]
 
 
 def analyse(value):
