@@ -105,3 +105,18 @@ def test_each_batch_is_stored_as_it_goes(make_paper, monkeypatch):
     assert out.strip() == "Embedded 3 papers with the static model; 0 already had their vectors."
     assert stored == [0, 1, 2]
     assert all(valid(paper) for paper in papers)
+
+
+def test_with_meaning_switched_off_it_embeds_nothing_and_loads_no_model(make_paper, settings, monkeypatch):
+    """As the importer: at MATCH_SEMANTIC_WEIGHT=0 matching reads no embeddings, so the release step costs nothing."""
+    settings.MATCH_SEMANTIC_WEIGHT = 0.0
+    paper = make_paper("Speculative decoding", "A draft model proposes tokens.")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the embedding model was asked for")
+
+    monkeypatch.setattr(embeddings, "embedder", refuse)
+    out, _err = run("--recent", "--no-progress")
+    assert out.strip() == "Nothing embedded: MATCH_SEMANTIC_WEIGHT is 0, so matching reads no embeddings."
+    paper.refresh_from_db()
+    assert not paper.embedding

@@ -34,6 +34,10 @@ class Command(BaseCommand):
     def handle(self, *args, recent, batch_size, no_progress, **options):
         if batch_size < 1:
             raise CommandError(f"--batch-size must be at least 1, not {batch_size}.", returncode=2)
+        if settings.MATCH_SEMANTIC_WEIGHT == 0:
+            # As the importer: nothing reads embeddings at this weight, so nothing loads the model.
+            self.stdout.write("Nothing embedded: MATCH_SEMANTIC_WEIGHT is 0, so matching reads no embeddings.")
+            return
         papers = Paper.objects.only(*embeddings.PAPER_FIELDS).order_by("-first_seen_at", "-id")
         if recent:
             papers = papers.filter(first_seen_at__gte=timezone.now() - timedelta(days=settings.DIGEST_MAX_WINDOW_DAYS))
