@@ -167,12 +167,17 @@ FROZEN_NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)  # a Wednesday
 
 
 @pytest.fixture
-def frozen_clock(monkeypatch):
+def frozen_clock():
     """The clock stopped at FROZEN_NOW for the test."""
-    from digest import compose
-
-    # A worker keeps its pool while the papers' count, highest id and latest update stay the same: with the clock
-    # stopped, one test's papers match another's on all three, so each test starts with no pool kept.
-    monkeypatch.setattr(compose, "_pool_cache", {})
     with time_machine.travel(FROZEN_NOW, tick=False):
         yield
+
+
+@pytest.fixture(autouse=True)
+def no_pool_kept(monkeypatch):
+    """Each test starts with no paper pool kept from another (digest.compose.get_pool). A worker keeps its pool while
+    the papers' count, highest id and latest update stay the same, and two tests' papers can agree on all three (ids
+    start again after a rollback; a stopped clock gives the same update times)."""
+    from digest import compose
+
+    monkeypatch.setattr(compose, "_pool_cache", {})
